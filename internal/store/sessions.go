@@ -1,0 +1,145 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Session is a row of the sessions table.
+type Session struct {
+	ID         string
+	TenantID   string
+	Identifier string
+	ParentID   *string
+	Depth      int
+	Metadata   json.RawMessage
+	Overrides  json.RawMessage
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// CreateSessionParams are the values of a new session.
+type CreateSessionParams struct {
+	ID         string
+	TenantID   string
+	Identifier string
+	ParentID   *string // must belong to TenantID
+	Metadata   json.RawMessage
+	Overrides  json.RawMessage
+}
+
+const sessionColumns = `id::text, tenant_id, identifier, parent_id::text, depth, metadata, overrides, created_at, updated_at`
+
+const createSessionSQL = `
+WITH parent AS (
+    SELECT id, depth FROM {{schema}}.sessions WHERE id = $4 AND tenant_id = $2
+)
+INSERT INTO {{schema}}.sessions (id, tenant_id, identifier, parent_id, depth, metadata, overrides)
+SELECT $1, $2, $3, parent.id, coalesce(parent.depth + 1, 0), $5, $6
+FROM (SELECT 1) AS one LEFT JOIN parent ON true
+WHERE $4::uuid IS NULL OR parent.id IS NOT NULL
+RETURNING ` + sessionColumns
+
+// CreateSession inserts a session. It returns ErrConflict when the tenant
+// already has a session with that identifier, and ErrNotFound when ParentID
+// names no session of the tenant.
+func (s *Store) CreateSession(ctx context.Context, p CreateSessionParams) (*Session, error) {
+	row := s.db.QueryRow(ctx, s.q(createSessionSQL),
+		p.ID, p.TenantID, p.Identifier, p.ParentID, jsonOrEmpty(p.Metadata), jsonOrEmpty(p.Overrides))
+	sess, err := scanSession(row)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, fmt.Errorf("parent session: %w", ErrNotFound)
+	case isUniqueViolation(err):
+		return nil, ErrConflict
+	case err != nil:
+		return nil, err
+	}
+	return sess, nil
+}
+
+const getSessionSQL = `SELECT ` + sessionColumns + ` FROM {{schema}}.sessions WHERE tenant_id = $1 AND id = $2`
+
+// GetSession returns the tenant's session with that id, or ErrNotFound.
+func (s *Store) GetSession(ctx context.Context, tenantID, id string) (*Session, error) {
+	return oneSession(s.db.QueryRow(ctx, s.q(getSessionSQL), tenantID, id))
+}
+
+const getSessionByIdentifierSQL = `SELECT ` + sessionColumns + ` FROM {{schema}}.sessions WHERE tenant_id = $1 AND identifier = $2`
+
+// GetSessionByIdentifier returns the tenant's session with that identifier,
+// or ErrNotFound.
+func (s *Store) GetSessionByIdentifier(ctx context.Context, tenantID, identifier string) (*Session, error) {
+	return oneSession(s.db.QueryRow(ctx, s.q(getSessionByIdentifierSQL), tenantID, identifier))
+}
+
+const listSessionsSQL = `SELECT ` + sessionColumns + ` FROM {{schema}}.sessions
+WHERE tenant_id = $1
+ORDER BY updated_at DESC, id DESC
+LIMIT $2`
+
+// ListSessions returns up to limit sessions of the tenant, most recently
+// updated first.
+func (s *Store) ListSessions(ctx context.Context, tenantID string, limit int) ([]*Session, error) {
+	rows, err := s.db.Query(ctx, s.q(listSessionsSQL), tenantID, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Session, error) { return scanSession(row) })
+}
+
+const deleteSessionSQL = `
+WITH target AS (
+    SELECT id, lease_run_id IS NOT NULL AND lease_expires_at > now() AS busy
+    FROM {{schema}}.sessions WHERE tenant_id = $1 AND id = $2
+), deleted AS (
+    DELETE FROM {{schema}}.sessions WHERE id IN (SELECT id FROM target WHERE NOT busy) RETURNING id
+)
+SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM deleted)`
+
+// DeleteSession deletes the tenant's session with its runs and messages. It
+// returns ErrNotFound for an unknown session and ErrBusy while a run holds
+// the session's lease.
+func (s *Store) DeleteSession(ctx context.Context, tenantID, id string) error {
+	var found, deleted int
+	if err := s.db.QueryRow(ctx, s.q(deleteSessionSQL), tenantID, id).Scan(&found, &deleted); err != nil {
+		return err
+	}
+	switch {
+	case found == 0:
+		return ErrNotFound
+	case deleted == 0:
+		return ErrBusy
+	}
+	return nil
+}
+
+func oneSession(row pgx.Row) (*Session, error) {
+	sess, err := scanSession(row)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return sess, err
+}
+
+func scanSession(row pgx.Row) (*Session, error) {
+	var sess Session
+	err := row.Scan(&sess.ID, &sess.TenantID, &sess.Identifier, &sess.ParentID, &sess.Depth,
+		&sess.Metadata, &sess.Overrides, &sess.CreatedAt, &sess.UpdatedAt)
+	if err != nil {
+		return nil, err
+	}
+	return &sess, nil
+}
+
+func jsonOrEmpty(v json.RawMessage) json.RawMessage {
+	if len(v) == 0 {
+		return json.RawMessage(`{}`)
+	}
+	return v
+}

@@ -1,0 +1,107 @@
+// Package store holds every SQL statement of AgentPG. The rest of the code
+// calls its typed functions; nothing else builds SQL.
+//
+// Statements name their tables through the {{schema}} placeholder, replaced
+// once, when the Store is made, by the sanitized schema identifier. Every value
+// travels as a bind parameter.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// DB is what the store needs from a connection: *pgxpool.Pool, *pgx.Conn and
+// pgx.Tx all satisfy it.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// Errors the store reports; callers branch on them with errors.Is.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrConflict  = errors.New("already exists")
+	ErrBusy      = errors.New("leased by another run")
+	ErrLeaseLost = errors.New("lease lost")
+)
+
+// DefaultSchema is the schema used when none is configured.
+const DefaultSchema = "agentpg"
+
+var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// ValidateSchema reports whether name is usable as our schema: lower case
+// letters, digits and underscores, not starting with a digit, at most 63
+// bytes, so that it never needs quoting surprises.
+func ValidateSchema(name string) error {
+	if !schemaName.MatchString(name) {
+		return fmt.Errorf("schema %q must match %s", name, schemaName)
+	}
+	return nil
+}
+
+// Store runs AgentPG's statements in one schema.
+type Store struct {
+	db     DB
+	schema string
+	sql    *strings.Replacer
+	cache  *sync.Map // statement template -> statement for this schema, shared by WithDB copies
+}
+
+// New returns a Store for the tables in schema ("" means DefaultSchema).
+func New(db DB, schema string) (*Store, error) {
+	if schema == "" {
+		schema = DefaultSchema
+	}
+	if err := ValidateSchema(schema); err != nil {
+		return nil, err
+	}
+	return &Store{
+		db:     db,
+		schema: schema,
+		sql:    strings.NewReplacer("{{schema}}", pgx.Identifier{schema}.Sanitize()),
+		cache:  new(sync.Map),
+	}, nil
+}
+
+// WithDB returns a copy of the store that runs its statements on db, such as
+// a caller's transaction.
+func (s *Store) WithDB(db DB) *Store {
+	c := *s
+	c.db = db
+	return &c
+}
+
+// Schema returns the schema the store works in.
+func (s *Store) Schema() string { return s.schema }
+
+// q returns statement with the schema placeholder filled in.
+func (s *Store) q(statement string) string {
+	if v, ok := s.cache.Load(statement); ok {
+		return v.(string)
+	}
+	v, _ := s.cache.LoadOrStore(statement, s.sql.Replace(statement))
+	return v.(string)
+}
+
+// isUniqueViolation reports whether err is PostgreSQL's unique_violation.
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
+// isUndefinedTable reports whether err says our table or schema does not exist yet.
+func isUndefinedTable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000")
+}
