@@ -1,0 +1,261 @@
+package agentpg
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/agentpg/agentpg/internal/store"
+)
+
+// Agent runs Claude conversations whose sessions, messages and runs live in
+// PostgreSQL. It is safe for concurrent use; create one per configuration
+// and share it.
+type Agent struct {
+	cfg   Config
+	store *store.Store
+	gates gates
+
+	hookMu sync.RWMutex
+	before []func(ctx context.Context, messages []any) error
+	after  []func(ctx context.Context, response any) error
+}
+
+// New validates cfg, after applying opts and defaults, and returns an Agent.
+// It does not touch the database; call Migrate once to create the tables.
+func New(cfg Config, opts ...Option) (*Agent, error) {
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	st, err := store.New(cfg.DB, cfg.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("agentpg: %w", err)
+	}
+	return &Agent{cfg: cfg, store: st}, nil
+}
+
+// Migrate creates or upgrades AgentPG's tables in the configured schema. It
+// is idempotent, and safe to call from several processes at once.
+func (a *Agent) Migrate(ctx context.Context) error {
+	if _, err := a.store.Migrate(ctx); err != nil {
+		return fmt.Errorf("agentpg: migrating schema %s: %w", a.cfg.Schema, err)
+	}
+	return nil
+}
+
+// OnBeforeMessage registers a hook that runs before each model call with the
+// messages about to be sent, each a Message value. An error from it stops
+// the run before the model is called; the prompt of the rejected run is not
+// kept, and Run returns an error wrapping both ErrHookRejected and the
+// hook's error. Hooks run in registration order with a context derived from
+// the caller's.
+func (a *Agent) OnBeforeMessage(hook func(ctx context.Context, messages []any) error) {
+	a.hookMu.Lock()
+	defer a.hookMu.Unlock()
+	a.before = append(a.before, hook)
+}
+
+// OnAfterMessage registers a hook that runs after each model response, with
+// the response as an *anthropic.Message. An error from it stops the run
+// before the response is stored; Run returns an error wrapping both
+// ErrHookRejected and the hook's error.
+func (a *Agent) OnAfterMessage(hook func(ctx context.Context, response any) error) {
+	a.hookMu.Lock()
+	defer a.hookMu.Unlock()
+	a.after = append(a.after, hook)
+}
+
+// SessionOptions are the optional settings of a new session; nil means
+// defaults.
+type SessionOptions struct {
+	// Metadata is stored with the session, as JSON.
+	Metadata map[string]any
+	// ParentID makes the session a child of another session of the same
+	// tenant.
+	ParentID string
+	// Model, SystemPrompt and MaxTokens override the Agent's for this
+	// session when set.
+	Model        string
+	SystemPrompt string
+	MaxTokens    int64
+}
+
+// sessionOverrides is how SessionOptions' overrides are stored.
+type sessionOverrides struct {
+	Model        string `json:"model,omitempty"`
+	SystemPrompt string `json:"system_prompt,omitempty"`
+	MaxTokens    int64  `json:"max_tokens,omitempty"`
+}
+
+// NewSession creates a session for the tenant. The identifier, such as a
+// user id, names the session within the tenant: a tenant cannot have two
+// sessions with one identifier (ErrSessionExists), while two tenants can.
+func (a *Agent) NewSession(ctx context.Context, tenantID, identifier string, opts *SessionOptions) (*Session, error) {
+	if err := requireIDs(tenantID, identifier); err != nil {
+		return nil, err
+	}
+	if opts == nil {
+		opts = &SessionOptions{}
+	}
+	if opts.MaxTokens < 0 {
+		return nil, fmt.Errorf("agentpg: %w: SessionOptions.MaxTokens must not be negative", ErrInvalidArgument)
+	}
+	metadata, err := json.Marshal(opts.Metadata)
+	if err != nil {
+		return nil, fmt.Errorf("agentpg: %w: SessionOptions.Metadata: %v", ErrInvalidArgument, err)
+	}
+	overrides, err := json.Marshal(sessionOverrides{Model: opts.Model, SystemPrompt: opts.SystemPrompt, MaxTokens: opts.MaxTokens})
+	if err != nil {
+		return nil, err
+	}
+	params := store.CreateSessionParams{
+		ID:         newID(),
+		TenantID:   tenantID,
+		Identifier: identifier,
+		Metadata:   metadata,
+		Overrides:  overrides,
+	}
+	if opts.ParentID != "" {
+		if !validID(opts.ParentID) {
+			return nil, fmt.Errorf("agentpg: parent session: %w", ErrSessionNotFound)
+		}
+		params.ParentID = &opts.ParentID
+	}
+	row, err := a.store.CreateSession(ctx, params)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return nil, fmt.Errorf("agentpg: tenant session %q: %w", identifier, ErrSessionExists)
+	case errors.Is(err, store.ErrNotFound):
+		return nil, fmt.Errorf("agentpg: parent session: %w", ErrSessionNotFound)
+	case err != nil:
+		return nil, fmt.Errorf("agentpg: creating session: %w", err)
+	}
+	return a.session(row)
+}
+
+// LoadSession returns the tenant's session with that id. A session of
+// another tenant, or a malformed id, is ErrSessionNotFound.
+func (a *Agent) LoadSession(ctx context.Context, tenantID, sessionID string) (*Session, error) {
+	if err := requireIDs(tenantID, sessionID); err != nil {
+		return nil, err
+	}
+	if !validID(sessionID) {
+		return nil, fmt.Errorf("agentpg: %w", ErrSessionNotFound)
+	}
+	return a.loaded(a.store.GetSession(ctx, tenantID, sessionID))
+}
+
+// LoadSessionByIdentifier returns the tenant's session with that
+// identifier, or ErrSessionNotFound.
+func (a *Agent) LoadSessionByIdentifier(ctx context.Context, tenantID, identifier string) (*Session, error) {
+	if err := requireIDs(tenantID, identifier); err != nil {
+		return nil, err
+	}
+	return a.loaded(a.store.GetSessionByIdentifier(ctx, tenantID, identifier))
+}
+
+// ListSessions returns up to limit of the tenant's sessions, most recently
+// active first. A limit below 1 means 100.
+func (a *Agent) ListSessions(ctx context.Context, tenantID string, limit int) ([]*Session, error) {
+	if strings.TrimSpace(tenantID) == "" {
+		return nil, fmt.Errorf("agentpg: %w: tenant id is required", ErrInvalidArgument)
+	}
+	if limit < 1 {
+		limit = 100
+	}
+	rows, err := a.store.ListSessions(ctx, tenantID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("agentpg: listing sessions: %w", err)
+	}
+	sessions := make([]*Session, 0, len(rows))
+	for _, row := range rows {
+		sess, err := a.session(row)
+		if err != nil {
+			return nil, err
+		}
+		sessions = append(sessions, sess)
+	}
+	return sessions, nil
+}
+
+// DeleteSession deletes the tenant's session with all its messages and
+// runs. It returns ErrSessionBusy while a run holds the session.
+func (a *Agent) DeleteSession(ctx context.Context, tenantID, sessionID string) error {
+	if err := requireIDs(tenantID, sessionID); err != nil {
+		return err
+	}
+	if !validID(sessionID) {
+		return fmt.Errorf("agentpg: %w", ErrSessionNotFound)
+	}
+	switch err := a.store.DeleteSession(ctx, tenantID, sessionID); {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("agentpg: %w", ErrSessionNotFound)
+	case errors.Is(err, store.ErrBusy):
+		return fmt.Errorf("agentpg: %w", ErrSessionBusy)
+	case err != nil:
+		return fmt.Errorf("agentpg: deleting session: %w", err)
+	}
+	return nil
+}
+
+func (a *Agent) loaded(row *store.Session, err error) (*Session, error) {
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("agentpg: %w", ErrSessionNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("agentpg: loading session: %w", err)
+	}
+	return a.session(row)
+}
+
+func (a *Agent) session(row *store.Session) (*Session, error) {
+	sess := &Session{
+		ID:         row.ID,
+		TenantID:   row.TenantID,
+		Identifier: row.Identifier,
+		CreatedAt:  row.CreatedAt,
+		agent:      a,
+	}
+	if row.ParentID != nil {
+		sess.ParentID = *row.ParentID
+	}
+	if err := json.Unmarshal(row.Metadata, &sess.Metadata); err != nil {
+		return nil, fmt.Errorf("agentpg: session %s metadata: %w", row.ID, err)
+	}
+	if err := json.Unmarshal(row.Overrides, &sess.overrides); err != nil {
+		return nil, fmt.Errorf("agentpg: session %s overrides: %w", row.ID, err)
+	}
+	return sess, nil
+}
+
+func requireIDs(tenantID, id string) error {
+	if strings.TrimSpace(tenantID) == "" {
+		return fmt.Errorf("agentpg: %w: tenant id is required", ErrInvalidArgument)
+	}
+	if strings.TrimSpace(id) == "" {
+		return fmt.Errorf("agentpg: %w: session id or identifier is required", ErrInvalidArgument)
+	}
+	return nil
+}
+
+// newID returns a time-ordered UUID (version 7), which keeps indexes
+// compact.
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+func validID(id string) bool {
+	_, err := uuid.Parse(id)
+	return err == nil && len(id) == 36
+}
+
+// leaseRenewal is how often a run renews its lease.
+func (a *Agent) leaseRenewal() time.Duration { return a.cfg.LeaseTTL / 3 }

@@ -1,0 +1,137 @@
+package agentpg
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/anthropics/anthropic-sdk-go/v2"
+	"github.com/anthropics/anthropic-sdk-go/v2/option"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentpg/agentpg/internal/store"
+	"github.com/agentpg/agentpg/tool"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultMaxTokens      = 4096
+	DefaultLeaseTTL       = time.Minute
+	DefaultMaxPromptBytes = 1 << 20
+)
+
+// Config configures an Agent. DB, Client and Model are required.
+type Config struct {
+	// DB is the pool AgentPG keeps its tables in.
+	DB *pgxpool.Pool
+	// Client talks to Claude. anthropic.NewClient() reads ANTHROPIC_API_KEY
+	// from the environment.
+	Client *anthropic.Client
+	// Model is the Claude model, such as "claude-sonnet-4-5".
+	Model string
+	// SystemPrompt, if set, is sent with every request, marked for prompt
+	// caching.
+	SystemPrompt string
+	// Schema is the PostgreSQL schema of AgentPG's tables; "" means
+	// "agentpg".
+	Schema string
+	// MaxTokens caps each response (default DefaultMaxTokens).
+	MaxTokens int64
+	// Thinking enables extended thinking; nil leaves it off.
+	Thinking *ThinkingConfig
+	// Tools are offered to the model.
+	Tools []tool.Tool
+	// Logger receives AgentPG's logs, with tenant_id, session_id and run_id
+	// attributes. Nil discards them.
+	Logger *slog.Logger
+	// LeaseTTL is how long a run's lease on its session lasts without
+	// renewal (default DefaultLeaseTTL). A run renews it every third of
+	// that; a process that dies holding it blocks the session at most this
+	// long.
+	LeaseTTL time.Duration
+	// MaxPromptBytes caps a prompt's size (default DefaultMaxPromptBytes).
+	MaxPromptBytes int
+	// RequestOptions are passed to every Messages API call, for settings
+	// this Config does not name (headers, sampling parameters the model
+	// accepts, a beta flag).
+	RequestOptions []option.RequestOption
+}
+
+// ThinkingConfig configures extended thinking. Thinking blocks are stored
+// with their signatures and sent back unchanged.
+type ThinkingConfig struct {
+	// Adaptive lets Claude decide when and how much to think, on models
+	// that support it. BudgetTokens is ignored then.
+	Adaptive bool
+	// BudgetTokens is the thinking budget: at least 1024 and below
+	// MaxTokens.
+	BudgetTokens int64
+}
+
+// Option changes a Config before New validates it.
+type Option func(*Config)
+
+// WithTools adds tools to the ones in Config.Tools.
+func WithTools(tools ...tool.Tool) Option {
+	return func(c *Config) { c.Tools = append(c.Tools, tools...) }
+}
+
+// WithLogger sets Config.Logger.
+func WithLogger(logger *slog.Logger) Option {
+	return func(c *Config) { c.Logger = logger }
+}
+
+// withDefaults returns the config with defaults in its zero fields.
+func (c Config) withDefaults() Config {
+	if c.Schema == "" {
+		c.Schema = store.DefaultSchema
+	}
+	if c.MaxTokens == 0 {
+		c.MaxTokens = DefaultMaxTokens
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
+	if c.MaxPromptBytes == 0 {
+		c.MaxPromptBytes = DefaultMaxPromptBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// validate reports every problem of the config, each naming its field.
+func (c Config) validate() error {
+	var errs []error
+	problem := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("agentpg: Config."+format, args...))
+	}
+	if c.DB == nil {
+		problem("DB is required")
+	}
+	if c.Client == nil {
+		problem("Client is required")
+	}
+	if strings.TrimSpace(c.Model) == "" {
+		problem("Model is required")
+	}
+	if err := store.ValidateSchema(c.Schema); err != nil {
+		problem("Schema: %v", err)
+	}
+	if c.MaxTokens < 1 {
+		problem("MaxTokens must be positive, got %d", c.MaxTokens)
+	}
+	if t := c.Thinking; t != nil && !t.Adaptive && (t.BudgetTokens < 1024 || t.BudgetTokens >= c.MaxTokens) {
+		problem("Thinking.BudgetTokens must be at least 1024 and below MaxTokens (%d), got %d", c.MaxTokens, t.BudgetTokens)
+	}
+	if c.LeaseTTL < time.Second {
+		problem("LeaseTTL must be at least 1s, got %s", c.LeaseTTL)
+	}
+	if c.MaxPromptBytes < 1 {
+		problem("MaxPromptBytes must be positive, got %d", c.MaxPromptBytes)
+	}
+	return errors.Join(errs...)
+}

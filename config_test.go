@@ -1,0 +1,90 @@
+package agentpg_test
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentpg/agentpg"
+	"github.com/agentpg/agentpg/agentpgtest"
+)
+
+func TestNewValidatesConfig(t *testing.T) {
+	t.Parallel()
+	db := agentpgtest.DB(t)
+	client := agentpgtest.NewServer(t).Client()
+	valid := agentpg.Config{DB: db, Client: client, Model: "claude-sonnet-4-5"}
+	cases := map[string]struct {
+		change func(*agentpg.Config)
+		want   string
+	}{
+		"no DB":           {func(c *agentpg.Config) { c.DB = nil }, "Config.DB is required"},
+		"no client":       {func(c *agentpg.Config) { c.Client = nil }, "Config.Client is required"},
+		"no model":        {func(c *agentpg.Config) { c.Model = " " }, "Config.Model is required"},
+		"bad schema":      {func(c *agentpg.Config) { c.Schema = `x"; DROP TABLE y; --` }, "Config.Schema"},
+		"negative tokens": {func(c *agentpg.Config) { c.MaxTokens = -1 }, "Config.MaxTokens must be positive"},
+		"small budget":    {func(c *agentpg.Config) { c.Thinking = &agentpg.ThinkingConfig{BudgetTokens: 100} }, "Config.Thinking.BudgetTokens"},
+		"budget over max": {func(c *agentpg.Config) { c.Thinking = &agentpg.ThinkingConfig{BudgetTokens: 5000} }, "below MaxTokens (4096)"},
+		"short lease":     {func(c *agentpg.Config) { c.LeaseTTL = time.Millisecond }, "Config.LeaseTTL"},
+		"negative prompt": {func(c *agentpg.Config) { c.MaxPromptBytes = -5 }, "Config.MaxPromptBytes"},
+	}
+	for name, tc := range cases {
+		cfg := valid
+		tc.change(&cfg)
+		_, err := agentpg.New(cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want it to name %q", name, err, tc.want)
+		}
+	}
+	// Every problem is reported at once.
+	_, err := agentpg.New(agentpg.Config{})
+	for _, field := range []string{"DB", "Client", "Model"} {
+		if err == nil || !strings.Contains(err.Error(), "Config."+field) {
+			t.Errorf("empty config: err = %v, want it to name %s", err, field)
+		}
+	}
+	if _, err := agentpg.New(valid); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+}
+
+// Several processes migrating one schema at once take turns; the result is
+// the same as one migration, and migrating again changes nothing.
+func TestMigrateConcurrentlyAndIdempotently(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *agentpg.Config) { c.Schema = "agentpg_custom" })
+	var wg sync.WaitGroup
+	errs := make(chan error, 6)
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- b.another(t).Migrate(ctx(t))
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("Migrate: %v", err)
+		}
+	}
+	if err := b.agent.Migrate(ctx(t)); err != nil {
+		t.Fatalf("Migrate again: %v", err)
+	}
+	var applied, distinct int
+	err := b.db.QueryRow(ctx(t), `SELECT count(*), count(DISTINCT version) FROM agentpg_custom.schema_migrations`).Scan(&applied, &distinct)
+	if err != nil || applied != distinct || applied == 0 {
+		t.Fatalf("schema_migrations: %d rows, %d versions, %v", applied, distinct, err)
+	}
+	// The custom schema is fully usable.
+	sess := b.session(t, "acme", "user-1")
+	if _, err := sess.Run(ctx(t), "hello"); err != nil {
+		t.Fatal(err)
+	}
+	var inCustom int
+	if err := b.db.QueryRow(ctx(t), `SELECT count(*) FROM agentpg_custom.messages`).Scan(&inCustom); err != nil || inCustom != 2 {
+		t.Fatalf("messages in custom schema: %d, %v", inCustom, err)
+	}
+}

@@ -1,0 +1,40 @@
+package agentpg
+
+import (
+	"context"
+	"fmt"
+)
+
+// beforeMessage runs the OnBeforeMessage hooks on the messages about to be
+// sent.
+func (a *Agent) beforeMessage(ctx context.Context, history []Message) error {
+	a.hookMu.RLock()
+	hooks := a.before
+	a.hookMu.RUnlock()
+	if len(hooks) == 0 {
+		return nil
+	}
+	messages := make([]any, len(history))
+	for i, m := range history {
+		messages[i] = m
+	}
+	for _, hook := range hooks {
+		if err := hook(ctx, messages); err != nil {
+			return fmt.Errorf("%w: OnBeforeMessage: %w", ErrHookRejected, err)
+		}
+	}
+	return nil
+}
+
+// afterMessage runs the OnAfterMessage hooks on a response.
+func (a *Agent) afterMessage(ctx context.Context, response any) error {
+	a.hookMu.RLock()
+	hooks := a.after
+	a.hookMu.RUnlock()
+	for _, hook := range hooks {
+		if err := hook(ctx, response); err != nil {
+			return fmt.Errorf("%w: OnAfterMessage: %w", ErrHookRejected, err)
+		}
+	}
+	return nil
+}

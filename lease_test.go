@@ -1,0 +1,136 @@
+package agentpg_test
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anthropics/anthropic-sdk-go/v2"
+	"github.com/anthropics/anthropic-sdk-go/v2/option"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentpg/agentpg"
+	"github.com/agentpg/agentpg/agentpgtest"
+)
+
+// A run whose lease was taken over cannot write: the database refuses its
+// answer, and the run that took over goes on from a valid conversation.
+func TestLeaseTakeoverFencesOldRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sess := b.session(t, "acme", "user-1")
+	b.model.Push(
+		agentpgtest.Reply{Content: []agentpgtest.Block{agentpgtest.TextBlock("stale answer")}, Delay: time.Second},
+		agentpgtest.Text("fresh answer"),
+	)
+	stale := make(chan error, 1)
+	go func() { _, err := sess.Run(ctx(t), "slow"); stale <- err }()
+	waitFor(t, func() bool { return len(b.model.Requests()) == 1 })
+
+	// Make the first run's lease look expired, as if its process had
+	// stalled past the TTL, and let another process take the session.
+	if _, err := b.db.Exec(ctx(t), `UPDATE agentpg.sessions SET lease_expires_at = now() - interval '1 second' WHERE id = $1`, sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	other, err := b.another(t).LoadSession(ctx(t), "acme", sess.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := other.Run(ctx(t), "fast")
+	if err != nil || res.Text != "fresh answer" {
+		t.Fatalf("takeover run: %v, %v", res, err)
+	}
+
+	if err := <-stale; !errors.Is(err, agentpg.ErrLeaseLost) {
+		t.Fatalf("stale run: err = %v, want ErrLeaseLost", err)
+	}
+	_, texts := conversation(t, sess)
+	if !slices.Equal(texts, []string{"slow", "fast", "fresh answer"}) {
+		t.Fatalf("stored %q", texts)
+	}
+	if got := runStatuses(t, sess); !slices.Equal(got, []string{"failed", "completed"}) {
+		t.Fatalf("runs %q", got)
+	}
+}
+
+// A process killed while its run holds the lease does not lock the session
+// for longer than the lease's TTL.
+func TestKilledProcessReleasesSession(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sess := b.session(t, "acme", "user-1")
+	b.model.Push(agentpgtest.Reply{Content: []agentpgtest.Block{agentpgtest.TextBlock("never")}, Delay: time.Minute})
+
+	child := exec.Command(os.Args[0], "-test.run=^TestHelperProcessRun$", "-test.v")
+	child.Env = append(os.Environ(),
+		"AGENTPG_HELPER_PROCESS=1",
+		"AGENTPG_HELPER_DB="+b.db.Config().ConnString(),
+		"AGENTPG_HELPER_MODEL="+b.model.URL(),
+		"AGENTPG_HELPER_SESSION="+sess.ID,
+	)
+	var out strings.Builder
+	child.Stdout, child.Stderr = &out, &out
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return len(b.model.Requests()) == 1 })
+	if err := child.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	if strings.Contains(out.String(), "--- FAIL") {
+		t.Fatalf("helper process failed:\n%s", out.String())
+	}
+
+	b.model.Push(agentpgtest.Text("back again"))
+	start := time.Now()
+	res, err := sess.Run(ctx(t), "anyone there?")
+	if err != nil || res.Text != "back again" {
+		t.Fatalf("run after the kill: %v, %v", res, err)
+	}
+	t.Logf("session usable again %s after the kill", time.Since(start).Round(time.Millisecond))
+	runs, err := sess.Runs(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 2 || runs[0].Status != "failed" || !strings.Contains(runs[0].Error, "abandoned") || runs[1].Status != "completed" {
+		t.Fatalf("runs = %+v", runs)
+	}
+	last := b.model.Requests()[1]
+	if len(last.Messages) != 1 || last.Messages[0].Content[0].Text != "anyone there?" {
+		t.Fatalf("the dead run's prompt reached the model: %+v", last.Messages)
+	}
+}
+
+// TestHelperProcessRun is the process TestKilledProcessReleasesSession
+// kills: it starts a run with a one-second lease and blocks in the model
+// call. It does nothing unless started by that test.
+func TestHelperProcessRun(t *testing.T) {
+	if os.Getenv("AGENTPG_HELPER_PROCESS") != "1" {
+		return
+	}
+	pool, err := pgxpool.New(t.Context(), os.Getenv("AGENTPG_HELPER_DB"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := newClient(os.Getenv("AGENTPG_HELPER_MODEL"))
+	agent, err := agentpg.New(agentpg.Config{DB: pool, Client: client, Model: "claude-sonnet-4-5", LeaseTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := agent.LoadSession(t.Context(), "acme", os.Getenv("AGENTPG_HELPER_SESSION"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = sess.Run(t.Context(), "I will die mid-call")
+	t.Fatalf("the run returned (%v) instead of being killed", err)
+}
+
+func newClient(baseURL string) *anthropic.Client {
+	c := anthropic.NewClient(option.WithBaseURL(baseURL), option.WithAPIKey("test"), option.WithMaxRetries(0))
+	return &c
+}

@@ -1,0 +1,125 @@
+package agentpg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/anthropics/anthropic-sdk-go/v2"
+)
+
+// EventKind says what an Event carries.
+type EventKind string
+
+// The kinds of Event a run emits.
+const (
+	// EventText carries a delta of the answer's text.
+	EventText EventKind = "text"
+	// EventThinking carries a delta of the model's extended thinking.
+	EventThinking EventKind = "thinking"
+)
+
+// Event is something that happened during a run, delivered to
+// RunOptions.OnEvent as it happens.
+type Event struct {
+	Kind EventKind
+	// Text is the delta of text or thinking.
+	Text string
+}
+
+// request builds the Messages API request for the conversation. The system
+// prompt carries a cache breakpoint; the request-level cache_control puts
+// another on the conversation's last block, so each turn reads the previous
+// turn's prefix from the cache.
+func (s *Session) request(history []Message) anthropic.MessageNewParams {
+	cfg := s.agent.cfg
+	params := anthropic.MessageNewParams{
+		Model:        anthropic.Model(cfg.Model),
+		MaxTokens:    cfg.MaxTokens,
+		Messages:     make([]anthropic.MessageParam, len(history)),
+		CacheControl: anthropic.NewCacheControlEphemeralParam(),
+	}
+	for i, msg := range history {
+		params.Messages[i] = msg.param()
+	}
+	if o := s.overrides; o.Model != "" {
+		params.Model = anthropic.Model(o.Model)
+	}
+	if s.overrides.MaxTokens > 0 {
+		params.MaxTokens = s.overrides.MaxTokens
+	}
+	system := cfg.SystemPrompt
+	if s.overrides.SystemPrompt != "" {
+		system = s.overrides.SystemPrompt
+	}
+	if system != "" {
+		params.System = []anthropic.TextBlockParam{{Text: system, CacheControl: anthropic.NewCacheControlEphemeralParam()}}
+	}
+	if t := cfg.Thinking; t != nil {
+		if t.Adaptive {
+			params.Thinking = anthropic.ThinkingConfigParamUnion{OfAdaptive: &anthropic.ThinkingConfigAdaptiveParam{}}
+		} else {
+			params.Thinking = anthropic.ThinkingConfigParamOfEnabled(t.BudgetTokens)
+		}
+	}
+	return params
+}
+
+// model returns the model the session's runs use.
+func (s *Session) model() string {
+	if s.overrides.Model != "" {
+		return s.overrides.Model
+	}
+	return s.agent.cfg.Model
+}
+
+// callModel streams one response, passing text and thinking deltas to
+// onEvent as they arrive. A stream that ends before message_stop is
+// ErrIncompleteResponse: its partial answer is never used.
+func (a *Agent) callModel(ctx context.Context, params anthropic.MessageNewParams, onEvent func(Event)) (*anthropic.Message, error) {
+	stream := a.cfg.Client.Messages.NewStreaming(ctx, params, a.cfg.RequestOptions...)
+	defer stream.Close()
+
+	var resp anthropic.Message
+	started, complete := false, false
+	for stream.Next() {
+		event := stream.Current()
+		started = true
+		if err := resp.Accumulate(event); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrIncompleteResponse, err)
+		}
+		switch event.Type {
+		case "content_block_delta":
+			if onEvent == nil {
+				continue
+			}
+			switch event.Delta.Type {
+			case "text_delta":
+				onEvent(Event{Kind: EventText, Text: event.Delta.Text})
+			case "thinking_delta":
+				onEvent(Event{Kind: EventThinking, Text: event.Delta.Thinking})
+			}
+		case "message_stop":
+			complete = true
+		}
+	}
+	// A connection cut after message_stop still leaves a complete answer.
+	if err := stream.Err(); err != nil && !complete {
+		if ctxErr := context.Cause(ctx); ctxErr != nil {
+			return nil, ctxErr
+		}
+		var apiErr *APIError
+		switch err = apiError(err); {
+		case errors.As(err, &apiErr):
+			return nil, err
+		case started:
+			return nil, fmt.Errorf("%w: %w", ErrIncompleteResponse, err)
+		default:
+			return nil, fmt.Errorf("calling the model: %w", err)
+		}
+	}
+	if !complete {
+		return nil, fmt.Errorf("%w: the stream ended before message_stop", ErrIncompleteResponse)
+	}
+	return &resp, nil
+}

@@ -1,0 +1,97 @@
+package agentpg_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentpg/agentpg"
+	"github.com/agentpg/agentpg/agentpgtest"
+)
+
+// bundle is what most tests need: an agent on a database of the test's own,
+// talking to a scripted model server through the real SDK client.
+type bundle struct {
+	agent *agentpg.Agent
+	model *agentpgtest.Server
+	db    *pgxpool.Pool
+	cfg   agentpg.Config
+}
+
+// setup returns a bundle; configure, if given, adjusts the Config.
+func setup(t *testing.T, configure ...func(*agentpg.Config)) *bundle {
+	t.Helper()
+	db := agentpgtest.DB(t)
+	model := agentpgtest.NewServer(t)
+	cfg := agentpg.Config{
+		DB:           db,
+		Client:       model.Client(),
+		Model:        "claude-sonnet-4-5",
+		SystemPrompt: "You are a test agent.",
+	}
+	for _, c := range configure {
+		c(&cfg)
+	}
+	agent, err := agentpg.New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return &bundle{agent: agent, model: model, db: db, cfg: cfg}
+}
+
+// another returns a second agent on the same database and model, as a second
+// process would have.
+func (b *bundle) another(t *testing.T) *agentpg.Agent {
+	t.Helper()
+	agent, err := agentpg.New(b.cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return agent
+}
+
+func (b *bundle) session(t *testing.T, tenantID, identifier string) *agentpg.Session {
+	t.Helper()
+	sess, err := b.agent.NewSession(ctx(t), tenantID, identifier, nil)
+	if err != nil {
+		t.Fatalf("NewSession: %v", err)
+	}
+	return sess
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(t.Context(), time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+// conversation returns the roles and texts of the session's stored
+// messages.
+func conversation(t *testing.T, sess *agentpg.Session) (roles, texts []string) {
+	t.Helper()
+	msgs, err := sess.Messages(ctx(t))
+	if err != nil {
+		t.Fatalf("Messages: %v", err)
+	}
+	for _, m := range msgs {
+		roles = append(roles, m.Role)
+		texts = append(texts, m.Text())
+	}
+	return roles, texts
+}
+
+// runStatuses returns the status of each of the session's runs.
+func runStatuses(t *testing.T, sess *agentpg.Session) []string {
+	t.Helper()
+	runs, err := sess.Runs(ctx(t))
+	if err != nil {
+		t.Fatalf("Runs: %v", err)
+	}
+	var statuses []string
+	for _, r := range runs {
+		statuses = append(statuses, r.Status)
+	}
+	return statuses
+}
