@@ -1,7 +1,3 @@
-// Package tool defines the tools an agent can offer to Claude: the Tool
-// interface, the JSON Schema subset used to describe inputs, a Registry that
-// enforces the API's naming rules, and an Executor that validates inputs and
-// runs calls safely.
 package tool
 
 import (
