@@ -1,0 +1,296 @@
+//go:build unix
+
+package builtin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// newTestCommand returns a run_command tool working in base/work, where its
+// touch actions create files if they ever run.
+func newTestCommand(t *testing.T, base string) *Command {
+	t.Helper()
+	work := filepath.Join(base, "work")
+	mustDo(t, os.Mkdir(work, 0o755))
+	c, err := NewCommand(CommandConfig{
+		Actions: map[string]Action{
+			"touch":      {Path: "/usr/bin/touch", MaxArgs: 1, Description: "Creates an empty file."},
+			"echo":       {Path: "/bin/echo", MaxArgs: 3},
+			"echo-flags": {Path: "/bin/echo", MaxArgs: 2, AllowFlags: true},
+			"digits":     {Path: "/usr/bin/touch", MaxArgs: 1, ArgPattern: `[0-9]+`},
+			"loose":      {Path: "/usr/bin/touch", MaxArgs: 2, ArgPattern: `.*`},
+		},
+		Dir: work,
+	})
+	mustDo(t, err)
+	return c
+}
+
+func runCommand(c *Command, input string) (string, error) {
+	return c.Execute(context.Background(), json.RawMessage(input))
+}
+
+// commandCorpus holds hostile inputs for run_command. BASE stands for the
+// directory holding the tool's working directory.
+var commandCorpus = []struct {
+	input string
+	want  error
+	msg   string
+}{
+	// Shell metacharacters, whitespace and quotes: there is no shell, and the
+	// default pattern refuses them anyway.
+	{`{"action":"touch","args":["marker;id"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["marker|id"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["marker&id"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["marker&&id"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["$(id)"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["${HOME}"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{"{\"action\":\"touch\",\"args\":[\"`id`\"]}", ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["marker>out"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["<in"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["(marker)"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["{a,b}"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["*"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["marker?"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["!marker"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["~/marker"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["marker#"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["\"marker\""]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["'marker'"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["marker id"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["\\marker"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["marker%0aid"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["marker\u2028id"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":[""]}`, ErrArgumentNotAllowed, "has characters outside"},
+	// Control characters, refused whatever the pattern.
+	{`{"action":"touch","args":["marker\nid"]}`, ErrArgumentNotAllowed, "control character"},
+	{`{"action":"touch","args":["marker\u0000"]}`, ErrArgumentNotAllowed, "control character"},
+	{`{"action":"touch","args":["marker\tid"]}`, ErrArgumentNotAllowed, "control character"},
+	{`{"action":"loose","args":["marker\rid"]}`, ErrArgumentNotAllowed, "control character"},
+	// Paths out of the working directory.
+	{`{"action":"touch","args":["../marker"]}`, ErrArgumentNotAllowed, "'..' path element"},
+	{`{"action":"touch","args":["sub/../../marker"]}`, ErrArgumentNotAllowed, "'..' path element"},
+	{`{"action":"touch","args":[".."]}`, ErrArgumentNotAllowed, "'..' path element"},
+	{`{"action":"touch","args":["BASE/marker"]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"loose","args":["../marker"]}`, ErrArgumentNotAllowed, "'..' path element"},
+	{`{"action":"loose","args":["x=../marker"]}`, ErrArgumentNotAllowed, "'..' path element"},
+	// Option injection.
+	{`{"action":"touch","args":["--reference=/etc/passwd"]}`, ErrArgumentNotAllowed, "is an option"},
+	{`{"action":"touch","args":["-rf"]}`, ErrArgumentNotAllowed, "is an option"},
+	{`{"action":"touch","args":["-"]}`, ErrArgumentNotAllowed, "is an option"},
+	{`{"action":"touch","args":["--"]}`, ErrArgumentNotAllowed, "is an option"},
+	{`{"action":"loose","args":["-d","yesterday"]}`, ErrArgumentNotAllowed, "is an option"},
+	{`{"action":"echo-flags","args":["--output=../marker"]}`, ErrArgumentNotAllowed, "'..' path element"},
+	// Too many arguments and custom patterns.
+	{`{"action":"touch","args":["marker","marker2"]}`, ErrArgumentNotAllowed, "2 given, at most 1 allowed"},
+	{`{"action":"echo","args":["a","b","c","d"]}`, ErrArgumentNotAllowed, "4 given, at most 3 allowed"},
+	{`{"action":"digits","args":["12a"]}`, ErrArgumentNotAllowed, "outside [0-9]+"},
+	{`{"action":"digits","args":["1;2"]}`, ErrArgumentNotAllowed, "outside [0-9]+"},
+	{`{"action":"digits","args":["1\n2"]}`, ErrArgumentNotAllowed, "control character"},
+	// Actions that are not configured.
+	{`{"action":"rm","args":["-rf","/"]}`, ErrActionNotAllowed, `"rm" (allowed: digits, echo, echo-flags, loose, touch)`},
+	{`{"action":"","args":["marker"]}`, ErrActionNotAllowed, `"" (allowed:`},
+	{`{"args":["marker"]}`, ErrActionNotAllowed, `"" (allowed:`},
+	{`{"action":"/usr/bin/touch","args":["marker"]}`, ErrActionNotAllowed, `"/usr/bin/touch"`},
+	{`{"action":"touch ","args":["marker"]}`, ErrActionNotAllowed, `"touch "`},
+	{`{"action":"TOUCH","args":["marker"]}`, ErrActionNotAllowed, `"TOUCH"`},
+	{`{"action":"touch;id"}`, ErrActionNotAllowed, `"touch;id"`},
+	// Malformed input.
+	{`{"action":"touch","args":["marker"],"shell":true}`, ErrInvalidInput, "unknown field"},
+	{`{"action":"touch","args":"marker"}`, ErrInvalidInput, "cannot unmarshal"},
+	{`{"action":"touch","args":[1]}`, ErrInvalidInput, "cannot unmarshal"},
+	{`{"action":["touch"]}`, ErrInvalidInput, "cannot unmarshal"},
+	{`touch marker`, ErrInvalidInput, "invalid character"},
+}
+
+func TestCommandCorpus(t *testing.T) {
+	t.Parallel()
+	for _, c := range commandCorpus {
+		t.Run(c.input, func(t *testing.T) {
+			t.Parallel()
+			base := t.TempDir()
+			cmd := newTestCommand(t, base)
+			out, err := runCommand(cmd, strings.ReplaceAll(c.input, "BASE", base))
+			checkRefused(t, out, err, c.want, c.msg)
+			for _, dir := range []string{base, filepath.Join(base, "work")} {
+				if names := dirNames(t, dir); len(names) > 0 && (dir != base || !slices.Equal(names, []string{"work"})) {
+					t.Errorf("the refused command left %v in %s", names, dir)
+				}
+			}
+		})
+	}
+}
+
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	mustDo(t, err)
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
+	}
+	return names
+}
+
+func TestCommandRuns(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	cmd := newTestCommand(t, base)
+	for input, want := range map[string]string{
+		`{"action":"echo","args":["hello","a.b/c=d","x@y:z,w+v"]}`: "hello a.b/c=d x@y:z,w+v\n",
+		`{"action":"echo"}`:                             "\n",
+		`{"action":"echo-flags","args":["-n","hi"]}`:    "hi",
+		`{"action":"touch","args":["marker"]}`:          "",
+		`{"action":"digits","args":["42"]}`:             "",
+		`{"action":"loose","args":["with space","$x"]}`: "",
+	} {
+		if out, err := runCommand(cmd, input); err != nil || out != want {
+			t.Errorf("%s = %q, %v; want %q", input, out, err, want)
+		}
+	}
+	// The touch actions ran in the working directory, with arguments as is.
+	if got, want := dirNames(t, filepath.Join(base, "work")), []string{"$x", "42", "marker", "with space"}; !slices.Equal(got, want) {
+		t.Errorf("work holds %v, want %v", got, want)
+	}
+}
+
+func TestCommandFixedArgsComeFirst(t *testing.T) {
+	t.Parallel()
+	c, err := NewCommand(CommandConfig{Actions: map[string]Action{
+		"greet": {Path: "/bin/echo", FixedArgs: []string{"hello;", "$USER"}, MaxArgs: 1},
+	}})
+	mustDo(t, err)
+	if out, err := runCommand(c, `{"action":"greet","args":["world"]}`); err != nil || out != "hello; $USER world\n" {
+		t.Errorf("greet = %q, %v", out, err)
+	}
+}
+
+func TestCommandEnvironmentIsScrubbed(t *testing.T) {
+	t.Setenv("SECRET_TOKEN", "do-not-leak")
+	for env, want := range map[string][]string{
+		"":        nil,
+		"FOO=bar": {"FOO=bar"},
+	} {
+		c, err := NewCommand(CommandConfig{
+			Actions: map[string]Action{"env": {Path: "/usr/bin/env"}},
+			Env:     strings.Fields(env),
+		})
+		mustDo(t, err)
+		out, err := runCommand(c, `{"action":"env"}`)
+		if got := strings.Fields(out); err != nil || !slices.Equal(got, want) {
+			t.Errorf("Env %q: the command saw %q, %v; want %q", env, out, err, want)
+		}
+	}
+}
+
+func TestCommandTimeoutKillsProcessGroup(t *testing.T) {
+	t.Parallel()
+	marker := filepath.Join(t.TempDir(), "marker")
+	c, err := NewCommand(CommandConfig{
+		Actions: map[string]Action{"hang": {
+			Path: "/bin/sh",
+			// A child that would create marker after a second, and a
+			// parent that waits far longer.
+			FixedArgs: []string{"-c", `(/bin/sleep 1; /usr/bin/touch "$0") & exec /bin/sleep 30`, marker},
+		}},
+		Timeout: 200 * time.Millisecond,
+	})
+	mustDo(t, err)
+	start := time.Now()
+	out, err := runCommand(c, `{"action":"hang"}`)
+	if elapsed := time.Since(start); elapsed > 2*time.Second {
+		t.Errorf("the timed-out command took %v to stop", elapsed)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "timeout 200ms") || out != "" {
+		t.Errorf("got %q, %v; want a timeout error", out, err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the child outlived the timeout: %v", err)
+	}
+}
+
+func TestCommandOutputIsCapped(t *testing.T) {
+	t.Parallel()
+	c, err := NewCommand(CommandConfig{
+		Actions:        map[string]Action{"zeros": {Path: "/usr/bin/head", FixedArgs: []string{"-c", "100000", "/dev/zero"}}},
+		MaxOutputBytes: 1000,
+	})
+	mustDo(t, err)
+	out, err := runCommand(c, `{"action":"zeros"}`)
+	if want := strings.Repeat("\x00", 1000) + "\n[output truncated: 99000 more bytes]"; err != nil || out != want {
+		t.Errorf("got %d bytes ending in %q, %v; want %d bytes", len(out), out[max(0, len(out)-40):], err, len(want))
+	}
+}
+
+func TestCommandFailureReportsOutput(t *testing.T) {
+	t.Parallel()
+	c, err := NewCommand(CommandConfig{Actions: map[string]Action{
+		"fail": {Path: "/bin/sh", FixedArgs: []string{"-c", "echo oops >&2; exit 3"}},
+	}})
+	mustDo(t, err)
+	out, err := runCommand(c, `{"action":"fail"}`)
+	if err == nil || out != "" || err.Error() != "action \"fail\" failed: exit status 3; output:\noops\n" {
+		t.Errorf("got %q, %v", out, err)
+	}
+}
+
+func TestCommandSchema(t *testing.T) {
+	t.Parallel()
+	c := newTestCommand(t, t.TempDir())
+	s := c.InputSchema()
+	if got := s.Properties["action"].Enum; len(got) != 5 || got[0] != "digits" || got[4] != "touch" {
+		t.Errorf("action enum = %v", got)
+	}
+	if got := *s.Properties["args"].MaxItems; got != 3 {
+		t.Errorf("args maxItems = %d, want 3", got)
+	}
+	if !strings.Contains(c.Description(), "- touch: Creates an empty file. (at most 1 arguments)") {
+		t.Errorf("description lacks the touch action:\n%s", c.Description())
+	}
+}
+
+func TestNewCommandRefusesBadConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "script")
+	mustDo(t, os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644))
+	echo := map[string]Action{"echo": {Path: "/bin/echo"}}
+	for _, c := range []struct {
+		cfg CommandConfig
+		msg string
+	}{
+		{CommandConfig{}, "at least one action"},
+		{CommandConfig{Actions: map[string]Action{"echo": {Path: "echo"}}}, "not a clean absolute path"},
+		{CommandConfig{Actions: map[string]Action{"echo": {Path: "/bin/../bin/echo"}}}, "not a clean absolute path"},
+		{CommandConfig{Actions: map[string]Action{"echo": {Path: "/no/such/program"}}}, "no such file"},
+		{CommandConfig{Actions: map[string]Action{"dir": {Path: "/bin"}}}, "not an executable file"},
+		{CommandConfig{Actions: map[string]Action{"script": {Path: notExec}}}, "not an executable file"},
+		{CommandConfig{Actions: map[string]Action{"bad name": {Path: "/bin/echo"}}}, "action name"},
+		{CommandConfig{Actions: map[string]Action{"echo": {Path: "/bin/echo", MaxArgs: -1}}}, "MaxArgs"},
+		{CommandConfig{Actions: map[string]Action{"echo": {Path: "/bin/echo", ArgPattern: "("}}}, "ArgPattern"},
+		{CommandConfig{Actions: echo, Timeout: -1}, "negative"},
+		{CommandConfig{Actions: echo, MaxOutputBytes: -1}, "negative"},
+		{CommandConfig{Actions: echo, Dir: "relative"}, "not absolute"},
+		{CommandConfig{Actions: echo, Dir: filepath.Join(dir, "missing")}, "no such file"},
+		{CommandConfig{Actions: echo, Dir: notExec}, "not a directory"},
+		{CommandConfig{Actions: echo, Env: []string{"TOKEN"}}, "Env entry 0 is not KEY=value"},
+		{CommandConfig{Actions: echo, Env: []string{"=secret"}}, "Env entry 0 is not KEY=value"},
+	} {
+		cmd, err := NewCommand(c.cfg)
+		if cmd != nil || !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("NewCommand(%+v) = %v, %v; want an error mentioning %q", c.cfg, cmd, err, c.msg)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("error %q repeats an Env value", err)
+		}
+	}
+}
