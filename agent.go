@@ -12,19 +12,22 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/agentpg/agentpg/internal/store"
+	"github.com/agentpg/agentpg/tool"
 )
 
 // Agent runs Claude conversations whose sessions, messages and runs live in
 // PostgreSQL. It is safe for concurrent use; create one per configuration
 // and share it.
 type Agent struct {
-	cfg   Config
-	store *store.Store
-	gates gates
+	cfg      Config
+	store    *store.Store
+	executor *tool.Executor
+	gates    gates
 
-	hookMu sync.RWMutex
-	before []func(ctx context.Context, messages []any) error
-	after  []func(ctx context.Context, response any) error
+	hookMu   sync.RWMutex
+	before   []func(ctx context.Context, messages []any) error
+	after    []func(ctx context.Context, response any) error
+	toolCall []func(ctx context.Context, name string, input json.RawMessage, output string, err error) error
 }
 
 // New validates cfg, after applying opts and defaults, and returns an Agent.
@@ -41,8 +44,17 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agentpg: %w", err)
 	}
-	return &Agent{cfg: cfg, store: st}, nil
+	registry, err := tool.NewRegistry(cfg.Tools...)
+	if err != nil {
+		return nil, fmt.Errorf("agentpg: Config.Tools: %w", err)
+	}
+	return &Agent{cfg: cfg, store: st, executor: tool.NewExecutor(registry)}, nil
 }
+
+// Executor returns the executor that runs the agent's tools, for setting
+// its limits (timeouts, parallelism, output size) or registering more
+// tools through its Registry.
+func (a *Agent) Executor() *tool.Executor { return a.executor }
 
 // Migrate creates or upgrades AgentPG's tables in the configured schema. It
 // is idempotent, and safe to call from several processes at once.
@@ -73,6 +85,17 @@ func (a *Agent) OnAfterMessage(hook func(ctx context.Context, response any) erro
 	a.hookMu.Lock()
 	defer a.hookMu.Unlock()
 	a.after = append(a.after, hook)
+}
+
+// OnToolCall registers a hook that runs after each tool call with the
+// call's input, its output and its error (nil on success), for auditing.
+// The context carries the caller's values. The call's result is stored
+// before the hook runs; an error from the hook stops the run, and Run
+// returns an error wrapping both ErrHookRejected and the hook's error.
+func (a *Agent) OnToolCall(hook func(ctx context.Context, name string, input json.RawMessage, output string, err error) error) {
+	a.hookMu.Lock()
+	defer a.hookMu.Unlock()
+	a.toolCall = append(a.toolCall, hook)
 }
 
 // SessionOptions are the optional settings of a new session; nil means
@@ -225,6 +248,7 @@ func (a *Agent) session(row *store.Session) (*Session, error) {
 		Identifier: row.Identifier,
 		CreatedAt:  row.CreatedAt,
 		agent:      a,
+		depth:      row.Depth,
 	}
 	if row.ParentID != nil {
 		sess.ParentID = *row.ParentID

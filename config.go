@@ -20,6 +20,8 @@ const (
 	DefaultMaxTokens      = 4096
 	DefaultLeaseTTL       = time.Minute
 	DefaultMaxPromptBytes = 1 << 20
+	DefaultMaxIterations  = 10
+	DefaultMaxAgentDepth  = 3
 )
 
 // Config configures an Agent. DB, Client and Model are required.
@@ -41,8 +43,16 @@ type Config struct {
 	MaxTokens int64
 	// Thinking enables extended thinking; nil leaves it off.
 	Thinking *ThinkingConfig
-	// Tools are offered to the model.
+	// Tools are offered to the model. Their inputs are validated against
+	// their schemas before they run; see Agent.Executor for limits.
 	Tools []tool.Tool
+	// MaxIterations caps the model calls of one run, tool loops included
+	// (default DefaultMaxIterations); a run that needs more fails with
+	// ErrMaxIterations.
+	MaxIterations int
+	// MaxAgentDepth caps how deep agents offered as tools (Agent.AsTool)
+	// may nest (default DefaultMaxAgentDepth).
+	MaxAgentDepth int
 	// Logger receives AgentPG's logs, with tenant_id, session_id and run_id
 	// attributes. Nil discards them.
 	Logger *slog.Logger
@@ -97,6 +107,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxPromptBytes == 0 {
 		c.MaxPromptBytes = DefaultMaxPromptBytes
 	}
+	if c.MaxIterations == 0 {
+		c.MaxIterations = DefaultMaxIterations
+	}
+	if c.MaxAgentDepth == 0 {
+		c.MaxAgentDepth = DefaultMaxAgentDepth
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -129,6 +145,12 @@ func (c Config) validate() error {
 	}
 	if c.LeaseTTL < time.Second {
 		problem("LeaseTTL must be at least 1s, got %s", c.LeaseTTL)
+	}
+	if c.MaxIterations < 1 {
+		problem("MaxIterations must be positive, got %d", c.MaxIterations)
+	}
+	if c.MaxAgentDepth < 1 {
+		problem("MaxAgentDepth must be positive, got %d", c.MaxAgentDepth)
 	}
 	if c.MaxPromptBytes < 1 {
 		problem("MaxPromptBytes must be positive, got %d", c.MaxPromptBytes)

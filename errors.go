@@ -44,6 +44,12 @@ var (
 	ErrContextWindowExceeded = errors.New("context window exceeded")
 	// ErrNoTools: the model asked for a tool but the agent has none.
 	ErrNoTools = errors.New("model requested a tool but no tools are configured")
+	// ErrMaxIterations: the run reached Config.MaxIterations model calls
+	// without a final answer.
+	ErrMaxIterations = errors.New("run reached its maximum number of iterations")
+	// ErrAgentDepth: an agent offered as a tool was called deeper than
+	// Config.MaxAgentDepth.
+	ErrAgentDepth = errors.New("nested agents too deep")
 	// ErrRateLimited matches an *APIError with status 429.
 	ErrRateLimited = errors.New("rate limited by the Anthropic API")
 	// ErrOverloaded matches an *APIError with status 529.

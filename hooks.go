@@ -3,6 +3,8 @@ package agentpg
 import (
 	"context"
 	"fmt"
+
+	"github.com/agentpg/agentpg/tool"
 )
 
 // beforeMessage runs the OnBeforeMessage hooks on the messages about to be
@@ -34,6 +36,21 @@ func (a *Agent) afterMessage(ctx context.Context, response any) error {
 	for _, hook := range hooks {
 		if err := hook(ctx, response); err != nil {
 			return fmt.Errorf("%w: OnAfterMessage: %w", ErrHookRejected, err)
+		}
+	}
+	return nil
+}
+
+// afterToolCalls runs the OnToolCall hooks on each result, in call order.
+func (a *Agent) afterToolCalls(ctx context.Context, results []tool.Result) error {
+	a.hookMu.RLock()
+	hooks := a.toolCall
+	a.hookMu.RUnlock()
+	for _, res := range results {
+		for _, hook := range hooks {
+			if err := hook(ctx, res.Name, res.Input, res.Output, res.Err); err != nil {
+				return fmt.Errorf("%w: OnToolCall %q: %w", ErrHookRejected, res.Name, err)
+			}
 		}
 	}
 	return nil

@@ -2,10 +2,13 @@ package agentpg
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
+
+	"github.com/agentpg/agentpg/tool"
 )
 
 // EventKind says what an Event carries.
@@ -17,14 +20,26 @@ const (
 	EventText EventKind = "text"
 	// EventThinking carries a delta of the model's extended thinking.
 	EventThinking EventKind = "thinking"
+	// EventToolCall reports a tool call the model asked for, before it
+	// runs.
+	EventToolCall EventKind = "tool_call"
+	// EventToolResult reports a tool call's result.
+	EventToolResult EventKind = "tool_result"
 )
 
 // Event is something that happened during a run, delivered to
 // RunOptions.OnEvent as it happens.
 type Event struct {
 	Kind EventKind
-	// Text is the delta of text or thinking.
+	// Text is the delta of text or thinking, or a tool's output.
 	Text string
+	// ToolUseID and ToolName identify the call of a tool event.
+	ToolUseID string
+	ToolName  string
+	// Input is the input of a tool call.
+	Input json.RawMessage
+	// IsError reports a tool result that is an error.
+	IsError bool
 }
 
 // request builds the Messages API request for the conversation. The system
@@ -54,6 +69,9 @@ func (s *Session) request(history []Message) anthropic.MessageNewParams {
 	}
 	if system != "" {
 		params.System = []anthropic.TextBlockParam{{Text: system, CacheControl: anthropic.NewCacheControlEphemeralParam()}}
+	}
+	for _, t := range s.agent.executor.Registry().Tools() {
+		params.Tools = append(params.Tools, toolParam(t))
 	}
 	if t := cfg.Thinking; t != nil {
 		if t.Adaptive {
@@ -122,4 +140,18 @@ func (a *Agent) callModel(ctx context.Context, params anthropic.MessageNewParams
 		return nil, fmt.Errorf("%w: the stream ended before message_stop", ErrIncompleteResponse)
 	}
 	return &resp, nil
+}
+
+// toolParam describes a tool to the Messages API.
+func toolParam(t tool.Tool) anthropic.ToolUnionParam {
+	schema := t.InputSchema()
+	input := anthropic.ToolInputSchemaParam{Properties: schema.Properties, Required: schema.Required}
+	if schema.AdditionalProperties != nil {
+		input.ExtraFields = map[string]any{"additionalProperties": *schema.AdditionalProperties}
+	}
+	return anthropic.ToolUnionParam{OfTool: &anthropic.ToolParam{
+		Name:        t.Name(),
+		Description: anthropic.String(t.Description()),
+		InputSchema: input,
+	}}
 }

@@ -2,6 +2,7 @@ package agentpg
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2"
 
 	"github.com/agentpg/agentpg/internal/store"
+	"github.com/agentpg/agentpg/tool"
 )
 
 // RunOptions tune one run.
@@ -56,6 +58,11 @@ func (s *Session) Run(ctx context.Context, prompt string) (*Result, error) {
 // RunWithOptions is Run with options: streaming deltas, or failing fast on a
 // busy session.
 func (s *Session) RunWithOptions(ctx context.Context, prompt string, opts RunOptions) (*Result, error) {
+	return s.run(ctx, prompt, opts, nil)
+}
+
+// run runs prompt; parentRunID is the calling run of a nested agent.
+func (s *Session) run(ctx context.Context, prompt string, opts RunOptions, parentRunID *string) (*Result, error) {
 	a := s.agent
 	if strings.TrimSpace(prompt) == "" {
 		return nil, fmt.Errorf("agentpg: %w: prompt is empty", ErrInvalidArgument)
@@ -77,7 +84,7 @@ func (s *Session) RunWithOptions(ctx context.Context, prompt string, opts RunOpt
 	}
 	defer leave()
 
-	lease, err := s.begin(ctx, promptRow, opts.NoWait)
+	lease, err := s.begin(ctx, promptRow, opts.NoWait, parentRunID)
 	if err != nil {
 		return nil, err
 	}
@@ -93,14 +100,15 @@ func (s *Session) RunWithOptions(ctx context.Context, prompt string, opts RunOpt
 // begin takes the session's lease, records the run and stores the prompt.
 // While another process's run holds the lease, it polls with backoff until
 // ctx ends, or fails at once with noWait.
-func (s *Session) begin(ctx context.Context, prompt store.NewMessage, noWait bool) (store.Lease, error) {
+func (s *Session) begin(ctx context.Context, prompt store.NewMessage, noWait bool, parentRunID *string) (store.Lease, error) {
 	params := store.BeginRunParams{
-		TenantID:  s.TenantID,
-		SessionID: s.ID,
-		RunID:     newID(),
-		Model:     s.model(),
-		LeaseTTL:  s.agent.cfg.LeaseTTL,
-		Prompt:    prompt,
+		TenantID:    s.TenantID,
+		SessionID:   s.ID,
+		RunID:       newID(),
+		Model:       s.model(),
+		LeaseTTL:    s.agent.cfg.LeaseTTL,
+		Prompt:      prompt,
+		ParentRunID: parentRunID,
 	}
 	backoff := 20 * time.Millisecond
 	for {
@@ -139,51 +147,154 @@ func (r *run) execute(ctx context.Context) (*Result, error) {
 	defer cancel(nil)
 	stop := r.keepLease(ctx, cancel)
 	defer stop()
+	ctx = withRun(ctx, r)
 	r.log.DebugContext(ctx, "run started")
+	a := r.session.agent
 
 	history, err := r.session.readHistory(ctx, r.lease)
 	if err != nil {
 		return nil, r.fail(ctx, err, false)
 	}
-	if err := r.session.agent.beforeMessage(ctx, history); err != nil {
-		return nil, r.fail(ctx, err, true)
+	for {
+		if r.calls == a.cfg.MaxIterations {
+			return nil, r.fail(ctx, fmt.Errorf("%w (%d)", ErrMaxIterations, r.calls), false)
+		}
+		if err := a.beforeMessage(ctx, history); err != nil {
+			// Only a refused prompt is dropped; a refusal later in a tool
+			// loop keeps the run's record.
+			return nil, r.fail(ctx, err, r.calls == 0)
+		}
+		resp, err := a.callModel(ctx, r.session.request(history), r.opts.OnEvent)
+		if err != nil {
+			return nil, r.fail(ctx, err, false)
+		}
+		r.calls++
+		stepUsage := usageOf(resp.Usage)
+		r.usage.add(stepUsage)
+		if err := a.afterMessage(ctx, resp); err != nil {
+			return nil, r.fail(ctx, err, false)
+		}
+		if resp.StopReason == anthropic.StopReasonToolUse && a.executor.Registry().Len() > 0 {
+			if history, err = r.toolStep(ctx, history, resp, stepUsage); err != nil {
+				return nil, r.fail(ctx, err, false)
+			}
+			continue
+		}
+		return r.finish(ctx, history, resp, stepUsage)
 	}
-	resp, err := r.session.agent.callModel(ctx, r.session.request(history), r.opts.OnEvent)
-	if err != nil {
-		return nil, r.fail(ctx, err, false)
-	}
-	r.calls++
-	stepUsage := usageOf(resp.Usage)
-	r.usage.add(stepUsage)
-	if err := r.session.agent.afterMessage(ctx, resp); err != nil {
-		return nil, r.fail(ctx, err, false)
-	}
+}
 
-	result := &Result{RunID: r.lease.RunID, Text: responseText(resp), StopReason: string(resp.StopReason), Response: resp}
+// finish stores the final answer and completes the run, or fails it when
+// the response cannot end a run.
+func (r *run) finish(ctx context.Context, history []Message, resp *anthropic.Message, usage Usage) (*Result, error) {
+	result := &Result{
+		RunID:      r.lease.RunID,
+		Text:       responseText(resp),
+		StopReason: string(resp.StopReason),
+		Usage:      r.usage,
+		Iterations: r.calls,
+		Response:   resp,
+	}
 	if err := checkStop(resp); err != nil {
 		return result, r.fail(ctx, err, false)
 	}
-	answer, answerRow, err := newMessage("assistant", assistantContent(resp), &stepUsage)
+	answer, seq, err := r.save(ctx, "assistant", assistantContent(resp), &usage, nil, true, result.StopReason)
 	if err != nil {
 		return nil, r.fail(ctx, err, false)
 	}
-	seq, err := r.commit(ctx, store.StepParams{
-		Messages:   []store.NewMessage{answerRow},
-		Usage:      stepUsage.store(),
-		Iterations: 1,
-		Finish:     true,
-		StopReason: result.StopReason,
-	})
-	if err != nil {
-		return nil, r.fail(ctx, err, false)
-	}
-	answer.RunID, answer.Seq = r.lease.RunID, seq
 	r.session.remember(append(history, answer), seq)
-
-	result.Usage, result.Iterations = r.usage, r.calls
-	r.log.DebugContext(ctx, "run completed", "stop_reason", result.StopReason,
+	r.log.DebugContext(ctx, "run completed", "stop_reason", result.StopReason, "iterations", r.calls,
 		"input_tokens", r.usage.InputTokens, "output_tokens", r.usage.OutputTokens)
 	return result, nil
+}
+
+// toolStep stores the response asking for tools, runs the tools, and stores
+// their results, with their ledger rows, as the next user message. It
+// returns the history with both messages.
+func (r *run) toolStep(ctx context.Context, history []Message, resp *anthropic.Message, usage Usage) ([]Message, error) {
+	a := r.session.agent
+	request, _, err := r.save(ctx, "assistant", assistantContent(resp), &usage, nil, false, "")
+	if err != nil {
+		return nil, err
+	}
+	history = append(history, request)
+
+	var calls []tool.Call
+	for _, block := range resp.Content {
+		if block.Type == "tool_use" {
+			calls = append(calls, tool.Call{ID: block.ID, Name: block.Name, Input: block.Input})
+			r.emit(Event{Kind: EventToolCall, ToolUseID: block.ID, ToolName: block.Name, Input: block.Input})
+		}
+	}
+	results := a.executor.Execute(ctx, calls)
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	content := make([]anthropic.ContentBlockParamUnion, len(results))
+	ledger := make([]store.ToolCall, len(results))
+	for i, res := range results {
+		output := res.Output
+		if output == "" {
+			output = "(no output)" // the API refuses empty text
+		}
+		content[i] = anthropic.NewToolResultBlock(res.ID, output, res.IsError)
+		ledger[i] = store.ToolCall{
+			ID: newID(), ToolUseID: res.ID, Name: res.Name, Input: ledgerInput(res.Input),
+			Output: res.Output, IsError: res.IsError, StartedAt: res.StartedAt, FinishedAt: res.FinishedAt,
+		}
+		r.emit(Event{Kind: EventToolResult, ToolUseID: res.ID, ToolName: res.Name, Text: res.Output, IsError: res.IsError})
+	}
+	answers, _, err := r.save(ctx, "user", content, nil, ledger, false, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := a.afterToolCalls(ctx, results); err != nil {
+		return nil, err
+	}
+	return append(history, answers), nil
+}
+
+// save stores one message of the run, with the ledger rows it answers,
+// in one statement fenced by the lease; with finish, it also completes the
+// run and releases the lease. It returns the message as stored.
+func (r *run) save(ctx context.Context, role string, content []anthropic.ContentBlockParamUnion, usage *Usage,
+	ledger []store.ToolCall, finish bool, stopReason string) (Message, int64, error) {
+	msg, row, err := newMessage(role, content, usage)
+	if err != nil {
+		return msg, 0, err
+	}
+	step := store.StepParams{
+		Messages:   []store.NewMessage{row},
+		ToolCalls:  ledger,
+		Finish:     finish,
+		StopReason: stopReason,
+	}
+	if usage != nil {
+		step.Usage, step.Iterations = usage.store(), 1
+	}
+	seq, err := r.commit(ctx, step)
+	if err != nil {
+		return msg, 0, err
+	}
+	msg.RunID, msg.Seq = r.lease.RunID, seq
+	return msg, seq, nil
+}
+
+// emit passes e to the caller's OnEvent, if any.
+func (r *run) emit(e Event) {
+	if r.opts.OnEvent != nil {
+		r.opts.OnEvent(e)
+	}
+}
+
+// ledgerInput returns a tool input fit for a jsonb column: the model's JSON,
+// or, should it not be valid JSON, the same bytes as a JSON string.
+func ledgerInput(input json.RawMessage) json.RawMessage {
+	if json.Valid(input) {
+		return input
+	}
+	quoted, _ := json.Marshal(string(input))
+	return quoted
 }
 
 // checkStop accepts a response that can end the run, and explains why any

@@ -2,6 +2,7 @@ package agentpg
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -21,6 +22,7 @@ type Session struct {
 
 	agent     *Agent
 	overrides sessionOverrides
+	depth     int // how deep the session nests under its ancestors
 
 	mu      sync.Mutex
 	history []Message // the conversation as last read, a cache
@@ -47,15 +49,18 @@ func (s *Session) Messages(ctx context.Context) ([]Message, error) {
 
 // RunInfo describes a stored run.
 type RunInfo struct {
-	ID         string
-	Status     string // "running", "completed" or "failed"
-	Model      string
-	StopReason string
-	Error      string // why a failed run failed
-	Iterations int    // model calls made
-	Usage      Usage
-	StartedAt  time.Time
-	FinishedAt time.Time // zero while running
+	ID string
+	// ParentRunID is the run that called this one, for a run of an agent
+	// offered as a tool (Agent.AsTool).
+	ParentRunID string
+	Status      string // "running", "completed" or "failed"
+	Model       string
+	StopReason  string
+	Error       string // why a failed run failed
+	Iterations  int    // model calls made
+	Usage       Usage
+	StartedAt   time.Time
+	FinishedAt  time.Time // zero while running
 }
 
 // Runs returns the session's runs, oldest first.
@@ -73,6 +78,7 @@ func (s *Session) Runs(ctx context.Context) ([]RunInfo, error) {
 				CacheReadInputTokens: r.Usage.CacheReadTokens, CacheCreationInputTokens: r.Usage.CacheWriteTokens,
 			},
 		}
+		runs[i].ParentRunID = deref(r.ParentRunID)
 		runs[i].StopReason = deref(r.StopReason)
 		runs[i].Error = deref(r.Error)
 		if r.FinishedAt != nil {
@@ -120,4 +126,32 @@ func deref(p *string) string {
 		return ""
 	}
 	return *p
+}
+
+// ToolCall is a row of the tool ledger: one call of a tool by a run.
+type ToolCall struct {
+	ToolUseID  string
+	Name       string
+	Input      json.RawMessage
+	Output     string
+	IsError    bool
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// ToolCalls returns the ledger of the run's tool calls.
+func (s *Session) ToolCalls(ctx context.Context, runID string) ([]ToolCall, error) {
+	if !validID(runID) {
+		return nil, nil
+	}
+	rows, err := s.agent.store.ListToolCalls(ctx, s.TenantID, s.ID, runID)
+	if err != nil {
+		return nil, fmt.Errorf("agentpg: %w", err)
+	}
+	calls := make([]ToolCall, len(rows))
+	for i, r := range rows {
+		calls[i] = ToolCall{ToolUseID: r.ToolUseID, Name: r.Name, Input: r.Input, Output: r.Output,
+			IsError: r.IsError, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
+	}
+	return calls, nil
 }

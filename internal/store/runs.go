@@ -47,6 +47,9 @@ type BeginRunParams struct {
 	Model     string
 	LeaseTTL  time.Duration
 	Prompt    NewMessage
+	// ParentRunID is the run of the calling agent, for a nested agent's
+	// run; nil otherwise.
+	ParentRunID *string
 }
 
 const beginRunSQL = `
@@ -65,8 +68,8 @@ WITH s AS (
     SET status = 'failed', error = 'abandoned: its lease expired', finished_at = now()
     WHERE session_id IN (SELECT id FROM s) AND status = 'running'
 ), run AS (
-    INSERT INTO {{schema}}.runs (id, session_id, tenant_id, lease_token, model)
-    SELECT $3, id, tenant_id, lease_token, $5 FROM s
+    INSERT INTO {{schema}}.runs (id, session_id, tenant_id, lease_token, model, parent_run_id)
+    SELECT $3, id, tenant_id, lease_token, $5, $9 FROM s
 ), prompt AS (
     INSERT INTO {{schema}}.messages (id, session_id, tenant_id, run_id, seq, role, content)
     SELECT $6, id, tenant_id, $3, last_seq, $7, $8 FROM s
@@ -83,7 +86,7 @@ func (s *Store) BeginRun(ctx context.Context, p BeginRunParams) (Lease, error) {
 	lease := Lease{TenantID: p.TenantID, SessionID: p.SessionID, RunID: p.RunID}
 	err := s.db.QueryRow(ctx, s.q(beginRunSQL),
 		p.TenantID, p.SessionID, p.RunID, p.LeaseTTL.Seconds(), p.Model,
-		p.Prompt.ID, p.Prompt.Role, p.Prompt.Content,
+		p.Prompt.ID, p.Prompt.Role, p.Prompt.Content, p.ParentRunID,
 	).Scan(&lease.Token)
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return lease, err
@@ -166,11 +169,24 @@ type Usage struct {
 	CacheWriteTokens int64
 }
 
-// StepParams commit one step of a run: the messages it produced, what it
-// used, and, when Finish is set, the run's completion and the release of the
-// lease.
+// ToolCall is a row of the tool ledger.
+type ToolCall struct {
+	ID         string
+	ToolUseID  string
+	Name       string
+	Input      json.RawMessage
+	Output     string
+	IsError    bool
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// StepParams commit one step of a run: the messages it produced, the tool
+// calls they answer, what it used, and, when Finish is set, the run's
+// completion and the release of the lease.
 type StepParams struct {
 	Messages   []NewMessage
+	ToolCalls  []ToolCall
 	Usage      Usage
 	Iterations int
 	Finish     bool
@@ -191,6 +207,12 @@ WITH s AS (
     INSERT INTO {{schema}}.messages (id, session_id, tenant_id, run_id, seq, role, content, usage)
     SELECT m.id, s.id, s.tenant_id, $3, s.base_seq + m.n, m.role, m.content, m.usage
     FROM s, unnest($5::uuid[], $8::text[], $9::jsonb[], $10::jsonb[]) WITH ORDINALITY AS m(id, role, content, usage, n)
+), ledger AS (
+    INSERT INTO {{schema}}.tool_executions
+        (id, run_id, session_id, tenant_id, tool_use_id, name, input, output, is_error, started_at, finished_at)
+    SELECT t.id, $3, s.id, s.tenant_id, t.tool_use_id, t.name, t.input, t.output, t.is_error, t.started_at, t.finished_at
+    FROM s, unnest($17::uuid[], $18::text[], $19::text[], $20::jsonb[], $21::text[], $22::boolean[], $23::timestamptz[], $24::timestamptz[])
+        AS t(id, tool_use_id, name, input, output, is_error, started_at, finished_at)
 ), run AS (
     UPDATE {{schema}}.runs
     SET status = CASE WHEN $6 THEN 'completed' ELSE status END,
@@ -217,6 +239,7 @@ func (s *Store) CommitStep(ctx context.Context, l Lease, p StepParams) (int64, e
 	for i, m := range p.Messages {
 		ids[i], roles[i], contents[i], usages[i] = m.ID, m.Role, m.Content, m.Usage
 	}
+	calls := toolCallColumns(p.ToolCalls)
 	var stopReason *string
 	if p.StopReason != "" {
 		stopReason = &p.StopReason
@@ -227,11 +250,36 @@ func (s *Store) CommitStep(ctx context.Context, l Lease, p StepParams) (int64, e
 		ids, p.Finish, p.LeaseTTL.Seconds(), roles, contents, usages,
 		stopReason, p.Iterations,
 		p.Usage.InputTokens, p.Usage.OutputTokens, p.Usage.CacheReadTokens, p.Usage.CacheWriteTokens,
+		calls.ids, calls.toolUseIDs, calls.names, calls.inputs, calls.outputs, calls.isErrors, calls.started, calls.finished,
 	).Scan(&baseSeq)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, ErrLeaseLost
 	}
 	return baseSeq + 1, err
+}
+
+// toolCallArrays are the ledger rows of a step, column by column, as
+// CommitStep binds them.
+type toolCallArrays struct {
+	ids, toolUseIDs, names, outputs []string
+	inputs                          []json.RawMessage
+	isErrors                        []bool
+	started, finished               []time.Time
+}
+
+func toolCallColumns(calls []ToolCall) toolCallArrays {
+	var c toolCallArrays
+	for _, t := range calls {
+		c.ids = append(c.ids, t.ID)
+		c.toolUseIDs = append(c.toolUseIDs, t.ToolUseID)
+		c.names = append(c.names, t.Name)
+		c.inputs = append(c.inputs, t.Input)
+		c.outputs = append(c.outputs, t.Output)
+		c.isErrors = append(c.isErrors, t.IsError)
+		c.started = append(c.started, t.StartedAt)
+		c.finished = append(c.finished, t.FinishedAt)
+	}
+	return c
 }
 
 const failRunSQL = `
@@ -258,20 +306,21 @@ func (s *Store) FailRun(ctx context.Context, l Lease, reason string, dropMessage
 
 // Run is a row of the runs table.
 type Run struct {
-	ID         string
-	SessionID  string
-	Status     string
-	Model      string
-	StopReason *string
-	Error      *string
-	Iterations int
-	Usage      Usage
-	StartedAt  time.Time
-	FinishedAt *time.Time
+	ID          string
+	SessionID   string
+	ParentRunID *string
+	Status      string
+	Model       string
+	StopReason  *string
+	Error       *string
+	Iterations  int
+	Usage       Usage
+	StartedAt   time.Time
+	FinishedAt  *time.Time
 }
 
 const listRunsSQL = `
-SELECT id::text, session_id::text, status, model, stop_reason, error, iterations,
+SELECT id::text, session_id::text, parent_run_id::text, status, model, stop_reason, error, iterations,
        input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, started_at, finished_at
 FROM {{schema}}.runs
 WHERE tenant_id = $1 AND session_id = $2
@@ -285,9 +334,28 @@ func (s *Store) ListRuns(ctx context.Context, tenantID, sessionID string) ([]Run
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) {
 		var r Run
-		err := row.Scan(&r.ID, &r.SessionID, &r.Status, &r.Model, &r.StopReason, &r.Error, &r.Iterations,
+		err := row.Scan(&r.ID, &r.SessionID, &r.ParentRunID, &r.Status, &r.Model, &r.StopReason, &r.Error, &r.Iterations,
 			&r.Usage.InputTokens, &r.Usage.OutputTokens, &r.Usage.CacheReadTokens, &r.Usage.CacheWriteTokens,
 			&r.StartedAt, &r.FinishedAt)
 		return r, err
+	})
+}
+
+const listToolCallsSQL = `
+SELECT id::text, tool_use_id, name, input, output, is_error, started_at, finished_at
+FROM {{schema}}.tool_executions
+WHERE tenant_id = $1 AND session_id = $2 AND run_id = $3
+ORDER BY started_at, tool_use_id`
+
+// ListToolCalls returns the ledger rows of a run of the tenant's session.
+func (s *Store) ListToolCalls(ctx context.Context, tenantID, sessionID, runID string) ([]ToolCall, error) {
+	rows, err := s.db.Query(ctx, s.q(listToolCallsSQL), tenantID, sessionID, runID)
+	if err != nil {
+		return nil, fmt.Errorf("listing tool calls: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (ToolCall, error) {
+		var t ToolCall
+		err := row.Scan(&t.ID, &t.ToolUseID, &t.Name, &t.Input, &t.Output, &t.IsError, &t.StartedAt, &t.FinishedAt)
+		return t, err
 	})
 }
