@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/agentpg/agentpg"
+)
+
+// chatHelp describes chat, for its usage.
+const chatHelp = `Talk in a stored session: each line read from stdin is a prompt, whose answer
+streams to stdout as it arrives. The session, named by --session, is continued
+if the tenant has it and created otherwise; without --session, chat starts a
+new one. Lines starting with a slash are commands:
+
+  /history  show the session's stored messages
+  /quit     leave (as does the end of the input)
+
+chat does not migrate: run "agentpg migrate" first.`
+
+// chat runs the interactive conversation.
+func (c *cli) chat(ctx context.Context, args []string) error {
+	fs := newFlagSet("chat", "[flags]", chatHelp, databaseHelp, claudeHelp)
+	schema := schemaFlag(fs)
+	tenant := tenantFlag(fs, "default")
+	identifier := fs.String("session", "", "`identifier` of the session to continue or create (default: a new chat-... session)")
+	model := c.modelFlag(fs)
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if err := c.requireTenant(fs, *tenant); err != nil {
+		return err
+	}
+	if *identifier == "" {
+		*identifier = newIdentifier("chat")
+	}
+
+	db, err := c.openDB(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer db.close()
+	client, stopClient, err := c.openClaude()
+	if err != nil {
+		return err
+	}
+	defer stopClient()
+	agent, err := agentpg.New(agentpg.Config{DB: db.pool, Client: client, Model: *model, Schema: *schema})
+	if err != nil {
+		return c.usageError(fs, err) // the configuration comes from the flags
+	}
+	session, err := agent.LoadSessionByIdentifier(ctx, *tenant, *identifier)
+	opened := "Continuing"
+	if errors.Is(err, agentpg.ErrSessionNotFound) {
+		session, err = agent.NewSession(ctx, *tenant, *identifier, nil)
+		opened = "Created"
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "%s session %s of tenant %q.\n", opened, *identifier, *tenant)
+	fmt.Fprintln(c.stdout, "Type a message; /history shows the stored messages, /quit leaves.")
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends scanLines
+	lines, readErr := scanLines(ctx, c.stdin)
+	prompt := ""
+	if isTerminal(c.stdin) {
+		prompt = "you: "
+	}
+	for {
+		fmt.Fprint(c.stdout, prompt)
+		var line string
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case line, ok = <-lines:
+		}
+		if !ok {
+			return readErr()
+		}
+		switch line = strings.TrimSpace(line); {
+		case line == "":
+		case line == "/quit":
+			return nil
+		case line == "/history":
+			if err := printHistory(ctx, c.stdout, session); err != nil {
+				return err
+			}
+		case strings.HasPrefix(line, "/"):
+			fmt.Fprintf(c.stderr, "unknown command %s: try /history or /quit\n", line)
+		default:
+			// A failed run is stored as such and leaves the session
+			// usable: say why and go on, unless agentpg is stopping.
+			if err := ask(ctx, c.stdout, session, line); err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				fmt.Fprintf(c.stderr, "agentpg: %v\n", err)
+			}
+		}
+	}
+}
+
+// ask runs prompt in the session, writing the answer's text to w as it
+// streams in.
+func ask(ctx context.Context, w io.Writer, session *agentpg.Session, prompt string) error {
+	fmt.Fprint(w, "agent: ")
+	_, err := session.RunWithOptions(ctx, prompt, agentpg.RunOptions{
+		OnEvent: func(e agentpg.Event) {
+			if e.Kind == agentpg.EventText {
+				io.WriteString(w, e.Text)
+			}
+		},
+	})
+	fmt.Fprintln(w)
+	return err
+}
+
+// printHistory prints the session's stored messages.
+func printHistory(ctx context.Context, w io.Writer, session *agentpg.Session) error {
+	msgs, err := session.Messages(ctx)
+	if err != nil {
+		return err
+	}
+	runs, err := session.Runs(ctx)
+	if err != nil {
+		return err
+	}
+	printMessages(w, msgs, runs)
+	return nil
+}
+
+// scanLines reads the lines of r in a goroutine, so that chat waiting for
+// input still notices ctx ending. The channel is closed at the end of the
+// input, or once ctx ends; err then returns the read error, if any.
+func scanLines(ctx context.Context, r io.Reader) (lines <-chan string, err func() error) {
+	ch := make(chan string)
+	var scanErr error
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(r)
+		sc.Buffer(nil, agentpg.DefaultMaxPromptBytes+1) // room for the longest prompt and its newline
+		for sc.Scan() {
+			select {
+			case ch <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+		scanErr = sc.Err()
+	}()
+	return ch, func() error { return scanErr }
+}
+
+// isTerminal reports whether r is a terminal, where chat shows a prompt.
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/anthropics/anthropic-sdk-go/v2"
+	"github.com/anthropics/anthropic-sdk-go/v2/option"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentpg/agentpg"
+)
+
+const (
+	// defaultLocalServer is where the PostgreSQL used without DATABASE_URL
+	// listens.
+	defaultLocalServer = "127.0.0.1:5432"
+	// defaultSchema is AgentPG's default schema.
+	defaultSchema = "agentpg"
+)
+
+// databaseHelp describes the choice of the database, for the commands'
+// usage.
+var databaseHelp = `DATABASE_URL selects the PostgreSQL database, as a URL such as
+postgres://user:password@host:5432/dbname or as key=value settings. Without it,
+agentpg uses the local server with trust authentication:
+` + localDSN(defaultLocalServer)
+
+// localDSN is the database used without DATABASE_URL: the PostgreSQL
+// listening at addr, user root and database test, with trust authentication.
+func localDSN(addr string) string {
+	return "postgres://root@" + addr + "/test?sslmode=disable"
+}
+
+// database is the PostgreSQL a command works in.
+type database struct {
+	pool *pgxpool.Pool
+	// name is the database's URL, without any password.
+	name string
+	// cluster is the throwaway cluster holding the database, or nil.
+	cluster *cluster
+	stderr  io.Writer
+}
+
+// openDB connects to the database of DATABASE_URL, or else of
+// localDSN(c.localServer). With throwaway, when DATABASE_URL is unset and
+// nothing answers at c.localServer, it starts a throwaway cluster instead,
+// which close stops and removes.
+func (c *cli) openDB(ctx context.Context, throwaway bool) (*database, error) {
+	db := &database{stderr: c.stderr}
+	dsn := c.getenv("DATABASE_URL")
+	if dsn == "" {
+		dsn = localDSN(c.localServer)
+		if throwaway && !answers(ctx, c.localServer) {
+			cl, err := startCluster(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("no PostgreSQL answered on %s and no throwaway cluster could start: %w", c.localServer, err)
+			}
+			fmt.Fprintf(c.stderr, "No PostgreSQL answered on %s: started a throwaway cluster in %s; it is removed on exit.\n", c.localServer, cl.dir)
+			db.cluster, dsn = cl, cl.dsn
+		}
+	}
+	pool, err := connect(ctx, dsn)
+	if err != nil {
+		db.close()
+		return nil, err
+	}
+	db.pool, db.name = pool, describeDB(pool.Config())
+	return db, nil
+}
+
+// close closes the pool and removes the throwaway cluster, if any.
+func (db *database) close() {
+	if db.pool != nil {
+		db.pool.Close()
+	}
+	if db.cluster != nil {
+		if err := db.cluster.stop(); err != nil {
+			fmt.Fprintf(db.stderr, "agentpg: removing the throwaway cluster: %v\n", err)
+		}
+	}
+}
+
+// connect opens a pool on dsn and checks that the database answers. Its
+// errors never show a password: it names the database by describeDB, and
+// pgx redacts the DSNs it quotes.
+func connect(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err == nil {
+		if err = pool.Ping(ctx); err != nil {
+			pool.Close()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", describeDB(cfg), err)
+	}
+	return pool, nil
+}
+
+// describeDB names the database of cfg as a URL without its password.
+func describeDB(cfg *pgxpool.Config) string {
+	cc := cfg.ConnConfig
+	if strings.HasPrefix(cc.Host, "/") { // a Unix socket directory
+		return fmt.Sprintf("postgres://%s@/%s?host=%s", cc.User, cc.Database, cc.Host)
+	}
+	return fmt.Sprintf("postgres://%s@%s/%s", cc.User, net.JoinHostPort(cc.Host, fmt.Sprint(cc.Port)), cc.Database)
+}
+
+// answers reports whether anything accepts TCP connections at addr.
+func answers(ctx context.Context, addr string) bool {
+	d := net.Dialer{Timeout: time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
+
+// storageConfig is the configuration of an Agent that only reads and writes
+// the database. agentpg.New requires a client and a model all the same: this
+// client is never used.
+func storageConfig(db *database, schema string) agentpg.Config {
+	client := anthropic.NewClient(option.WithoutEnvironmentDefaults())
+	return agentpg.Config{DB: db.pool, Client: &client, Model: defaultModel, Schema: schema}
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/agentpg/agentpg"
+)
+
+// demoHelp describes the demo, for its usage.
+const demoHelp = `Show AgentPG's persistence in a conversation of three prompts: tell the model
+your name and ask a question; then load the session again, by its identifier
+and with a new Agent, and ask for your name: the answer can only come from the
+history stored in PostgreSQL. The answers stream in as they arrive. demo first
+migrates the schema, then creates a session with a fresh identifier.`
+
+// clusterHelp describes the throwaway cluster of the demo, for its usage.
+const clusterHelp = `When DATABASE_URL is unset and nothing answers at ` + defaultLocalServer + `, demo starts a
+throwaway cluster with the installed initdb and postgres (as the OS user
+postgres when agentpg runs as root) in a temporary directory, listening on a
+Unix socket there only, and removes it on exit.`
+
+// The demo's conversation. The last prompt goes to the session loaded again
+// by a new Agent.
+const (
+	demoSystemPrompt = "You are the assistant of the AgentPG demo. Answer in one or two short sentences."
+	demoIntroduce    = "Hi! My name is Ada. Please remember it."
+	demoQuestion     = "Why is it useful that this conversation is stored in PostgreSQL?"
+	demoRecall       = "What is my name?"
+)
+
+// demo runs the demonstration conversation.
+func (c *cli) demo(ctx context.Context, args []string) error {
+	fs := newFlagSet("demo", "[flags]", demoHelp, databaseHelp, clusterHelp, claudeHelp)
+	schema := schemaFlag(fs)
+	tenant := tenantFlag(fs, "demo")
+	model := c.modelFlag(fs)
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if err := c.requireTenant(fs, *tenant); err != nil {
+		return err
+	}
+
+	db, err := c.openDB(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer db.close()
+	client, stopClient, err := c.openClaude()
+	if err != nil {
+		return err
+	}
+	defer stopClient()
+	cfg := agentpg.Config{DB: db.pool, Client: client, Model: *model, Schema: *schema, SystemPrompt: demoSystemPrompt}
+	agent, err := agentpg.New(cfg)
+	if err != nil {
+		return c.usageError(fs, err) // the configuration comes from the flags
+	}
+	if err := agent.Migrate(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "Migrated schema %q in %s.\n", *schema, db.name)
+
+	identifier := newIdentifier("demo")
+	session, err := agent.NewSession(ctx, *tenant, identifier, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "Created session %s (id %s) of tenant %q.\n\n", identifier, session.ID, *tenant)
+	for _, prompt := range []string{demoIntroduce, demoQuestion} {
+		if err := c.demoAsk(ctx, session, prompt); err != nil {
+			return err
+		}
+	}
+
+	// The new Agent shares nothing with the first but the database.
+	agent, err = agentpg.New(cfg)
+	if err != nil {
+		return err
+	}
+	session, err = agent.LoadSessionByIdentifier(ctx, *tenant, identifier)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "Loaded session %s again, by identifier, with a new Agent.\n\n", identifier)
+	if err := c.demoAsk(ctx, session, demoRecall); err != nil {
+		return err
+	}
+
+	msgs, err := session.Messages(ctx)
+	if err != nil {
+		return err
+	}
+	runs, err := session.Runs(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "The session holds %d stored messages.\n", len(msgs))
+	printRuns(c.stdout, runs)
+	if db.cluster == nil {
+		fmt.Fprintf(c.stdout, "\nSee it again with: agentpg sessions show --schema %s --tenant %s --identifier %s\n", *schema, *tenant, identifier)
+	}
+	return nil
+}
+
+// demoAsk shows prompt and runs it in the session, streaming the answer.
+func (c *cli) demoAsk(ctx context.Context, session *agentpg.Session, prompt string) error {
+	fmt.Fprintf(c.stdout, "you: %s\n", prompt)
+	if err := ask(ctx, c.stdout, session, prompt); err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout)
+	return nil
+}
