@@ -1,0 +1,562 @@
+package agentpg_test
+
+// The code samples of docs/security.md, compiled and exercised. Each sample
+// is written here as the guide shows it; the helpers it calls (isAllowedPath,
+// fetchURL, ...) are ones an application would provide, implemented safely.
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anthropics/anthropic-sdk-go/v2"
+	"github.com/anthropics/anthropic-sdk-go/v2/option"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentpg/agentpg"
+	"github.com/agentpg/agentpg/agentpgtest"
+	"github.com/agentpg/agentpg/internal/guide/audit"
+	"github.com/agentpg/agentpg/tool"
+	"github.com/agentpg/agentpg/tool/builtin"
+)
+
+// --- API keys -------------------------------------------------------------
+
+func guideClients() []anthropic.Client {
+	// Good - from environment
+	client := anthropic.NewClient() // Reads ANTHROPIC_API_KEY
+
+	// Good - explicit environment variable
+	explicit := anthropic.NewClient(
+		option.WithAPIKey(os.Getenv("ANTHROPIC_API_KEY")),
+	)
+	return []anthropic.Client{client, explicit}
+}
+
+// --- Database connections -----------------------------------------------
+
+func guidePoolConfig(databaseURL string) (*pgxpool.Config, error) {
+	config, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	// Limit connections to prevent resource exhaustion
+	config.MaxConns = 25
+	config.MinConns = 5
+	// Set connection lifetime
+	config.MaxConnLifetime = time.Hour
+	config.MaxConnIdleTime = 30 * time.Minute
+	return config, nil
+}
+
+// SecretReader is what a secret manager client offers, such as Google's
+// secretmanager.Client or AWS's secretsmanager.Client behind a small adapter.
+type SecretReader interface {
+	AccessSecret(ctx context.Context, name string) ([]byte, error)
+}
+
+func getDatabaseURL(ctx context.Context, secrets SecretReader) (string, error) {
+	data, err := secrets.AccessSecret(ctx, "projects/my-project/secrets/database-url/versions/latest")
+	if err != nil {
+		return "", fmt.Errorf("reading the database URL: %w", err)
+	}
+	return string(data), nil
+}
+
+type staticSecrets map[string]string
+
+func (s staticSecrets) AccessSecret(_ context.Context, name string) ([]byte, error) {
+	v, ok := s[name]
+	if !ok {
+		return nil, errors.New("no such secret")
+	}
+	return []byte(v), nil
+}
+
+func TestGuideDatabaseSamples(t *testing.T) {
+	t.Parallel()
+	if got := len(guideClients()); got != 2 {
+		t.Fatal(got)
+	}
+	// Always use SSL/TLS in production
+	for _, databaseURL := range []string{
+		"postgres://user:pass@host:5432/db?sslmode=require",
+		"postgres://user:pass@host:5432/db?sslmode=verify-full&sslrootcert=/path/to/ca.crt",
+	} {
+		if strings.Contains(databaseURL, "verify-full") {
+			continue // parsing verify-full reads the CA file
+		}
+		config, err := guidePoolConfig(databaseURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if config.ConnConfig.TLSConfig == nil || config.MaxConns != 25 {
+			t.Fatalf("sslmode=require gave no TLS config: %+v", config.ConnConfig.TLSConfig)
+		}
+	}
+	secrets := staticSecrets{"projects/my-project/secrets/database-url/versions/latest": "postgres://db/app?sslmode=require"}
+	if u, err := getDatabaseURL(t.Context(), secrets); err != nil || !strings.HasPrefix(u, "postgres://") {
+		t.Fatalf("%q %v", u, err)
+	}
+
+	// For custom queries, always use parameters.
+	b := setup(t)
+	pool := b.db
+	tenantID := "company-a' OR '1'='1"
+	b.session(t, "company-a", "user-1")
+	rows, err := pool.Query(ctx(t), "SELECT * FROM agentpg.sessions WHERE tenant_id = $1", tenantID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	if rows.Close(); n != 0 {
+		t.Fatalf("an injected tenant id matched %d sessions", n)
+	}
+}
+
+// --- Tenant isolation ---------------------------------------------------
+
+var guideAgent *agentpg.Agent // the guide's `agent`
+
+func isValidTenant(tenantID string) bool { return tenantID == "company-a" || tenantID == "company-b" }
+
+func getUserFromToken(r *http.Request) string {
+	return strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer user:")
+}
+
+func userBelongsToTenant(userID, tenantID string) bool {
+	return userID == "user-1" && tenantID == "company-a"
+}
+
+func handleRequest(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	tenantID := r.Header.Get("X-Tenant-ID")
+	// Validate tenant ID
+	if !isValidTenant(tenantID) {
+		http.Error(w, "Invalid tenant", http.StatusForbidden)
+		return
+	}
+	// Verify user belongs to tenant
+	userID := getUserFromToken(r)
+	if !userBelongsToTenant(userID, tenantID) {
+		http.Error(w, "Access denied", http.StatusForbidden)
+		return
+	}
+	sess, err := guideAgent.LoadSessionByIdentifier(ctx, tenantID, userID)
+	if err != nil {
+		http.Error(w, "Not found", http.StatusNotFound)
+		return
+	}
+	fmt.Fprint(w, sess.ID)
+}
+
+func TestGuideTenantSamples(t *testing.T) {
+	b := setup(t)
+	guideAgent = b.agent
+	agent := b.agent
+	// Sessions are isolated by tenant
+	a, _ := agent.NewSession(ctx(t), "company-a", "user-1", nil) // Company A only
+	o, _ := agent.NewSession(ctx(t), "company-b", "user-1", nil) // Company B only (separate)
+	if a == nil || o == nil || a.ID == o.ID {
+		t.Fatal("tenants share a session")
+	}
+	srv := httptest.NewServer(http.HandlerFunc(handleRequest))
+	defer srv.Close()
+	for _, tc := range []struct {
+		tenant, user string
+		status       int
+	}{
+		{"company-a", "user-1", http.StatusOK},
+		{"company-b", "user-1", http.StatusForbidden}, // user-1 does not belong to company-b
+		{"company-z", "user-1", http.StatusForbidden},
+		{"", "user-1", http.StatusForbidden},
+	} {
+		req, _ := http.NewRequest("GET", srv.URL, nil)
+		req.Header.Set("X-Tenant-ID", tc.tenant)
+		req.Header.Set("Authorization", "Bearer user:"+tc.user)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("tenant %q: status %d, want %d", tc.tenant, resp.StatusCode, tc.status)
+		}
+	}
+	// The guide's SQL: session queries include tenant_id; messages are
+	// reached through their tenant's sessions.
+	var count int
+	err := b.db.QueryRow(ctx(t), `SELECT count(*) FROM agentpg.messages m
+		JOIN agentpg.sessions s ON m.session_id = s.id
+		WHERE s.tenant_id = $1`, "company-b").Scan(&count)
+	if err != nil || count != 0 {
+		t.Fatalf("%d, %v", count, err)
+	}
+}
+
+// --- Tool input validation ----------------------------------------------
+
+func guideURLSchema() tool.ToolSchema {
+	// Schema validation happens automatically
+	schema := tool.ToolSchema{
+		Type: "object",
+		Properties: map[string]tool.PropertyDef{
+			"url": {
+				Type:        "string",
+				Description: "URL to fetch",
+				// Pattern validation could be added
+			},
+		},
+		Required: []string{"url"},
+	}
+	return schema
+}
+
+// FileWriteTool is the guide's sample of a tool doing something dangerous.
+type FileWriteTool struct{}
+
+var allowedDir string // set by the test to a temporary directory
+
+func (t *FileWriteTool) Name() string                 { return "write_file" }
+func (t *FileWriteTool) Description() string          { return "Writes a file under the allowed directory." }
+func (t *FileWriteTool) InputSchema() tool.ToolSchema { return pathContentSchema }
+
+var pathContentSchema = tool.ToolSchema{
+	Type: "object",
+	Properties: map[string]tool.PropertyDef{
+		"path":    {Type: "string", Description: "Absolute path under the allowed directory"},
+		"content": {Type: "string"},
+	},
+	Required: []string{"path", "content"},
+}
+
+func (t *FileWriteTool) Execute(ctx context.Context, input json.RawMessage) (string, error) {
+	var params struct {
+		Path    string `json:"path"`
+		Content string `json:"content"`
+	}
+	json.Unmarshal(input, &params)
+	// Validate path
+	if !isAllowedPath(params.Path) {
+		return "", fmt.Errorf("path not allowed: %s", params.Path)
+	}
+	// Check path traversal
+	cleanPath := filepath.Clean(params.Path)
+	if strings.Contains(cleanPath, "..") {
+		return "", fmt.Errorf("path traversal not allowed")
+	}
+	// Ensure within allowed directory
+	if !strings.HasPrefix(cleanPath, allowedDir) {
+		return "", fmt.Errorf("path outside allowed directory")
+	}
+	return writeFile(cleanPath, params.Content)
+}
+
+// isAllowedPath accepts absolute paths strictly inside allowedDir, checked
+// component-wise (a plain prefix test would let "/data-evil" pass for
+// "/data").
+func isAllowedPath(p string) bool {
+	if !filepath.IsAbs(p) || strings.ContainsRune(p, 0) {
+		return false
+	}
+	rel, err := filepath.Rel(allowedDir, filepath.Clean(p))
+	return err == nil && rel != "." && !strings.HasPrefix(rel, "..") && !filepath.IsAbs(rel)
+}
+
+// writeFile writes through an os.Root, so a symlink inside the directory
+// cannot lead outside it either.
+func writeFile(path, content string) (string, error) {
+	root, err := os.OpenRoot(allowedDir)
+	if err != nil {
+		return "", err
+	}
+	defer root.Close()
+	rel, _ := filepath.Rel(allowedDir, path)
+	if err := root.WriteFile(rel, []byte(content), 0o600); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("wrote %d bytes", len(content)), nil
+}
+
+// ShellTool is the guide's bad example: it hands the model a shell.
+type ShellTool struct{}
+
+func (t *ShellTool) Execute(ctx context.Context, input json.RawMessage) (string, error) {
+	var params struct {
+		Command string `json:"command"`
+	}
+	json.Unmarshal(input, &params)
+	// DON'T DO THIS
+	out, _ := exec.Command("sh", "-c", params.Command).Output()
+	return string(out), nil
+}
+
+// SafeShellTool is the guide's good example: an allowlist of commands.
+type SafeShellTool struct{}
+
+func (t *SafeShellTool) Name() string        { return "safe_shell" }
+func (t *SafeShellTool) Description() string { return "Runs an allowlisted action." }
+func (t *SafeShellTool) InputSchema() tool.ToolSchema {
+	return tool.ToolSchema{Type: "object", Properties: map[string]tool.PropertyDef{
+		"action": {Type: "string", Enum: []any{"list_files", "disk_usage", "date"}},
+		"args":   {Type: "array", Items: &tool.PropertyDef{Type: "string", Pattern: `^[A-Za-z0-9._+-]*$`}},
+	}, Required: []string{"action"}}
+}
+
+func (t *SafeShellTool) Execute(ctx context.Context, input json.RawMessage) (string, error) {
+	var params struct {
+		Action string   `json:"action"`
+		Args   []string `json:"args"`
+	}
+	json.Unmarshal(input, &params)
+	// Allowlist of safe actions
+	allowedActions := map[string]string{
+		"list_files": "ls",
+		"disk_usage": "du",
+		"date":       "date",
+	}
+	cmd, ok := allowedActions[params.Action]
+	if !ok {
+		return "", fmt.Errorf("action not allowed: %s", params.Action)
+	}
+	// Execute with validated command
+	out, _ := exec.Command(cmd, params.Args...).Output()
+	return string(out), nil
+}
+
+// HTTPTool is the guide's sample of an outbound HTTP tool.
+type HTTPTool struct{ fetcher *builtin.HTTPFetch }
+
+func (t *HTTPTool) Name() string                 { return "fetch" }
+func (t *HTTPTool) Description() string          { return "Fetches an HTTPS URL." }
+func (t *HTTPTool) InputSchema() tool.ToolSchema { return guideURLSchema() }
+
+func (t *HTTPTool) Execute(ctx context.Context, input json.RawMessage) (string, error) {
+	var params struct {
+		URL string `json:"url"`
+	}
+	json.Unmarshal(input, &params)
+	// Parse and validate URL
+	u, err := url.Parse(params.URL)
+	if err != nil {
+		return "", fmt.Errorf("invalid URL")
+	}
+	// Only allow HTTPS
+	if u.Scheme != "https" {
+		return "", fmt.Errorf("only HTTPS URLs allowed")
+	}
+	// Block internal IPs (SSRF prevention)
+	if isInternalIP(u.Host) {
+		return "", fmt.Errorf("internal URLs not allowed")
+	}
+	// Block sensitive domains
+	if isSensitiveDomain(u.Host) {
+		return "", fmt.Errorf("domain not allowed")
+	}
+	return t.fetchURL(ctx, params.URL)
+}
+
+// isInternalIP reports whether host is an IP literal that is not public.
+// Names are checked where it matters, at dial time, by fetchURL.
+func isInternalIP(host string) bool {
+	h := host
+	if sh, _, err := net.SplitHostPort(host); err == nil {
+		h = sh
+	}
+	addr, err := netip.ParseAddr(strings.Trim(h, "[]"))
+	if err != nil {
+		return false
+	}
+	addr = addr.Unmap()
+	return addr.IsLoopback() || addr.IsPrivate() || addr.IsLinkLocalUnicast() || addr.IsUnspecified() || addr.IsMulticast()
+}
+
+func isSensitiveDomain(host string) bool {
+	return host == "metadata.google.internal" || strings.HasSuffix(host, ".internal")
+}
+
+// fetchURL goes through builtin.HTTPFetch, which checks the resolved
+// address of every connection, redirects included.
+func (t *HTTPTool) fetchURL(ctx context.Context, rawURL string) (string, error) {
+	input, _ := json.Marshal(map[string]string{"url": rawURL})
+	return t.fetcher.Execute(ctx, input)
+}
+
+func TestGuideToolSamples(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	allowedDir = filepath.Join(dir, "data")
+	if err := os.Mkdir(allowedDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	fetcher, err := builtin.NewHTTPFetch(builtin.HTTPFetchConfig{AllowedHosts: []string{"example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every sample registers: names and schemas are valid.
+	reg, err := tool.NewRegistry(&FileWriteTool{}, &SafeShellTool{}, &HTTPTool{fetcher: fetcher})
+	if err != nil {
+		t.Fatal(err)
+	}
+	executor := tool.NewExecutor(reg)
+	executor.SetDefaultTimeout(30 * time.Second)
+
+	outside := filepath.Join(dir, "data-evil", "x")
+	calls := []tool.Call{
+		{ID: "ok", Name: "write_file", Input: json.RawMessage(fmt.Sprintf(`{"path":%q,"content":"hi"}`, filepath.Join(allowedDir, "note.txt")))},
+		{ID: "traversal", Name: "write_file", Input: json.RawMessage(fmt.Sprintf(`{"path":%q,"content":"x"}`, allowedDir+"/../escape.txt"))},
+		{ID: "prefix", Name: "write_file", Input: json.RawMessage(fmt.Sprintf(`{"path":%q,"content":"x"}`, outside))},
+		{ID: "missing", Name: "write_file", Input: json.RawMessage(`{"path":"/tmp/x"}`)},
+		{ID: "action", Name: "safe_shell", Input: json.RawMessage(`{"action":"rm","args":["-rf","/"]}`)},
+		{ID: "inject", Name: "safe_shell", Input: json.RawMessage(`{"action":"date","args":["; touch pwned"]}`)},
+		{ID: "http", Name: "fetch", Input: json.RawMessage(`{"url":"http://example.com/"}`)},
+		{ID: "metadata", Name: "fetch", Input: json.RawMessage(`{"url":"https://169.254.169.254/latest/meta-data"}`)},
+		{ID: "loopback", Name: "fetch", Input: json.RawMessage(`{"url":"https://[::ffff:127.0.0.1]/"}`)},
+		{ID: "sensitive", Name: "fetch", Input: json.RawMessage(`{"url":"https://metadata.google.internal/"}`)},
+		{ID: "not allowed", Name: "fetch", Input: json.RawMessage(`{"url":"https://evil.example/"}`)},
+	}
+	results := executor.Execute(t.Context(), calls)
+	if results[0].IsError || results[0].Output != "wrote 2 bytes" {
+		t.Fatalf("allowed write: %+v", results[0])
+	}
+	for _, res := range results[1:] {
+		if !res.IsError {
+			t.Errorf("%s: not refused: %q", res.ID, res.Output)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "escape.txt")); !errors.Is(err, os.ErrNotExist) {
+		t.Error("the traversal wrote outside the directory")
+	}
+	if _, err := os.Stat(outside); !errors.Is(err, os.ErrNotExist) {
+		t.Error("the prefix trick wrote outside the directory")
+	}
+
+	// Why the guide forbids ShellTool: the model's input is a shell command.
+	marker := filepath.Join(dir, "pwned")
+	(&ShellTool{}).Execute(t.Context(), json.RawMessage(fmt.Sprintf(`{"command":"echo hi > %s"}`, marker)))
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("the bad sample was expected to be exploitable: %v", err)
+	}
+}
+
+// --- Sensitive data filtering and audit --------------------------------
+
+func containsPII(msg any) bool {
+	m, ok := msg.(agentpg.Message)
+	return ok && strings.Contains(m.Text(), "SSN")
+}
+
+var auditLog = &audit.Log{}
+
+func installGuideHooks(agent *agentpg.Agent) {
+	agent.OnBeforeMessage(func(ctx context.Context, messages []any) error {
+		for _, msg := range messages {
+			if containsPII(msg) {
+				return fmt.Errorf("PII detected - request blocked")
+			}
+		}
+		return nil
+	})
+	agent.OnToolCall(func(ctx context.Context, name string, input json.RawMessage, output string, err error) error {
+		auditLog.Record(audit.Entry{
+			Timestamp: time.Now(),
+			UserID:    ctx.Value("user_id").(string),
+			TenantID:  ctx.Value("tenant_id").(string),
+			Action:    "tool_call",
+			Tool:      name,
+			Input:     string(input),
+			Success:   err == nil,
+		})
+		return nil
+	})
+}
+
+func TestGuideHookSamples(t *testing.T) {
+	t.Parallel()
+	safe := &SafeShellTool{}
+	b := setup(t, func(c *agentpg.Config) { c.Tools = []tool.Tool{safe} })
+	agent := b.agent
+	installGuideHooks(agent)
+	executor := agent.Executor()
+	// Tool executor timeout
+	executor.SetDefaultTimeout(30 * time.Second)
+
+	sess := b.session(t, "company-a", "user-1")
+	callCtx := context.WithValue(context.WithValue(ctx(t), "user_id", "user-1"), "tenant_id", "company-a") //nolint:staticcheck // as in the guide
+	if _, err := sess.Run(callCtx, "My SSN is 078-05-1120"); err == nil || !strings.Contains(err.Error(), "PII detected") {
+		t.Fatalf("PII not blocked: %v", err)
+	}
+	b.model.Push(
+		agentpgtest.Blocks(agentpgtest.ToolUse("toolu_1", "safe_shell", map[string]any{"action": "date"}),
+			agentpgtest.ToolUse("toolu_2", "safe_shell", map[string]any{"action": "format_disk"})),
+		agentpgtest.Text("done"),
+	)
+	if _, err := sess.Run(callCtx, "what's the date?"); err != nil {
+		t.Fatal(err)
+	}
+	var mine []audit.Entry
+	for _, e := range auditLog.Entries() {
+		if e.TenantID == "company-a" && e.UserID == "user-1" {
+			mine = append(mine, e)
+		}
+	}
+	if len(mine) != 2 || !mine[0].Success || mine[1].Success || mine[1].Input != `{"action":"format_disk"}` {
+		t.Fatalf("audit entries %+v", mine)
+	}
+}
+
+// --- Network security ---------------------------------------------------
+
+func guideHTTPClients() []*http.Client {
+	// For custom HTTP clients used in tools
+	tlsConfig := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		},
+	}
+	client := &http.Client{
+		Transport: &http.Transport{
+			TLSClientConfig: tlsConfig,
+		},
+	}
+	// Always set timeouts
+	withTimeout := &http.Client{
+		Timeout: 30 * time.Second,
+	}
+	return []*http.Client{client, withTimeout}
+}
+
+func TestGuideNetworkSamples(t *testing.T) {
+	t.Parallel()
+	clients := guideHTTPClients()
+	if clients[0].Transport.(*http.Transport).TLSClientConfig.MinVersion != tls.VersionTLS12 || clients[1].Timeout != 30*time.Second {
+		t.Fatal("samples changed")
+	}
+	// A TLS 1.1-only server is refused by the sample's client.
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.TLS = &tls.Config{MaxVersion: tls.VersionTLS11}
+	srv.StartTLS()
+	defer srv.Close()
+	clients[0].Transport.(*http.Transport).TLSClientConfig.InsecureSkipVerify = true // the test server's certificate is self-signed
+	if _, err := clients[0].Get(srv.URL); err == nil {
+		t.Fatal("a TLS 1.1 server was accepted")
+	}
+}
