@@ -12,6 +12,7 @@
 //	chat             talk in a stored session, line by line from stdin
 //	sessions list    list a tenant's sessions
 //	sessions show    show a session with its messages and runs
+//	doctor           check the deployment: API key, database, TLS, migrations
 //
 // DATABASE_URL selects the database; without it, agentpg uses the local
 // server at postgres://root@127.0.0.1:5432/test?sslmode=disable. When nothing
@@ -77,6 +78,7 @@ var commands = []command{
 	{"demo", "a three-prompt conversation that survives a reload", (*cli).demo},
 	{"chat", "talk in a stored session, line by line from stdin", (*cli).chat},
 	{"sessions", "list a tenant's sessions, or show one", (*cli).sessions},
+	{"doctor", "check the deployment: API key, database, TLS, migrations", (*cli).doctor},
 }
 
 // run runs the command line args, reports any error on stderr and returns

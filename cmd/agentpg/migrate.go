@@ -25,8 +25,8 @@ func (c *cli) migrate(ctx context.Context, args []string) error {
 	if err != nil {
 		return c.usageError(fs, err) // the configuration comes from the flags
 	}
-	var existed bool
-	if err := db.pool.QueryRow(ctx, `SELECT to_regnamespace($1) IS NOT NULL`, *schema).Scan(&existed); err != nil {
+	existed, err := schemaExists(ctx, db.pool, *schema)
+	if err != nil {
 		return err
 	}
 	if err := agent.Migrate(ctx); err != nil {

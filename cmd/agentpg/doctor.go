@@ -1,0 +1,383 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/agentpg/agentpg/internal/store"
+)
+
+// doctorHelp describes the checks, for the usage of doctor.
+const doctorHelp = `Check the deployment agentpg is pointed at, as the Checklist of the security
+guide (docs/security.md) asks: whether ANTHROPIC_API_KEY is set, whether the
+database answers, over TLS, whether DATABASE_URL holds a password, the server's
+version and whether the schema has every migration. Each check prints a line:
+ok, warn or fail, and what to do. The output never shows the API key or the
+password. The exit status is 0 when no check failed, 1 otherwise.`
+
+// status is the outcome of a check.
+type status string
+
+const (
+	statusOK   status = "ok"
+	statusWarn status = "warn"
+	statusFail status = "fail"
+)
+
+// finding is what a check found: its status and a short explanation, with
+// the remedy when the status is not ok.
+type finding struct {
+	status status
+	text   string
+}
+
+func okf(format string, args ...any) finding { return finding{statusOK, fmt.Sprintf(format, args...)} }
+func warnf(format string, args ...any) finding {
+	return finding{statusWarn, fmt.Sprintf(format, args...)}
+}
+func failf(format string, args ...any) finding {
+	return finding{statusFail, fmt.Sprintf(format, args...)}
+}
+
+// checkup is what the checks look at.
+type checkup struct {
+	getenv func(string) string
+	schema string
+	// db is the database, or nil when connecting failed with dbErr.
+	db    *database
+	dbErr error
+}
+
+// doctorCheck is one check of doctor.
+type doctorCheck struct {
+	name string
+	// needsDB is set for the checks that run only once connected.
+	needsDB bool
+	run     func(ctx context.Context, cu *checkup) finding
+}
+
+// doctorChecks are the checks of doctor, in the order they print.
+var doctorChecks = []doctorCheck{
+	{"API key", false, checkAPIKey},
+	{"database", false, checkDatabase},
+	{"TLS", true, checkTLS},
+	{"password", false, checkPassword},
+	{"server version", true, checkServerVersion},
+	{"migrations", true, checkMigrations},
+}
+
+// doctor checks the deployment: a line per check, and an error when one
+// failed.
+func (c *cli) doctor(ctx context.Context, args []string) error {
+	fs := newFlagSet("doctor", "[flags]", doctorHelp, databaseHelp)
+	schema := schemaFlag(fs)
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if err := store.ValidateSchema(*schema); err != nil {
+		return c.usageError(fs, err)
+	}
+
+	cu := &checkup{getenv: c.getenv, schema: *schema}
+	cu.db, cu.dbErr = c.openDB(ctx, false) // the deployment's database: never a throwaway cluster
+	if cu.db != nil {
+		defer cu.db.close()
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	var failed, warned int
+	var skipped []string
+	for _, check := range doctorChecks {
+		if check.needsDB && cu.db == nil {
+			skipped = append(skipped, check.name)
+			continue
+		}
+		f := check.run(ctx, cu)
+		text := strings.Join(strings.Fields(f.text), " ") // a line, even for pgx's errors of several
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.status, check.name, text)
+		switch f.status {
+		case statusFail:
+			failed++
+		case statusWarn:
+			warned++
+		}
+	}
+	tw.Flush()
+	if len(skipped) > 0 {
+		fmt.Fprintf(c.stdout, "\nNot checked, for want of a connection: %s.\n", strings.Join(skipped, ", "))
+	}
+	if failed > 0 {
+		return fmt.Errorf("%s failed", count(failed, "check"))
+	}
+	if warned > 0 {
+		fmt.Fprintf(c.stdout, "\nNo check failed; %s.\n", count(warned, "warning"))
+	} else {
+		fmt.Fprintln(c.stdout, "\nAll checks passed.")
+	}
+	return nil
+}
+
+// count returns "1 check", "2 checks" and so on.
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// checkAPIKey tells whether ANTHROPIC_API_KEY is set, never showing any of
+// it.
+func checkAPIKey(_ context.Context, cu *checkup) finding {
+	key := cu.getenv("ANTHROPIC_API_KEY")
+	switch {
+	case key == "":
+		return warnf("ANTHROPIC_API_KEY is not set: demo and chat answer with the built-in scripted model")
+	case strings.TrimSpace(key) != key:
+		return warnf("ANTHROPIC_API_KEY is set, from the environment, but with white space around it, such as a final newline: trim it")
+	case !strings.HasPrefix(key, "sk-ant-"):
+		return warnf("ANTHROPIC_API_KEY is set, from the environment, but does not look like an Anthropic API key")
+	}
+	return okf("ANTHROPIC_API_KEY is set, from the environment")
+}
+
+// checkDatabase tells whether the database answered.
+func checkDatabase(_ context.Context, cu *checkup) finding {
+	if cu.dbErr != nil {
+		return failf("%s", message(cu.dbErr)) // connect names the database without its password
+	}
+	return okf("connected to %s", cu.db.name)
+}
+
+// checkTLS tells whether the connection uses TLS, as the server sees it,
+// and whether the settings make sure of it.
+func checkTLS(ctx context.Context, cu *checkup) finding {
+	conn, err := cu.db.pool.Acquire(ctx)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	defer conn.Release()
+	var ssl bool
+	var version string
+	err = conn.QueryRow(ctx, `SELECT ssl, coalesce(version, '') FROM pg_stat_ssl WHERE pid = pg_backend_pid()`).Scan(&ssl, &version)
+	if err != nil {
+		return warnf("cannot tell: reading pg_stat_ssl: %s", message(err))
+	}
+	local := isLocal(conn.Conn().PgConn().Conn().RemoteAddr())
+	return tlsFinding(ssl, version, local, sslMode(&cu.db.pool.Config().ConnConfig.Config))
+}
+
+// tlsFinding judges a connection with TLS (ssl) of version or without, to a
+// local server or not, made with sslmode mode ("" when only Unix sockets
+// were configured).
+func tlsFinding(ssl bool, version string, local bool, mode string) finding {
+	setting := ""
+	if mode != "" {
+		setting = " (sslmode=" + mode + ")"
+	}
+	switch {
+	case !ssl && local:
+		return warnf("local connection without TLS%s; use sslmode=verify-full for a remote server", setting)
+	case !ssl:
+		return failf("connection without TLS%s: use sslmode=verify-full", setting)
+	case !local && weakSSLModes[mode] != "":
+		return warnf("%s, but sslmode=%s %s: use sslmode=verify-full", version, mode, weakSSLModes[mode])
+	}
+	return okf("%s%s", version, setting)
+}
+
+// weakSSLModes are the sslmode settings that leave a remote connection open
+// to an attacker in the middle, and why.
+var weakSSLModes = map[string]string{
+	"disable": "never uses TLS",
+	"allow":   "falls back to no TLS",
+	"prefer":  "falls back to no TLS",
+	"require": "does not check the server's certificate",
+}
+
+// sslMode names the sslmode of cfg, read back from the TLS configurations
+// pgx built for the attempts on its first TCP host (the hosts share the
+// setting): one without TLS for disable, without then with for allow, with
+// then without for prefer, and with for the others, as the certificate
+// checks tell apart. It returns "" when cfg has Unix sockets only, where
+// pgx ignores sslmode.
+func sslMode(cfg *pgconn.Config) string {
+	tries := append([]*pgconn.FallbackConfig{{Host: cfg.Host, Port: cfg.Port, TLSConfig: cfg.TLSConfig}}, cfg.Fallbacks...)
+	i := slices.IndexFunc(tries, func(f *pgconn.FallbackConfig) bool {
+		network, _ := pgconn.NetworkAddress(f.Host, f.Port)
+		return network != "unix"
+	})
+	if i < 0 {
+		return ""
+	}
+	first, retry := tries[i].TLSConfig, false
+	var second *tls.Config
+	if i+1 < len(tries) && tries[i+1].Host == tries[i].Host && tries[i+1].Port == tries[i].Port {
+		second, retry = tries[i+1].TLSConfig, true
+	}
+	switch {
+	case first == nil && retry && second != nil:
+		return "allow"
+	case first == nil:
+		return "disable"
+	case retry && second == nil:
+		return "prefer"
+	case !first.InsecureSkipVerify:
+		return "verify-full"
+	case first.VerifyPeerCertificate != nil:
+		return "verify-ca" // or require with sslrootcert, which pgx treats alike
+	}
+	return "require"
+}
+
+// isLocal reports whether addr, the server's end of a connection, is a Unix
+// socket or a loopback address.
+func isLocal(addr net.Addr) bool {
+	switch a := addr.(type) {
+	case *net.UnixAddr:
+		return true
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	}
+	return false
+}
+
+// checkPassword tells whether DATABASE_URL holds a password, never showing
+// it.
+func checkPassword(_ context.Context, cu *checkup) finding {
+	dsn := cu.getenv("DATABASE_URL")
+	switch {
+	case dsn == "":
+		return okf("DATABASE_URL is not set: the local server, with trust authentication")
+	case hasPassword(dsn):
+		return warnf("DATABASE_URL holds a password: keep credentials in a secret manager or PGPASSFILE")
+	}
+	return okf("DATABASE_URL holds no password")
+}
+
+// hasPassword reports whether dsn, a URL or keyword/value settings, sets a
+// non-empty password. It reads dsn as pgx does, as far as it needs to; pgx
+// also takes a password from PGPASSWORD or a password file, which are not
+// in dsn, so it cannot ask pgx.
+func hasPassword(dsn string) bool {
+	p, isURL := strings.CutPrefix(dsn, "postgresql://")
+	if !isURL {
+		p, isURL = strings.CutPrefix(dsn, "postgres://")
+	}
+	if isURL {
+		// The user information ends at the first '@' before any '/'.
+		if i := strings.IndexAny(p, "@/"); i >= 0 && p[i] == '@' {
+			if _, password, _ := strings.Cut(p[:i], ":"); password != "" {
+				return true
+			}
+			p = p[i+1:]
+		}
+		_, query, _ := strings.Cut(p, "?")
+		for pair := range strings.SplitSeq(query, "&") {
+			key, value, _ := strings.Cut(pair, "=")
+			if key, err := url.PathUnescape(key); err == nil && strings.TrimSpace(key) == "password" && value != "" {
+				return true
+			}
+		}
+		return false
+	}
+	const spaces = " \t\n\r\v\f"
+	for s := strings.TrimLeft(dsn, spaces); s != ""; {
+		key, rest, found := strings.Cut(s, "=")
+		if !found {
+			return false // malformed: connecting fails and says so
+		}
+		var value string
+		value, s = settingValue(strings.TrimLeft(rest, spaces))
+		if strings.TrimSpace(key) == "password" && value != "" {
+			return true
+		}
+		s = strings.TrimLeft(s, spaces)
+	}
+	return false
+}
+
+// settingValue splits s, which starts with the value of a keyword/value
+// setting, quoted or not, into that value, still escaped, and the rest.
+func settingValue(s string) (value, rest string) {
+	quoted := strings.HasPrefix(s, "'")
+	if quoted {
+		s = s[1:]
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\':
+			i++ // the escaped character belongs to the value
+		case quoted && c == '\'':
+			return s[:i], s[i+1:]
+		case !quoted && strings.IndexByte(" \t\n\r\v\f", c) >= 0:
+			return s[:i], s[i:]
+		}
+	}
+	return s, ""
+}
+
+// minServerVersion is the oldest PostgreSQL major release doctor accepts.
+// AgentPG's own SQL needs nothing newer than 9.5 (jsonb, make_interval,
+// multi-argument unnest, data-modifying WITH), but releases before 13 are
+// out of support and untested. Tests with package agentpgtest need 15
+// (CREATE DATABASE ... STRATEGY).
+const minServerVersion = 13
+
+// checkServerVersion tells whether the server is recent enough.
+func checkServerVersion(ctx context.Context, cu *checkup) finding {
+	var num int
+	var version string
+	err := cu.db.pool.QueryRow(ctx, `SELECT current_setting('server_version_num')::int, current_setting('server_version')`).Scan(&num, &version)
+	if err != nil {
+		return failf("reading the server's version: %s", message(err))
+	}
+	return versionFinding(num, version)
+}
+
+// versionFinding judges the server of version, whose server_version_num is
+// num.
+func versionFinding(num int, version string) finding {
+	if num/10000 < minServerVersion {
+		return failf("PostgreSQL %s: AgentPG needs PostgreSQL %d or later, upgrade the server", version, minServerVersion)
+	}
+	return okf("PostgreSQL %s", version)
+}
+
+// checkMigrations tells whether the schema has every migration of this
+// agentpg.
+func checkMigrations(ctx context.Context, cu *checkup) finding {
+	remedy := "run agentpg migrate"
+	if cu.schema != defaultSchema {
+		remedy += " --schema " + cu.schema
+	}
+	exists, err := schemaExists(ctx, cu.db.pool, cu.schema)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	if !exists {
+		return failf("schema %q does not exist: %s", cu.schema, remedy)
+	}
+	st, err := store.New(cu.db.pool, cu.schema)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	migrations, err := store.Migrations()
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	pending, err := st.Pending(ctx)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	if len(pending) > 0 {
+		return failf("schema %q lacks %d of %s: %s", cu.schema, len(pending), count(len(migrations), "migration"), remedy)
+	}
+	return okf("schema %q is up to date (%s)", cu.schema, count(len(migrations), "migration"))
+}

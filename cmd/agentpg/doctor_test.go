@@ -1,0 +1,284 @@
+package main
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/agentpg/agentpg/agentpgtest"
+)
+
+// testDSN returns the test database's URL changed by change.
+func testDSN(t *testing.T, change func(u *url.URL, query url.Values)) string {
+	t.Helper()
+	u, err := url.Parse(agentpgtest.DatabaseURL())
+	if err != nil {
+		t.Fatalf("DATABASE_URL must be a URL for this test: %v", err)
+	}
+	query := u.Query()
+	change(u, query)
+	u.RawQuery = query.Encode()
+	return u.String()
+}
+
+// plainDSN is the test database's URL with sslmode=disable, so that the
+// connection is local and without TLS whatever the server offers.
+func plainDSN(t *testing.T) string {
+	return testDSN(t, func(_ *url.URL, query url.Values) { query.Set("sslmode", "disable") })
+}
+
+// wantCheck checks that out has the line of the check name, with status and
+// every one of wants.
+func wantCheck(t *testing.T, out, name string, status status, wants ...string) {
+	t.Helper()
+	for line := range strings.Lines(out) {
+		got, rest, _ := strings.Cut(line, " ")
+		rest = strings.TrimLeft(rest, " ")
+		if !strings.HasPrefix(rest, name+"  ") {
+			continue
+		}
+		if got != string(status) {
+			t.Errorf("check %s is %s, want %s:\n%s", name, got, status, out)
+		}
+		wantContains(t, "the line of check "+name, line, wants...)
+		return
+	}
+	t.Errorf("no line for check %s:\n%s", name, out)
+}
+
+// wantHidden checks that the output of res shows no part of secret, of five
+// characters or more.
+func wantHidden(t *testing.T, res result, secret string) {
+	t.Helper()
+	out := res.stdout + res.stderr
+	for i := 0; i+5 <= len(secret); i++ {
+		if part := secret[i : i+5]; strings.Contains(out, part) {
+			t.Fatalf("the output shows %q, part of %q:\nstdout:\n%s\nstderr:\n%s", part, secret, res.stdout, res.stderr)
+		}
+	}
+}
+
+func TestDoctorMigrated(t *testing.T) {
+	t.Parallel()
+	schema := migrated(t)
+	res := invocation{env: map[string]string{"DATABASE_URL": plainDSN(t)}}.run(t, "doctor", "--schema", schema)
+	wantCode(t, res, 0)
+	wantCheck(t, res.stdout, "API key", statusWarn, "ANTHROPIC_API_KEY is not set", "scripted model")
+	wantCheck(t, res.stdout, "database", statusOK, "connected to postgres://")
+	wantCheck(t, res.stdout, "TLS", statusWarn, "local connection without TLS", "sslmode=disable")
+	wantCheck(t, res.stdout, "password", statusOK, "DATABASE_URL holds no password")
+	wantCheck(t, res.stdout, "server version", statusOK, "PostgreSQL 1")
+	wantCheck(t, res.stdout, "migrations", statusOK, `schema "`+schema+`" is up to date`)
+	wantContains(t, "stdout", res.stdout, "No check failed; 2 warnings.")
+	if res.stderr != "" {
+		t.Errorf("stderr is not empty:\n%s", res.stderr)
+	}
+}
+
+func TestDoctorUnmigrated(t *testing.T) {
+	t.Parallel()
+	schema := testSchema(t)
+	res := agentpgCLI(t, "doctor", "--schema", schema)
+	wantCode(t, res, 1)
+	wantCheck(t, res.stdout, "database", statusOK)
+	wantCheck(t, res.stdout, "migrations", statusFail,
+		`schema "`+schema+`" does not exist`, "run agentpg migrate --schema "+schema)
+	wantContains(t, "stderr", res.stderr, "agentpg: 1 check failed")
+}
+
+func TestDoctorPendingMigration(t *testing.T) {
+	t.Parallel()
+	schema := migrated(t)
+	conn, err := pgx.Connect(t.Context(), agentpgtest.DatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	_, err = conn.Exec(t.Context(), "DELETE FROM "+pgx.Identifier{schema, "schema_migrations"}.Sanitize()+
+		" WHERE version = (SELECT max(version) FROM "+pgx.Identifier{schema, "schema_migrations"}.Sanitize()+")")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	res := agentpgCLI(t, "doctor", "--schema", schema)
+	wantCode(t, res, 1)
+	wantCheck(t, res.stdout, "migrations", statusFail, `schema "`+schema+`" lacks 1 of`, "run agentpg migrate --schema "+schema)
+}
+
+func TestDoctorAPIKey(t *testing.T) {
+	t.Parallel()
+	schema := migrated(t)
+	for _, tc := range []struct {
+		key    string
+		status status
+		want   string
+	}{
+		{"sk-ant-secret-123", statusOK, "ANTHROPIC_API_KEY is set, from the environment"},
+		{"sk-ant-secret-123\n", statusWarn, "white space"},
+		{"not-a-key-secret-456", statusWarn, "does not look like an Anthropic API key"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			t.Parallel()
+			res := invocation{env: map[string]string{"DATABASE_URL": plainDSN(t), "ANTHROPIC_API_KEY": tc.key}}.run(t, "doctor", "--schema", schema)
+			wantCode(t, res, 0)
+			wantCheck(t, res.stdout, "API key", tc.status, tc.want)
+			wantHidden(t, res, strings.TrimSpace(tc.key))
+		})
+	}
+}
+
+func TestDoctorPasswordInURL(t *testing.T) {
+	t.Parallel()
+	schema := migrated(t)
+	const password = "hunter2-doctor"
+	dsn := testDSN(t, func(u *url.URL, _ url.Values) { // trust authentication ignores it
+		u.User = url.UserPassword(u.User.Username(), password)
+	})
+	res := invocation{env: map[string]string{"DATABASE_URL": dsn}}.run(t, "doctor", "--schema", schema)
+	wantCode(t, res, 0)
+	wantCheck(t, res.stdout, "database", statusOK, "connected to postgres://")
+	wantCheck(t, res.stdout, "password", statusWarn, "DATABASE_URL holds a password", "secret manager or PGPASSFILE")
+	wantHidden(t, res, password)
+}
+
+func TestDoctorUnreachable(t *testing.T) {
+	t.Parallel()
+	const password = "s3cret-pw"
+	for _, tc := range []struct {
+		name string
+		inv  invocation
+	}{
+		{"url", invocation{env: map[string]string{"DATABASE_URL": "postgres://root:" + password + "@127.0.0.1:1/test?sslmode=disable"}}},
+		// Without DATABASE_URL, doctor checks the local server and never
+		// starts a throwaway cluster.
+		{"local", invocation{env: map[string]string{"DATABASE_URL": ""}, localServer: "127.0.0.1:1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			res := tc.inv.run(t, "doctor")
+			wantCode(t, res, 1)
+			wantCheck(t, res.stdout, "database", statusFail, "connecting to postgres://root@127.0.0.1:1/test")
+			wantContains(t, "stdout", res.stdout, "Not checked, for want of a connection: TLS, server version, migrations.")
+			wantContains(t, "stderr", res.stderr, "agentpg: 1 check failed")
+			wantHidden(t, res, password)
+			if strings.Contains(res.stdout+res.stderr, "throwaway") {
+				t.Errorf("doctor started a throwaway cluster:\n%s", res.stderr)
+			}
+		})
+	}
+}
+
+func TestDoctorCommandLine(t *testing.T) {
+	t.Parallel()
+	res := agentpgCLI(t, "--help")
+	wantCode(t, res, 0)
+	wantContains(t, "stdout", res.stdout, "doctor", "check the deployment")
+
+	res = agentpgCLI(t, "doctor", "--help")
+	wantCode(t, res, 0)
+	wantContains(t, "stdout", res.stdout, "Usage: agentpg doctor", "ok, warn or fail", "-schema", "DATABASE_URL", "ANTHROPIC_API_KEY")
+
+	for _, args := range [][]string{{"doctor", "--schema", "Not-Valid"}, {"doctor", "now"}} {
+		res = agentpgCLI(t, args...)
+		wantCode(t, res, 2)
+		wantContains(t, "stderr", res.stderr, "Usage: agentpg doctor")
+	}
+}
+
+func TestSSLMode(t *testing.T) {
+	t.Parallel()
+	for dsn, want := range map[string]string{
+		"host=db.example.com sslmode=disable":            "disable",
+		"host=db.example.com sslmode=allow":              "allow",
+		"host=db.example.com sslmode=prefer":             "prefer",
+		"host=db.example.com sslmode=require":            "require",
+		"host=db.example.com sslmode=verify-ca":          "verify-ca",
+		"host=db.example.com sslmode=verify-full":        "verify-full",
+		"postgres://u@db.example.com/x?ssl=true":         "require",
+		"host=a.example.com,b.example.com sslmode=allow": "allow",
+		"host=/tmp,db.example.com sslmode=prefer":        "prefer",
+		"host=/tmp sslmode=verify-full":                  "", // pgx ignores sslmode on sockets
+	} {
+		cfg, err := pgconn.ParseConfig(dsn)
+		if err != nil {
+			t.Fatalf("%s: %v", dsn, err)
+		}
+		if got := sslMode(cfg); got != want {
+			t.Errorf("sslMode(%s) = %q, want %q", dsn, got, want)
+		}
+	}
+}
+
+func TestTLSFinding(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		ssl, local bool
+		mode       string
+		status     status
+		want       string
+	}{
+		{false, true, "disable", statusWarn, "local connection without TLS (sslmode=disable)"},
+		{false, true, "", statusWarn, "local connection without TLS;"},
+		{true, true, "prefer", statusOK, "TLSv1.3 (sslmode=prefer)"},
+		{false, false, "prefer", statusFail, "connection without TLS (sslmode=prefer): use sslmode=verify-full"},
+		{true, false, "prefer", statusWarn, "sslmode=prefer falls back to no TLS: use sslmode=verify-full"},
+		{true, false, "require", statusWarn, "sslmode=require does not check the server's certificate"},
+		{true, false, "verify-ca", statusOK, "TLSv1.3 (sslmode=verify-ca)"},
+		{true, false, "verify-full", statusOK, "TLSv1.3 (sslmode=verify-full)"},
+	} {
+		version := ""
+		if tc.ssl {
+			version = "TLSv1.3"
+		}
+		got := tlsFinding(tc.ssl, version, tc.local, tc.mode)
+		if got.status != tc.status || !strings.Contains(got.text, tc.want) {
+			t.Errorf("tlsFinding(%v, %q, %v, %q) = %s %q, want %s containing %q", tc.ssl, version, tc.local, tc.mode, got.status, got.text, tc.status, tc.want)
+		}
+	}
+}
+
+func TestVersionFinding(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		num     int
+		version string
+		status  status
+	}{
+		{90624, "9.6.24", statusFail},
+		{120022, "12.22", statusFail},
+		{130000, "13.0", statusOK},
+		{170004, "17.4 (Debian 17.4-1)", statusOK},
+	} {
+		got := versionFinding(tc.num, tc.version)
+		if got.status != tc.status || !strings.Contains(got.text, "PostgreSQL "+tc.version) {
+			t.Errorf("versionFinding(%d, %q) = %s %q, want %s", tc.num, tc.version, got.status, got.text, tc.status)
+		}
+	}
+}
+
+func TestHasPassword(t *testing.T) {
+	t.Parallel()
+	for dsn, want := range map[string]bool{
+		"postgres://root:pw@db/test":                        true,
+		"postgresql://root:p%40w@db1:5432,db2:5432/test":    true,
+		"postgres://root@db/test?sslmode=disable&password=": false,
+		"postgres://root@db/test?password=pw":               true,
+		"postgres://root@db/test?pass%77ord=pw":             true,
+		"postgres://root:@db/test":                          false,
+		"postgres://root@db/test?application_name=password": false,
+		"postgres://db/test":                                false,
+		"host=db user=root password=pw":                     true,
+		"host=db user=root password = 'a b\\' c'":           true,
+		"host=db password='' user=root":                     false,
+		"host=db application_name='x password=y' user=root": false,
+		"host=db application_name=password user=root":       false,
+		"host=db user=root":                                 false,
+	} {
+		if got := hasPassword(dsn); got != want {
+			t.Errorf("hasPassword(%s) = %v, want %v", dsn, got, want)
+		}
+	}
+}
