@@ -28,6 +28,9 @@ type Agent struct {
 	before   []func(ctx context.Context, messages []any) error
 	after    []func(ctx context.Context, response any) error
 	toolCall []func(ctx context.Context, name string, input json.RawMessage, output string, err error) error
+
+	beforeCompaction []func(ctx context.Context, e *CompactionEvent) error
+	afterCompaction  []func(ctx context.Context, e *CompactionEvent) error
 }
 
 // New validates cfg, after applying opts and defaults, and returns an Agent.

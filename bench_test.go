@@ -3,24 +3,31 @@ package agentpg_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentpg/agentpg"
 	"github.com/agentpg/agentpg/agentpgtest"
+	"github.com/agentpg/agentpg/compaction"
+	"github.com/agentpg/agentpg/tool"
 )
 
 // statementCounter is a pgx tracer counting the statements sent, each one
-// round trip, and those that write, each its own commit since a turn uses no
-// explicit transaction.
+// round trip; those that write, each its own commit since a turn uses no
+// explicit transaction; the rows they return, and the time they take.
 type statementCounter struct {
-	on                 atomic.Bool
-	statements, writes atomic.Int64
+	on                       atomic.Bool
+	statements, writes, rows atomic.Int64
+	dbTime                   atomic.Int64 // nanoseconds
 }
+
+type queryStart struct{}
 
 func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
 	if c.on.Load() {
@@ -30,26 +37,90 @@ func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, dat
 			c.writes.Add(1)
 		}
 	}
-	return ctx
+	return context.WithValue(ctx, queryStart{}, time.Now())
 }
 
-func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (c *statementCounter) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
+	if !c.on.Load() {
+		return
+	}
+	if start, ok := ctx.Value(queryStart{}).(time.Time); ok {
+		c.dbTime.Add(int64(time.Since(start)))
+	}
+	if data.CommandTag.Select() {
+		c.rows.Add(data.CommandTag.RowsAffected())
+	}
+}
+
+// countingConn counts the bytes PostgreSQL sends.
+type countingConn struct {
+	net.Conn
+	counter *statementCounter
+	read    *atomic.Int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.counter.on.Load() {
+		c.read.Add(int64(n))
+	}
+	return n, err
+}
+
+// tracedPool returns a pool on db's database whose statements counter
+// counts, and the count of bytes read from the server.
+func tracedPool(b *testing.B, db *pgxpool.Pool, counter *statementCounter) (*pgxpool.Pool, *atomic.Int64) {
+	read := new(atomic.Int64)
+	cfg := db.Config().Copy()
+	cfg.ConnConfig.Tracer = counter
+	dialer := &net.Dialer{}
+	cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dialer.DialContext(ctx, network, addr)
+		return countingConn{Conn: conn, counter: counter, read: read}, err
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	return pool, read
+}
 
 // BenchmarkPlainTurn measures one Run against the scripted model: database
 // round trips and commits per turn, and the time and allocations of the whole
 // turn (PostgreSQL and the loopback model server included).
 func BenchmarkPlainTurn(b *testing.B) {
-	db := agentpgtest.DB(b)
-	counter := &statementCounter{}
-	cfg := db.Config().Copy()
-	cfg.ConnConfig.Tracer = counter
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	benchmarkTurn(b, nil, agentpgtest.Echo)
+}
+
+// BenchmarkToolTurn measures a Run in which the model calls one tool and
+// then answers: model, tool, model.
+func BenchmarkToolTurn(b *testing.B) {
+	echo, err := tool.NewFunc("echo", "Echoes its input.", func(ctx context.Context, in cityInput) (string, error) {
+		return in.City, nil
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer pool.Close()
+	benchmarkTurn(b, []tool.Tool{echo}, func(req agentpgtest.Request) agentpgtest.Reply {
+		last := req.Messages[len(req.Messages)-1]
+		if last.Content[0].Type == "tool_result" {
+			return agentpgtest.Text("done")
+		}
+		return agentpgtest.Blocks(agentpgtest.ToolUse(fmt.Sprintf("toolu_%d", len(req.Messages)), "echo", map[string]any{"city": "Oslo"}))
+	})
+}
+
+// benchmarkTurn runs b.N turns, ten per session, with the given tools and
+// model responder, and reports round trips and commits per turn.
+func benchmarkTurn(b *testing.B, tools []tool.Tool, responder func(agentpgtest.Request) agentpgtest.Reply) {
+	counter := &statementCounter{}
+	pool, _ := tracedPool(b, agentpgtest.DB(b), counter)
 	model := agentpgtest.NewServer(b)
-	agent, err := agentpg.New(agentpg.Config{DB: pool, Client: model.Client(), Model: "claude-sonnet-4-5", SystemPrompt: "Be brief."})
+	model.SetResponder(responder)
+	agent, err := agentpg.New(agentpg.Config{
+		DB: pool, Client: model.Client(), Model: "claude-sonnet-4-5", SystemPrompt: "Be brief.", Tools: tools,
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -77,4 +148,74 @@ func BenchmarkPlainTurn(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(counter.statements.Load())/float64(b.N), "roundtrips/turn")
 	b.ReportMetric(float64(counter.writes.Load())/float64(b.N), "commits/turn")
+}
+
+// BenchmarkTurnCost measures turn 10, 100 and 1,000 of one session whose
+// context window (20,000 tokens) compaction keeps it within: round trips,
+// rows and bytes read from PostgreSQL, database time, and bytes sent to the
+// model, per turn. "cached" reuses the Session; "loaded" loads it afresh
+// for every turn, as a stateless server would.
+func BenchmarkTurnCost(b *testing.B) {
+	for _, turn := range []int{10, 100, 1000} {
+		for _, mode := range []string{"cached", "loaded"} {
+			b.Run(fmt.Sprintf("turn=%d/%s", turn, mode), func(b *testing.B) {
+				benchmarkTurnAt(b, turn, mode == "loaded")
+			})
+		}
+	}
+}
+
+func benchmarkTurnAt(b *testing.B, turn int, reload bool) {
+	counter := &statementCounter{}
+	pool, bytesRead := tracedPool(b, agentpgtest.DB(b), counter)
+	model := agentpgtest.NewServer(b)
+	model.SetResponder(func(req agentpgtest.Request) agentpgtest.Reply {
+		if req.System == compaction.SummaryInstructions {
+			return agentpgtest.Text(strings.Repeat("The user asked about many things. ", 40))
+		}
+		return agentpgtest.Text(strings.Repeat("An answer of some length. ", 15))
+	})
+	agent, err := agentpg.New(agentpg.Config{
+		DB: pool, Client: model.Client(), Model: "claude-sonnet-4-5", SystemPrompt: "Be brief.", ContextWindow: 20_000,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	sess, err := agent.NewSession(ctx, "bench", "long", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	prompt := strings.Repeat("A question of some length? ", 4)
+	for range turn - 1 {
+		if _, err := sess.Run(ctx, prompt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	sent := len(model.Requests())
+
+	counter.on.Store(true)
+	b.ResetTimer()
+	for range b.N {
+		if reload {
+			if sess, err = agent.LoadSession(ctx, "bench", sess.ID); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := sess.Run(ctx, prompt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	counter.on.Store(false)
+	var modelBytes int
+	for _, req := range model.Requests()[sent:] {
+		modelBytes += len(req.Body)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(counter.statements.Load())/n, "roundtrips/turn")
+	b.ReportMetric(float64(counter.rows.Load())/n, "rows/turn")
+	b.ReportMetric(float64(bytesRead.Load())/n, "db-bytes/turn")
+	b.ReportMetric(float64(counter.dbTime.Load())/n/1e3, "db-µs/turn")
+	b.ReportMetric(float64(modelBytes)/n, "model-bytes/turn")
 }

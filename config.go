@@ -11,6 +11,7 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/agentpg/agentpg/compaction"
 	"github.com/agentpg/agentpg/internal/store"
 	"github.com/agentpg/agentpg/tool"
 )
@@ -63,6 +64,14 @@ type Config struct {
 	LeaseTTL time.Duration
 	// MaxPromptBytes caps a prompt's size (default DefaultMaxPromptBytes).
 	MaxPromptBytes int
+	// ContextWindow is the model's context window in tokens; 0 looks the
+	// model up with ContextWindow.
+	ContextWindow int
+	// ExtendedContext asks for the 1M-token context window on models that
+	// offer it, sending the API's beta header for it.
+	ExtendedContext bool
+	// Compaction keeps long conversations within the context window.
+	Compaction CompactionConfig
 	// RequestOptions are passed to every Messages API call, for settings
 	// this Config does not name (headers, sampling parameters the model
 	// accepts, a beta flag).
@@ -78,6 +87,25 @@ type ThinkingConfig struct {
 	// BudgetTokens is the thinking budget: at least 1024 and below
 	// MaxTokens.
 	BudgetTokens int64
+}
+
+// CompactionConfig configures compaction. Before each model call, when the
+// conversation would take more than Threshold of the context window, older
+// messages are compacted with Strategy and moved to the message archive.
+// Session.Compact compacts on demand.
+type CompactionConfig struct {
+	// Disabled turns automatic compaction off; Session.Compact still works.
+	Disabled bool
+	// Strategy is compaction.StrategyHybrid (the default: prune old tool
+	// outputs, then summarize if still too long), StrategyPrune or
+	// StrategySummarize.
+	Strategy compaction.Strategy
+	// Threshold is the fraction of the window that triggers compaction
+	// (default 0.85); Target the fraction to get under (default 0.5).
+	Threshold, Target float64
+	// ProtectTokens is the most recent span, in tokens, that is never
+	// compacted (default 40,000, at most Target of the window).
+	ProtectTokens int
 }
 
 // Option changes a Config before New validates it.
@@ -155,5 +183,26 @@ func (c Config) validate() error {
 	if c.MaxPromptBytes < 1 {
 		problem("MaxPromptBytes must be positive, got %d", c.MaxPromptBytes)
 	}
+	if c.ContextWindow < 0 {
+		problem("ContextWindow must not be negative, got %d", c.ContextWindow)
+	}
+	if err := c.compactionOptions(c.Model).Validate(); err != nil {
+		problem("Compaction: %v", err)
+	}
 	return errors.Join(errs...)
+}
+
+// compactionOptions returns the compaction options for a model.
+func (c Config) compactionOptions(model string) compaction.Options {
+	window := c.ContextWindow
+	if window == 0 {
+		window = ContextWindow(model, c.ExtendedContext)
+	}
+	return compaction.Options{
+		Strategy:      c.Compaction.Strategy,
+		ContextWindow: window,
+		Threshold:     c.Compaction.Threshold,
+		Target:        c.Compaction.Target,
+		ProtectTokens: c.Compaction.ProtectTokens,
+	}.WithDefaults()
 }

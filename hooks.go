@@ -55,3 +55,30 @@ func (a *Agent) afterToolCalls(ctx context.Context, results []tool.Result) error
 	}
 	return nil
 }
+
+// beforeCompactionHooks runs the OnBeforeCompaction hooks on a planned
+// compaction.
+func (a *Agent) beforeCompactionHooks(ctx context.Context, e *CompactionEvent) error {
+	a.hookMu.RLock()
+	hooks := a.beforeCompaction
+	a.hookMu.RUnlock()
+	for _, hook := range hooks {
+		if err := hook(ctx, e); err != nil {
+			return fmt.Errorf("%w: OnBeforeCompaction: %w", ErrHookRejected, err)
+		}
+	}
+	return nil
+}
+
+// afterCompactionHooks runs the OnAfterCompaction hooks on a stored
+// compaction, logging their errors.
+func (a *Agent) afterCompactionHooks(ctx context.Context, e *CompactionEvent) {
+	a.hookMu.RLock()
+	hooks := a.afterCompaction
+	a.hookMu.RUnlock()
+	for _, hook := range hooks {
+		if err := hook(ctx, e); err != nil {
+			a.cfg.Logger.WarnContext(ctx, "OnAfterCompaction hook", "session_id", e.SessionID, "error", err)
+		}
+	}
+}

@@ -2,9 +2,11 @@ package agentpg_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -65,26 +67,9 @@ func TestKilledProcessReleasesSession(t *testing.T) {
 	sess := b.session(t, "acme", "user-1")
 	b.model.Push(agentpgtest.Reply{Content: []agentpgtest.Block{agentpgtest.TextBlock("never")}, Delay: time.Minute})
 
-	child := exec.Command(os.Args[0], "-test.run=^TestHelperProcessRun$", "-test.v")
-	child.Env = append(os.Environ(),
-		"AGENTPG_HELPER_PROCESS=1",
-		"AGENTPG_HELPER_DB="+b.db.Config().ConnString(),
-		"AGENTPG_HELPER_MODEL="+b.model.URL(),
-		"AGENTPG_HELPER_SESSION="+sess.ID,
-	)
-	var out strings.Builder
-	child.Stdout, child.Stderr = &out, &out
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
+	child := helperProcess(t, b, sess.ID, "run")
 	waitFor(t, func() bool { return len(b.model.Requests()) == 1 })
-	if err := child.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = child.Wait()
-	if strings.Contains(out.String(), "--- FAIL") {
-		t.Fatalf("helper process failed:\n%s", out.String())
-	}
+	child.kill(t)
 
 	b.model.Push(agentpgtest.Text("back again"))
 	start := time.Now()
@@ -106,19 +91,62 @@ func TestKilledProcessReleasesSession(t *testing.T) {
 	}
 }
 
-// TestHelperProcessRun is the process TestKilledProcessReleasesSession
-// kills: it starts a run with a one-second lease and blocks in the model
-// call. It does nothing unless started by that test.
-func TestHelperProcessRun(t *testing.T) {
-	if os.Getenv("AGENTPG_HELPER_PROCESS") != "1" {
+// child is a helper process that a test kills.
+type child struct {
+	cmd *exec.Cmd
+	out *strings.Builder
+}
+
+// helperProcess starts this test binary as a second process that takes
+// the session with a one-second lease and does action ("run" or
+// "compact") against the bundle's database and model.
+func helperProcess(t *testing.T, b *bundle, sessionID, action string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.v")
+	cmd.Env = append(os.Environ(),
+		"AGENTPG_HELPER_PROCESS="+action,
+		"AGENTPG_HELPER_DB="+b.db.Config().ConnString(),
+		"AGENTPG_HELPER_MODEL="+b.model.URL(),
+		"AGENTPG_HELPER_SESSION="+sessionID,
+		fmt.Sprintf("AGENTPG_HELPER_WINDOW=%d", b.cfg.ContextWindow),
+	)
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return &child{cmd: cmd, out: out}
+}
+
+// kill kills the process at once, as a crash or an OOM killer would.
+func (c *child) kill(t *testing.T) {
+	t.Helper()
+	if err := c.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.cmd.Wait()
+	if strings.Contains(c.out.String(), "--- FAIL") {
+		t.Fatalf("helper process failed:\n%s", c.out.String())
+	}
+}
+
+// TestHelperProcess is the process helperProcess starts: it takes the
+// session with a one-second lease and blocks in a model call until killed.
+// It does nothing unless started by helperProcess.
+func TestHelperProcess(t *testing.T) {
+	action := os.Getenv("AGENTPG_HELPER_PROCESS")
+	if action == "" {
 		return
 	}
 	pool, err := pgxpool.New(t.Context(), os.Getenv("AGENTPG_HELPER_DB"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := newClient(os.Getenv("AGENTPG_HELPER_MODEL"))
-	agent, err := agentpg.New(agentpg.Config{DB: pool, Client: client, Model: "claude-sonnet-4-5", LeaseTTL: time.Second})
+	window, _ := strconv.Atoi(os.Getenv("AGENTPG_HELPER_WINDOW"))
+	client := anthropic.NewClient(option.WithBaseURL(os.Getenv("AGENTPG_HELPER_MODEL")), option.WithAPIKey("test"), option.WithMaxRetries(0))
+	agent, err := agentpg.New(agentpg.Config{
+		DB: pool, Client: &client, Model: "claude-sonnet-4-5", LeaseTTL: time.Second, ContextWindow: window,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,11 +154,11 @@ func TestHelperProcessRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = sess.Run(t.Context(), "I will die mid-call")
-	t.Fatalf("the run returned (%v) instead of being killed", err)
-}
-
-func newClient(baseURL string) *anthropic.Client {
-	c := anthropic.NewClient(option.WithBaseURL(baseURL), option.WithAPIKey("test"), option.WithMaxRetries(0))
-	return &c
+	switch action {
+	case "run":
+		_, err = sess.Run(t.Context(), "I will die mid-call")
+	case "compact":
+		_, err = sess.Compact(t.Context())
+	}
+	t.Fatalf("%s returned (%v) instead of being killed", action, err)
 }

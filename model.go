@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
+	"github.com/anthropics/anthropic-sdk-go/v2/option"
 
 	"github.com/agentpg/agentpg/tool"
 )
@@ -42,19 +44,20 @@ type Event struct {
 	IsError bool
 }
 
-// request builds the Messages API request for the conversation. The system
-// prompt carries a cache breakpoint; the request-level cache_control puts
-// another on the conversation's last block, so each turn reads the previous
-// turn's prefix from the cache.
-func (s *Session) request(history []Message) anthropic.MessageNewParams {
+// request builds the Messages API request for the conversation. The last
+// system block (the system prompt, or the summary of the compacted start of
+// the conversation after it) carries a cache breakpoint; the request-level
+// cache_control puts another on the conversation's last block, so each turn
+// reads the previous turn's prefix from the cache.
+func (s *Session) request(conv conversation) anthropic.MessageNewParams {
 	cfg := s.agent.cfg
 	params := anthropic.MessageNewParams{
 		Model:        anthropic.Model(cfg.Model),
 		MaxTokens:    cfg.MaxTokens,
-		Messages:     make([]anthropic.MessageParam, len(history)),
+		Messages:     make([]anthropic.MessageParam, len(conv.messages)),
 		CacheControl: anthropic.NewCacheControlEphemeralParam(),
 	}
-	for i, msg := range history {
+	for i, msg := range conv.messages {
 		params.Messages[i] = msg.param()
 	}
 	if o := s.overrides; o.Model != "" {
@@ -68,7 +71,13 @@ func (s *Session) request(history []Message) anthropic.MessageNewParams {
 		system = s.overrides.SystemPrompt
 	}
 	if system != "" {
-		params.System = []anthropic.TextBlockParam{{Text: system, CacheControl: anthropic.NewCacheControlEphemeralParam()}}
+		params.System = append(params.System, anthropic.TextBlockParam{Text: system})
+	}
+	if conv.summary != "" {
+		params.System = append(params.System, anthropic.TextBlockParam{Text: summaryBlock(conv)})
+	}
+	if n := len(params.System); n > 0 {
+		params.System[n-1].CacheControl = anthropic.NewCacheControlEphemeralParam()
 	}
 	for _, t := range s.agent.executor.Registry().Tools() {
 		params.Tools = append(params.Tools, toolParam(t))
@@ -95,7 +104,7 @@ func (s *Session) model() string {
 // onEvent as they arrive. A stream that ends before message_stop is
 // ErrIncompleteResponse: its partial answer is never used.
 func (a *Agent) callModel(ctx context.Context, params anthropic.MessageNewParams, onEvent func(Event)) (*anthropic.Message, error) {
-	stream := a.cfg.Client.Messages.NewStreaming(ctx, params, a.cfg.RequestOptions...)
+	stream := a.cfg.Client.Messages.NewStreaming(ctx, params, a.requestOptions(string(params.Model))...)
 	defer stream.Close()
 
 	var resp anthropic.Message
@@ -154,4 +163,12 @@ func toolParam(t tool.Tool) anthropic.ToolUnionParam {
 		Description: anthropic.String(t.Description()),
 		InputSchema: input,
 	}}
+}
+
+// requestOptions are the SDK options of a Messages API call for model.
+func (a *Agent) requestOptions(model string) []option.RequestOption {
+	if !a.cfg.ExtendedContext || !offersExtendedContext(model) {
+		return a.cfg.RequestOptions
+	}
+	return append(slices.Clip(a.cfg.RequestOptions), option.WithHeaderAdd("anthropic-beta", extendedContextBeta))
 }

@@ -110,16 +110,25 @@ func (s *Session) begin(ctx context.Context, prompt store.NewMessage, noWait boo
 		Prompt:      prompt,
 		ParentRunID: parentRunID,
 	}
+	return waitForLease(ctx, noWait, func() (store.Lease, error) {
+		return s.agent.store.BeginRun(ctx, params)
+	})
+}
+
+// waitForLease calls acquire until it gets the lease, polling with backoff
+// while another process holds it, until ctx ends; with noWait it fails at
+// once with ErrSessionBusy.
+func waitForLease(ctx context.Context, noWait bool, acquire func() (store.Lease, error)) (store.Lease, error) {
 	backoff := 20 * time.Millisecond
 	for {
-		lease, err := s.agent.store.BeginRun(ctx, params)
+		lease, err := acquire()
 		switch {
 		case err == nil:
 			return lease, nil
 		case errors.Is(err, store.ErrNotFound):
 			return lease, fmt.Errorf("agentpg: %w", ErrSessionNotFound)
 		case !errors.Is(err, store.ErrBusy):
-			return lease, fmt.Errorf("agentpg: starting run: %w", err)
+			return lease, fmt.Errorf("agentpg: taking the session: %w", err)
 		case noWait:
 			return lease, fmt.Errorf("agentpg: %w", ErrSessionBusy)
 		}
@@ -151,7 +160,7 @@ func (r *run) execute(ctx context.Context) (*Result, error) {
 	r.log.DebugContext(ctx, "run started")
 	a := r.session.agent
 
-	history, err := r.session.readHistory(ctx, r.lease)
+	conv, err := r.session.readHistory(ctx, r.lease)
 	if err != nil {
 		return nil, r.fail(ctx, err, false)
 	}
@@ -159,12 +168,13 @@ func (r *run) execute(ctx context.Context) (*Result, error) {
 		if r.calls == a.cfg.MaxIterations {
 			return nil, r.fail(ctx, fmt.Errorf("%w (%d)", ErrMaxIterations, r.calls), false)
 		}
-		if err := a.beforeMessage(ctx, history); err != nil {
+		conv = r.maybeCompact(ctx, conv)
+		if err := a.beforeMessage(ctx, conv.messages); err != nil {
 			// Only a refused prompt is dropped; a refusal later in a tool
 			// loop keeps the run's record.
 			return nil, r.fail(ctx, err, r.calls == 0)
 		}
-		resp, err := a.callModel(ctx, r.session.request(history), r.opts.OnEvent)
+		resp, err := a.callModel(ctx, r.session.request(conv), r.opts.OnEvent)
 		if err != nil {
 			return nil, r.fail(ctx, err, false)
 		}
@@ -175,18 +185,18 @@ func (r *run) execute(ctx context.Context) (*Result, error) {
 			return nil, r.fail(ctx, err, false)
 		}
 		if resp.StopReason == anthropic.StopReasonToolUse && a.executor.Registry().Len() > 0 {
-			if history, err = r.toolStep(ctx, history, resp, stepUsage); err != nil {
+			if conv.messages, err = r.toolStep(ctx, conv.messages, resp, stepUsage); err != nil {
 				return nil, r.fail(ctx, err, false)
 			}
 			continue
 		}
-		return r.finish(ctx, history, resp, stepUsage)
+		return r.finish(ctx, conv, resp, stepUsage)
 	}
 }
 
 // finish stores the final answer and completes the run, or fails it when
 // the response cannot end a run.
-func (r *run) finish(ctx context.Context, history []Message, resp *anthropic.Message, usage Usage) (*Result, error) {
+func (r *run) finish(ctx context.Context, conv conversation, resp *anthropic.Message, usage Usage) (*Result, error) {
 	result := &Result{
 		RunID:      r.lease.RunID,
 		Text:       responseText(resp),
@@ -202,7 +212,8 @@ func (r *run) finish(ctx context.Context, history []Message, resp *anthropic.Mes
 	if err != nil {
 		return nil, r.fail(ctx, err, false)
 	}
-	r.session.remember(append(history, answer), seq)
+	conv.messages = append(conv.messages, answer)
+	r.session.remember(conv, seq)
 	r.log.DebugContext(ctx, "run completed", "stop_reason", result.StopReason, "iterations", r.calls,
 		"input_tokens", r.usage.InputTokens, "output_tokens", r.usage.OutputTokens)
 	return result, nil

@@ -25,8 +25,18 @@ type Session struct {
 	depth     int // how deep the session nests under its ancestors
 
 	mu      sync.Mutex
-	history []Message // the conversation as last read, a cache
-	lastSeq int64     // the highest seq read into history
+	conv    conversation // the conversation as last read, a cache
+	lastSeq int64        // the highest seq read into conv
+}
+
+// conversation is what a run sends the model: the summary of what
+// compaction archived, if any, and the live messages.
+type conversation struct {
+	gen            int    // the session's compaction generation it was read under
+	summary        string // "" before the first summarizing compaction
+	firstIntent    string // the user's first request, kept through compactions
+	compactedAtSeq int64  // usage of messages up to this seq predates the last compaction
+	messages       []Message
 }
 
 // Messages returns every stored message of the session in order, including
@@ -45,6 +55,31 @@ func (s *Session) Messages(ctx context.Context) ([]Message, error) {
 		msgs = append(msgs, msg)
 	}
 	return msgs, nil
+}
+
+// ArchivedMessage is a message compaction moved out of the conversation:
+// one it removed, or the original of one it pruned.
+type ArchivedMessage struct {
+	Message
+	CompactionID string
+	ArchivedAt   time.Time
+}
+
+// Archive returns the session's archived messages in order.
+func (s *Session) Archive(ctx context.Context) ([]ArchivedMessage, error) {
+	rows, err := s.agent.store.ListArchive(ctx, s.TenantID, s.ID)
+	if err != nil {
+		return nil, fmt.Errorf("agentpg: %w", err)
+	}
+	archived := make([]ArchivedMessage, 0, len(rows))
+	for _, row := range rows {
+		msg, err := messageFromRow(row.Message)
+		if err != nil {
+			return nil, fmt.Errorf("agentpg: %w", err)
+		}
+		archived = append(archived, ArchivedMessage{Message: msg, CompactionID: row.CompactionID, ArchivedAt: row.ArchivedAt})
+	}
+	return archived, nil
 }
 
 // RunInfo describes a stored run.
@@ -89,35 +124,45 @@ func (s *Session) Runs(ctx context.Context) ([]RunInfo, error) {
 }
 
 // readHistory returns the conversation to send for the run holding lease:
-// the cached messages plus those stored since. It reads only what is new.
-func (s *Session) readHistory(ctx context.Context, lease store.Lease) ([]Message, error) {
+// the cached conversation plus the messages stored since. It reads only
+// what is new, unless a compaction made the cache stale.
+func (s *Session) readHistory(ctx context.Context, lease store.Lease) (conversation, error) {
 	s.mu.Lock()
-	cached, after := s.history, s.lastSeq
+	conv, after := s.conv, s.lastSeq
 	s.mu.Unlock()
 
-	rows, err := s.agent.store.History(ctx, lease, after)
-	if err != nil {
-		return nil, err
+	if conv.gen != lease.CompactionGen {
+		sum, err := s.agent.store.Summary(ctx, s.TenantID, s.ID)
+		if err != nil {
+			return conv, fmt.Errorf("reading the summary: %w", err)
+		}
+		conv = conversation{gen: sum.Gen, summary: sum.Text, firstIntent: sum.FirstIntent, compactedAtSeq: sum.CompactedAtSeq}
+		after = 0
 	}
-	history := make([]Message, len(cached), len(cached)+len(rows)+2)
-	copy(history, cached)
+	rows, err := s.agent.store.History(ctx, s.TenantID, s.ID, after, &lease.RunID)
+	if err != nil {
+		return conv, err
+	}
+	messages := make([]Message, len(conv.messages), len(conv.messages)+len(rows)+2)
+	copy(messages, conv.messages)
 	for _, row := range rows {
 		msg, err := messageFromRow(row)
 		if err != nil {
-			return nil, err
+			return conv, err
 		}
-		history = append(history, msg)
+		messages = append(messages, msg)
 	}
-	return history, nil
+	conv.messages = messages
+	return conv, nil
 }
 
-// remember caches the history of a completed run, whose messages up to
-// lastSeq are all stored.
-func (s *Session) remember(history []Message, lastSeq int64) {
+// remember caches the conversation of a completed run, whose messages up
+// to lastSeq are all stored.
+func (s *Session) remember(conv conversation, lastSeq int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if lastSeq > s.lastSeq {
-		s.history, s.lastSeq = history, lastSeq
+	if lastSeq > s.lastSeq || conv.gen > s.conv.gen {
+		s.conv, s.lastSeq = conv, lastSeq
 	}
 }
 

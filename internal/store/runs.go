@@ -16,8 +16,11 @@ import (
 type Lease struct {
 	TenantID  string
 	SessionID string
-	RunID     string
+	RunID     string // the run holding the lease, or the id of a compaction
 	Token     int64
+	// CompactionGen is the session's compaction generation when the lease
+	// was taken: a cached history read under an older one is stale.
+	CompactionGen int
 }
 
 // NewMessage is a message to append to a session.
@@ -62,7 +65,7 @@ WITH s AS (
         updated_at = now()
     WHERE tenant_id = $1 AND id = $2
       AND (lease_run_id IS NULL OR lease_expires_at <= now())
-    RETURNING id, tenant_id, lease_token, last_seq
+    RETURNING id, tenant_id, lease_token, last_seq, compaction_gen
 ), abandoned AS (
     UPDATE {{schema}}.runs
     SET status = 'failed', error = 'abandoned: its lease expired', finished_at = now()
@@ -74,7 +77,7 @@ WITH s AS (
     INSERT INTO {{schema}}.messages (id, session_id, tenant_id, run_id, seq, role, content)
     SELECT $6, id, tenant_id, $3, last_seq, $7, $8 FROM s
 )
-SELECT lease_token FROM s`
+SELECT lease_token, compaction_gen FROM s`
 
 const sessionExistsSQL = `SELECT EXISTS (SELECT 1 FROM {{schema}}.sessions WHERE tenant_id = $1 AND id = $2)`
 
@@ -87,18 +90,23 @@ func (s *Store) BeginRun(ctx context.Context, p BeginRunParams) (Lease, error) {
 	err := s.db.QueryRow(ctx, s.q(beginRunSQL),
 		p.TenantID, p.SessionID, p.RunID, p.LeaseTTL.Seconds(), p.Model,
 		p.Prompt.ID, p.Prompt.Role, p.Prompt.Content, p.ParentRunID,
-	).Scan(&lease.Token)
+	).Scan(&lease.Token, &lease.CompactionGen)
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return lease, err
 	}
+	return lease, s.whyNoLease(ctx, p.TenantID, p.SessionID)
+}
+
+// whyNoLease explains a failed lease acquisition: ErrNotFound or ErrBusy.
+func (s *Store) whyNoLease(ctx context.Context, tenantID, sessionID string) error {
 	var exists bool
-	if err := s.db.QueryRow(ctx, s.q(sessionExistsSQL), p.TenantID, p.SessionID).Scan(&exists); err != nil {
-		return lease, err
+	if err := s.db.QueryRow(ctx, s.q(sessionExistsSQL), tenantID, sessionID).Scan(&exists); err != nil {
+		return err
 	}
 	if !exists {
-		return lease, ErrNotFound
+		return ErrNotFound
 	}
-	return lease, ErrBusy
+	return ErrBusy
 }
 
 const renewLeaseSQL = `
@@ -126,11 +134,11 @@ WHERE m.tenant_id = $1 AND m.session_id = $2 AND m.seq > $3
   AND (m.run_id IS NULL OR m.run_id = $4 OR r.status = 'completed')
 ORDER BY m.seq`
 
-// History returns the messages after seq that belong in the conversation:
-// those of completed runs and of the run holding lease. Messages of failed
-// runs stay stored but are left out.
-func (s *Store) History(ctx context.Context, l Lease, afterSeq int64) ([]Message, error) {
-	rows, err := s.db.Query(ctx, s.q(historySQL), l.TenantID, l.SessionID, afterSeq, l.RunID)
+// History returns the session's messages after seq that belong in the
+// conversation: those of completed runs and of currentRunID, if not nil.
+// Messages of failed runs stay stored but are left out.
+func (s *Store) History(ctx context.Context, tenantID, sessionID string, afterSeq int64, currentRunID *string) ([]Message, error) {
+	rows, err := s.db.Query(ctx, s.q(historySQL), tenantID, sessionID, afterSeq, currentRunID)
 	if err != nil {
 		return nil, fmt.Errorf("reading history: %w", err)
 	}
