@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/agentpg/agentpg/internal/store"
 	"github.com/agentpg/agentpg/tool"
@@ -23,6 +24,7 @@ type Agent struct {
 	store    *store.Store
 	executor *tool.Executor
 	gates    gates
+	cache    *lru.Cache[string, *cachedConversation]
 
 	hookMu   sync.RWMutex
 	before   []func(ctx context.Context, messages []any) error
@@ -51,7 +53,11 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agentpg: Config.Tools: %w", err)
 	}
-	return &Agent{cfg: cfg, store: st, executor: tool.NewExecutor(registry)}, nil
+	cache, err := lru.New[string, *cachedConversation](cfg.ConversationCacheSize)
+	if err != nil {
+		return nil, fmt.Errorf("agentpg: Config.ConversationCacheSize: %w", err)
+	}
+	return &Agent{cfg: cfg, store: st, executor: tool.NewExecutor(registry), cache: cache}, nil
 }
 
 // Executor returns the executor that runs the agent's tools, for setting
@@ -252,6 +258,7 @@ func (a *Agent) session(row *store.Session) (*Session, error) {
 		CreatedAt:  row.CreatedAt,
 		agent:      a,
 		depth:      row.Depth,
+		cache:      a.cachedConversation(row.ID),
 	}
 	if row.ParentID != nil {
 		sess.ParentID = *row.ParentID
@@ -286,3 +293,16 @@ func validID(id string) bool {
 
 // leaseRenewal is how often a run renews its lease.
 func (a *Agent) leaseRenewal() time.Duration { return a.cfg.LeaseTTL / 3 }
+
+// cachedConversation returns the cached conversation of the session,
+// adding an empty one if it has none.
+func (a *Agent) cachedConversation(sessionID string) *cachedConversation {
+	if c, ok := a.cache.Get(sessionID); ok {
+		return c
+	}
+	fresh := &cachedConversation{}
+	if c, ok, _ := a.cache.PeekOrAdd(sessionID, fresh); ok {
+		return c
+	}
+	return fresh
+}

@@ -345,3 +345,75 @@ func TestKilledDuringCompaction(t *testing.T) {
 		t.Fatalf("rejected: %s", rejected[0].RejectReason)
 	}
 }
+
+// Near the threshold an estimate is not good enough: the count_tokens
+// endpoint decides. Far from it, the estimate stands alone.
+func TestCountTokensNearThreshold(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		reported  int64 // the input tokens the first answer reports
+		wantCount bool
+	}{
+		"near the threshold": {reported: 850, wantCount: true},
+		"far below":          {reported: 100, wantCount: false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, func(c *agentpg.Config) { c.ContextWindow = 1000 })
+			var compactions int
+			b.agent.OnBeforeCompaction(func(context.Context, *agentpg.CompactionEvent) error {
+				compactions++
+				return nil
+			})
+			b.model.Push(agentpgtest.Reply{Content: []agentpgtest.Block{agentpgtest.TextBlock("ok")},
+				Usage: &agentpgtest.Usage{InputTokens: tc.reported, OutputTokens: 1}})
+			sess := b.session(t, "acme", "user-1")
+			for _, prompt := range []string{"one", "two"} {
+				if _, err := sess.Run(ctx(t), prompt); err != nil {
+					t.Fatal(err)
+				}
+			}
+			counted := 0
+			for _, req := range b.model.Requests() {
+				if strings.HasSuffix(req.Path, "/count_tokens") {
+					counted++
+				}
+			}
+			if (counted > 0) != tc.wantCount {
+				t.Fatalf("%d count_tokens requests", counted)
+			}
+			// The exact count (a few dozen tokens) shows no compaction is due.
+			if compactions != 0 {
+				t.Fatalf("%d compactions", compactions)
+			}
+		})
+	}
+}
+
+func TestExtendedContextWindow(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *agentpg.Config) { c.ExtendedContext = true })
+	sonnet := b.session(t, "acme", "sonnet")
+	haiku, err := b.agent.NewSession(ctx(t), "acme", "haiku", &agentpg.SessionOptions{Model: "claude-haiku-4-5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sess := range []*agentpg.Session{sonnet, haiku} {
+		if _, err := sess.Run(ctx(t), "hello"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reqs := b.model.Requests()
+	if got := reqs[0].Header.Get("Anthropic-Beta"); !strings.Contains(got, "context-1m") {
+		t.Fatalf("sonnet request beta header %q", got)
+	}
+	if got := reqs[1].Header.Get("Anthropic-Beta"); strings.Contains(got, "context-1m") {
+		t.Fatalf("haiku request beta header %q", got)
+	}
+	for sess, want := range map[*agentpg.Session]int{sonnet: agentpg.ExtendedContextWindow, haiku: agentpg.DefaultContextWindow} {
+		stats, err := sess.CompactionStats(ctx(t))
+		if err != nil || stats.ContextWindow != want {
+			t.Fatalf("%s: window %+v, %v; want %d", sess.Identifier, stats, err, want)
+		}
+	}
+}

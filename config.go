@@ -23,6 +23,9 @@ const (
 	DefaultMaxPromptBytes = 1 << 20
 	DefaultMaxIterations  = 10
 	DefaultMaxAgentDepth  = 3
+	// DefaultConversationCacheSize is how many sessions' conversations an
+	// Agent keeps in memory by default.
+	DefaultConversationCacheSize = 256
 )
 
 // Config configures an Agent. DB, Client and Model are required.
@@ -72,6 +75,12 @@ type Config struct {
 	ExtendedContext bool
 	// Compaction keeps long conversations within the context window.
 	Compaction CompactionConfig
+	// ConversationCacheSize is how many sessions' conversations the Agent
+	// keeps in memory, least recently used first out (default
+	// DefaultConversationCacheSize). A cached session's turn reads only the
+	// messages stored since, even through a freshly loaded Session. Each
+	// entry holds at most about a context window of messages.
+	ConversationCacheSize int
 	// RequestOptions are passed to every Messages API call, for settings
 	// this Config does not name (headers, sampling parameters the model
 	// accepts, a beta flag).
@@ -138,6 +147,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxIterations == 0 {
 		c.MaxIterations = DefaultMaxIterations
 	}
+	if c.ConversationCacheSize == 0 {
+		c.ConversationCacheSize = DefaultConversationCacheSize
+	}
 	if c.MaxAgentDepth == 0 {
 		c.MaxAgentDepth = DefaultMaxAgentDepth
 	}
@@ -182,6 +194,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxPromptBytes < 1 {
 		problem("MaxPromptBytes must be positive, got %d", c.MaxPromptBytes)
+	}
+	if c.ConversationCacheSize < 1 {
+		problem("ConversationCacheSize must be positive, got %d", c.ConversationCacheSize)
 	}
 	if c.ContextWindow < 0 {
 		problem("ContextWindow must not be negative, got %d", c.ContextWindow)

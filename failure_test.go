@@ -10,6 +10,7 @@ import (
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentpg/agentpg"
 	"github.com/agentpg/agentpg/agentpgtest"
@@ -233,5 +234,38 @@ func TestNoTransactionOpenDuringModelCall(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A database that cannot be reached gives a clear error that carries
+// neither its password nor SQL.
+func TestDatabaseErrorsCarryNoSecrets(t *testing.T) {
+	t.Parallel()
+	const password = "hunter2-db-secret"
+	pool, err := pgxpool.New(ctx(t), "postgres://root:"+password+"@127.0.0.1:1/test?connect_timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	agent, err := agentpg.New(agentpg.Config{DB: pool, Client: agentpgtest.NewServer(t).Client(), Model: "claude-sonnet-4-5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, call := range map[string]func() error{
+		"migrate":     func() error { return agent.Migrate(ctx(t)) },
+		"new session": func() error { _, err := agent.NewSession(ctx(t), "acme", "u", nil); return err },
+		"load":        func() error { _, err := agent.LoadSessionByIdentifier(ctx(t), "acme", "u"); return err },
+	} {
+		err := call()
+		if err == nil {
+			t.Fatalf("%s: no error from an unreachable database", name)
+		}
+		msg := err.Error()
+		if strings.Contains(msg, password) || strings.Contains(msg, "SELECT") || strings.Contains(msg, "INSERT") {
+			t.Errorf("%s: error leaks a secret or SQL: %v", name, msg)
+		}
+		if !strings.HasPrefix(msg, "agentpg: ") {
+			t.Errorf("%s: error %q does not say where it comes from", name, msg)
+		}
 	}
 }

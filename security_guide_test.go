@@ -560,3 +560,51 @@ func TestGuideNetworkSamples(t *testing.T) {
 		t.Fatal("a TLS 1.1 server was accepted")
 	}
 }
+
+// --- Data retention -----------------------------------------------------
+
+func TestGuideRetentionSQL(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *agentpg.Config) { c.ContextWindow = 20000 })
+	b.model.SetResponder(longAnswers(agentpgtest.Text("a summary")))
+	old := buildHistory(t, b.agent, "old", 24)
+	recent := b.session(t, "company-a", "recent")
+	if _, err := old.Compact(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.db.Exec(ctx(t), `UPDATE agentpg.sessions SET updated_at = now() - interval '91 days' WHERE id = $1`, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.db.Exec(ctx(t), `UPDATE agentpg.message_archive SET archived_at = now() - interval '31 days'`); err != nil {
+		t.Fatal(err)
+	}
+	var archived int
+	b.db.QueryRow(ctx(t), `SELECT count(*) FROM agentpg.message_archive`).Scan(&archived)
+	if archived == 0 {
+		t.Fatal("nothing archived to expire")
+	}
+
+	// The guide's statements, as written.
+	tag, err := b.db.Exec(ctx(t), `DELETE FROM agentpg.message_archive
+WHERE archived_at < NOW() - INTERVAL '30 days'`)
+	if err != nil || tag.RowsAffected() != int64(archived) {
+		t.Fatalf("archive retention: %v, %v", tag, err)
+	}
+	if _, err := b.db.Exec(ctx(t), `DELETE FROM agentpg.sessions
+WHERE updated_at < NOW() - INTERVAL '90 days'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.agent.LoadSession(ctx(t), "acme", old.ID); !errors.Is(err, agentpg.ErrSessionNotFound) {
+		t.Fatalf("old session: %v", err)
+	}
+	var leftovers int
+	b.db.QueryRow(ctx(t), `SELECT (SELECT count(*) FROM agentpg.messages WHERE session_id = $1)
+		+ (SELECT count(*) FROM agentpg.runs WHERE session_id = $1)
+		+ (SELECT count(*) FROM agentpg.compaction_events WHERE session_id = $1)`, old.ID).Scan(&leftovers)
+	if leftovers != 0 {
+		t.Fatalf("%d rows of the deleted session remain", leftovers)
+	}
+	if _, err := b.agent.LoadSession(ctx(t), "company-a", recent.ID); err != nil {
+		t.Fatalf("recent session: %v", err)
+	}
+}

@@ -24,9 +24,16 @@ type Session struct {
 	overrides sessionOverrides
 	depth     int // how deep the session nests under its ancestors
 
+	cache *cachedConversation // shared by the agent's Session values of this session
+}
+
+// cachedConversation is the conversation of a session as last read, so
+// that a turn reads only what is new. The agent keeps the most recently
+// used ones (Config.ConversationCacheSize).
+type cachedConversation struct {
 	mu      sync.Mutex
-	conv    conversation // the conversation as last read, a cache
-	lastSeq int64        // the highest seq read into conv
+	conv    conversation
+	lastSeq int64 // the highest seq read into conv
 }
 
 // conversation is what a run sends the model: the summary of what
@@ -127,9 +134,9 @@ func (s *Session) Runs(ctx context.Context) ([]RunInfo, error) {
 // the cached conversation plus the messages stored since. It reads only
 // what is new, unless a compaction made the cache stale.
 func (s *Session) readHistory(ctx context.Context, lease store.Lease) (conversation, error) {
-	s.mu.Lock()
-	conv, after := s.conv, s.lastSeq
-	s.mu.Unlock()
+	s.cache.mu.Lock()
+	conv, after := s.cache.conv, s.cache.lastSeq
+	s.cache.mu.Unlock()
 
 	if conv.gen != lease.CompactionGen {
 		sum, err := s.agent.store.Summary(ctx, s.TenantID, s.ID)
@@ -159,10 +166,11 @@ func (s *Session) readHistory(ctx context.Context, lease store.Lease) (conversat
 // remember caches the conversation of a completed run, whose messages up
 // to lastSeq are all stored.
 func (s *Session) remember(conv conversation, lastSeq int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if lastSeq > s.lastSeq || conv.gen > s.conv.gen {
-		s.conv, s.lastSeq = conv, lastSeq
+	c := s.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if lastSeq > c.lastSeq || conv.gen > c.conv.gen {
+		c.conv, c.lastSeq = conv, lastSeq
 	}
 }
 
