@@ -1,0 +1,73 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/agentpg/agentpg/agentpgtest"
+	"github.com/agentpg/agentpg/internal/store"
+)
+
+// BenchmarkTurnStatements measures the database side of a plain turn alone
+// (BeginRun, History of what is new, CommitStep), with no model in the
+// process, at turn 10, 100 and 1,000 of a session: its cost must not grow
+// with the session's age.
+func BenchmarkTurnStatements(b *testing.B) {
+	for _, turn := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("turn=%d", turn), func(b *testing.B) {
+			ctx := context.Background()
+			st, err := store.New(agentpgtest.DB(b), "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			sessionID := uuid.NewString()
+			if _, err := st.CreateSession(ctx, store.CreateSessionParams{ID: sessionID, TenantID: "bench", Identifier: "long"}); err != nil {
+				b.Fatal(err)
+			}
+			var lastSeq int64
+			oneTurn := func() int {
+				runID := uuid.NewString()
+				lease, err := st.BeginRun(ctx, store.BeginRunParams{
+					TenantID: "bench", SessionID: sessionID, RunID: runID, Model: "m", LeaseTTL: time.Minute,
+					Prompt: store.NewMessage{ID: uuid.NewString(), Role: "user", Content: promptContent},
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				rows, err := st.History(ctx, "bench", sessionID, lastSeq, &runID)
+				if err != nil {
+					b.Fatal(err)
+				}
+				seq, err := st.CommitStep(ctx, lease, store.StepParams{
+					Messages: []store.NewMessage{{ID: uuid.NewString(), Role: "assistant", Content: answerContent, Usage: usage}},
+					Finish:   true, Iterations: 1, StopReason: "end_turn",
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				lastSeq = seq
+				return len(rows)
+			}
+			for range turn - 1 {
+				oneTurn()
+			}
+			read := 0
+			b.ResetTimer()
+			for range b.N {
+				read += oneTurn()
+			}
+			b.ReportMetric(float64(read)/float64(b.N), "history-rows/turn")
+		})
+	}
+}
+
+var (
+	promptContent = json.RawMessage(`[{"type":"text","text":"A question of some length? A question of some length?"}]`)
+	answerContent = json.RawMessage(`[{"type":"text","text":"An answer of some length. An answer of some length. An answer of some length."}]`)
+	usage         = json.RawMessage(`{"input_tokens":100,"output_tokens":20}`)
+)
