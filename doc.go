@@ -41,6 +41,24 @@
 // context derived from the caller's, so values such as a user id set by the
 // caller are visible.
 //
+// # Tools
+//
+// Tools (package tool) are offered with Config.Tools or WithTools. Their
+// inputs are validated against their schemas before they run; the calls of
+// one response run in parallel through [Agent.Executor], each under a
+// timeout, and every call is recorded in the tool_executions ledger in the
+// same statement as the tool_result message that answers it.
+// [Agent.OnToolCall] sees each call. [Agent.AsTool] offers an agent to
+// others, running each call in a child session.
+//
+// # Bounded cost
+//
+// Before each model call, when the request would pass a fraction of the
+// model's context window (85% by default), the conversation is compacted
+// (package compaction): old tool outputs pruned, an older span summarized,
+// never separating a tool_use from its tool_result. What is removed moves to
+// the message_archive table in the same statement that writes the summary.
+//
 // # Testing
 //
 // Package agentpgtest provides a scripted Claude server that speaks the
