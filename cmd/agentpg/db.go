@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -141,4 +142,19 @@ func answers(ctx context.Context, addr string) bool {
 func storageConfig(db *database, schema string) agentpg.Config {
 	client := anthropic.NewClient(option.WithoutEnvironmentDefaults())
 	return agentpg.Config{DB: db.pool, Client: &client, Model: defaultModel, Schema: schema}
+}
+
+// storageAgent opens the database and an Agent over it for the commands
+// that only migrate or read storage. The caller closes the database.
+func (c *cli) storageAgent(ctx context.Context, fs *flag.FlagSet, schema string) (*agentpg.Agent, *database, error) {
+	db, err := c.openDB(ctx, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	agent, err := agentpg.New(storageConfig(db, schema))
+	if err != nil {
+		db.close()
+		return nil, nil, c.usageError(fs, err) // the configuration comes from the flags
+	}
+	return agent, db, nil
 }

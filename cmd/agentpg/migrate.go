@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-
-	"github.com/agentpg/agentpg"
 )
 
 // migrate creates or upgrades AgentPG's tables.
@@ -16,15 +14,11 @@ func (c *cli) migrate(ctx context.Context, args []string) error {
 		return err
 	}
 
-	db, err := c.openDB(ctx, false)
+	agent, db, err := c.storageAgent(ctx, fs, *schema)
 	if err != nil {
 		return err
 	}
 	defer db.close()
-	agent, err := agentpg.New(storageConfig(db, *schema))
-	if err != nil {
-		return c.usageError(fs, err) // the configuration comes from the flags
-	}
 	existed, err := schemaExists(ctx, db.pool, *schema)
 	if err != nil {
 		return err

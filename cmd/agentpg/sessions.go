@@ -45,15 +45,11 @@ func (c *cli) sessionsList(ctx context.Context, args []string) error {
 		return c.usageError(fs, fmt.Errorf("--limit must be at least 1, got %d", *limit))
 	}
 
-	db, err := c.openDB(ctx, false)
+	agent, db, err := c.storageAgent(ctx, fs, *schema)
 	if err != nil {
 		return err
 	}
 	defer db.close()
-	agent, err := agentpg.New(storageConfig(db, *schema))
-	if err != nil {
-		return c.usageError(fs, err) // the configuration comes from the flags
-	}
 	sessions, err := agent.ListSessions(ctx, *tenant, *limit)
 	if err != nil {
 		return err
@@ -88,15 +84,11 @@ func (c *cli) sessionsShow(ctx context.Context, args []string) error {
 		return c.usageError(fs, errors.New("give one of --id and --identifier"))
 	}
 
-	db, err := c.openDB(ctx, false)
+	agent, db, err := c.storageAgent(ctx, fs, *schema)
 	if err != nil {
 		return err
 	}
 	defer db.close()
-	agent, err := agentpg.New(storageConfig(db, *schema))
-	if err != nil {
-		return c.usageError(fs, err) // the configuration comes from the flags
-	}
 	var session *agentpg.Session
 	if *id != "" {
 		session, err = agent.LoadSession(ctx, *tenant, *id)

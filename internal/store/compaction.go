@@ -201,13 +201,9 @@ ORDER BY seq, archived_at`
 
 // ListArchive returns the session's archived messages in order.
 func (s *Store) ListArchive(ctx context.Context, tenantID, sessionID string) ([]ArchivedMessage, error) {
-	rows, err := s.db.Query(ctx, s.q(listArchiveSQL), tenantID, sessionID)
-	if err != nil {
-		return nil, fmt.Errorf("listing archived messages: %w", err)
-	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (ArchivedMessage, error) {
+	return queryAll(ctx, s.db, "archived messages", s.q(listArchiveSQL), func(row pgx.CollectableRow) (ArchivedMessage, error) {
 		var m ArchivedMessage
 		err := row.Scan(&m.ID, &m.RunID, &m.Seq, &m.Role, &m.Content, &m.Usage, &m.CreatedAt, &m.CompactionID, &m.ArchivedAt)
 		return m, err
-	})
+	}, tenantID, sessionID)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -138,11 +137,7 @@ ORDER BY m.seq`
 // conversation: those of completed runs and of currentRunID, if not nil.
 // Messages of failed runs stay stored but are left out.
 func (s *Store) History(ctx context.Context, tenantID, sessionID string, afterSeq int64, currentRunID *string) ([]Message, error) {
-	rows, err := s.db.Query(ctx, s.q(historySQL), tenantID, sessionID, afterSeq, currentRunID)
-	if err != nil {
-		return nil, fmt.Errorf("reading history: %w", err)
-	}
-	return collectMessages(rows)
+	return queryAll(ctx, s.db, "history", s.q(historySQL), scanMessage, tenantID, sessionID, afterSeq, currentRunID)
 }
 
 const listMessagesSQL = `
@@ -154,19 +149,13 @@ ORDER BY seq`
 // ListMessages returns every stored message of the session, those of failed
 // runs included, in order.
 func (s *Store) ListMessages(ctx context.Context, tenantID, sessionID string) ([]Message, error) {
-	rows, err := s.db.Query(ctx, s.q(listMessagesSQL), tenantID, sessionID)
-	if err != nil {
-		return nil, fmt.Errorf("listing messages: %w", err)
-	}
-	return collectMessages(rows)
+	return queryAll(ctx, s.db, "messages", s.q(listMessagesSQL), scanMessage, tenantID, sessionID)
 }
 
-func collectMessages(rows pgx.Rows) ([]Message, error) {
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Message, error) {
-		var m Message
-		err := row.Scan(&m.ID, &m.RunID, &m.Seq, &m.Role, &m.Content, &m.Usage, &m.CreatedAt)
-		return m, err
-	})
+func scanMessage(row pgx.CollectableRow) (Message, error) {
+	var m Message
+	err := row.Scan(&m.ID, &m.RunID, &m.Seq, &m.Role, &m.Content, &m.Usage, &m.CreatedAt)
+	return m, err
 }
 
 // Usage is token usage, as counted by the API.
@@ -336,17 +325,13 @@ ORDER BY started_at, id`
 
 // ListRuns returns the session's runs, oldest first.
 func (s *Store) ListRuns(ctx context.Context, tenantID, sessionID string) ([]Run, error) {
-	rows, err := s.db.Query(ctx, s.q(listRunsSQL), tenantID, sessionID)
-	if err != nil {
-		return nil, fmt.Errorf("listing runs: %w", err)
-	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) {
+	return queryAll(ctx, s.db, "runs", s.q(listRunsSQL), func(row pgx.CollectableRow) (Run, error) {
 		var r Run
 		err := row.Scan(&r.ID, &r.SessionID, &r.ParentRunID, &r.Status, &r.Model, &r.StopReason, &r.Error, &r.Iterations,
 			&r.Usage.InputTokens, &r.Usage.OutputTokens, &r.Usage.CacheReadTokens, &r.Usage.CacheWriteTokens,
 			&r.StartedAt, &r.FinishedAt)
 		return r, err
-	})
+	}, tenantID, sessionID)
 }
 
 const listToolCallsSQL = `
@@ -357,13 +342,9 @@ ORDER BY started_at, tool_use_id`
 
 // ListToolCalls returns the ledger rows of a run of the tenant's session.
 func (s *Store) ListToolCalls(ctx context.Context, tenantID, sessionID, runID string) ([]ToolCall, error) {
-	rows, err := s.db.Query(ctx, s.q(listToolCallsSQL), tenantID, sessionID, runID)
-	if err != nil {
-		return nil, fmt.Errorf("listing tool calls: %w", err)
-	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (ToolCall, error) {
+	return queryAll(ctx, s.db, "tool calls", s.q(listToolCallsSQL), func(row pgx.CollectableRow) (ToolCall, error) {
 		var t ToolCall
 		err := row.Scan(&t.ID, &t.ToolUseID, &t.Name, &t.Input, &t.Output, &t.IsError, &t.StartedAt, &t.FinishedAt)
 		return t, err
-	})
+	}, tenantID, sessionID, runID)
 }

@@ -86,11 +86,9 @@ LIMIT $2`
 // ListSessions returns up to limit sessions of the tenant, most recently
 // updated first.
 func (s *Store) ListSessions(ctx context.Context, tenantID string, limit int) ([]*Session, error) {
-	rows, err := s.db.Query(ctx, s.q(listSessionsSQL), tenantID, limit)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Session, error) { return scanSession(row) })
+	return queryAll(ctx, s.db, "sessions", s.q(listSessionsSQL), func(row pgx.CollectableRow) (*Session, error) {
+		return scanSession(row)
+	}, tenantID, limit)
 }
 
 const deleteSessionSQL = `
