@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/agentpg/agentpg/tool"
 )
@@ -25,18 +26,24 @@ func runFrom(ctx context.Context) *run {
 // tenant, ParentID set), as a run whose parent is the calling run, and
 // answers with the child's final text. The child's usage is recorded on its
 // own run, linked to the caller's by RunInfo.ParentRunID. Nesting deeper
-// than Config.MaxAgentDepth fails with ErrAgentDepth.
+// than Config.MaxAgentDepth fails with ErrAgentDepth. Both agents must use
+// the same database and schema. A call may take AgentToolTimeout.
 func (a *Agent) AsTool(name, description string) tool.Tool {
 	return &agentTool{agent: a, name: name, description: description}
 }
+
+// AgentToolTimeout bounds one call of an agent offered as a tool: a whole
+// run of the nested agent, tool calls included.
+const AgentToolTimeout = 10 * time.Minute
 
 type agentTool struct {
 	agent             *Agent
 	name, description string
 }
 
-func (t *agentTool) Name() string        { return t.name }
-func (t *agentTool) Description() string { return t.description }
+func (t *agentTool) Name() string           { return t.name }
+func (t *agentTool) Description() string    { return t.description }
+func (t *agentTool) Timeout() time.Duration { return AgentToolTimeout }
 
 func (t *agentTool) InputSchema() tool.ToolSchema {
 	return tool.ToolSchema{

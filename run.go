@@ -22,7 +22,8 @@ type RunOptions struct {
 	// run holds the session, instead of waiting for it.
 	NoWait bool
 	// OnEvent, if set, receives the answer's text and thinking deltas as
-	// they stream in. It runs on the run's goroutine: keep it quick.
+	// they stream in, and each tool call and result. It runs on the run's
+	// goroutine: keep it quick.
 	OnEvent func(Event)
 }
 
