@@ -3,8 +3,10 @@ package agentpg_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -268,4 +270,44 @@ func TestDatabaseErrorsCarryNoSecrets(t *testing.T) {
 			t.Errorf("%s: error %q does not say where it comes from", name, msg)
 		}
 	}
+}
+
+// Logs carry the run's identifiers and never the API key.
+func TestLogsIdentifyRunsAndHideKeys(t *testing.T) {
+	t.Parallel()
+	const key = "sk-ant-api03-logged-secret"
+	var logs strings.Builder
+	var mu sync.Mutex
+	b := setup(t, func(c *agentpg.Config) {
+		model := agentpgtest.NewServer(t)
+		model.Push(agentpgtest.Overloaded())
+		c.Client = model.Client(option.WithAPIKey(key))
+		c.Logger = slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	sess := b.session(t, "acme", "user-1")
+	_, err := sess.Run(ctx(t), "hello")
+	if err == nil {
+		t.Fatal("the overloaded run succeeded")
+	}
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	if !strings.Contains(out, `"msg":"run failed"`) || !strings.Contains(out, `"session_id":"`+sess.ID+`"`) ||
+		!strings.Contains(out, `"tenant_id":"acme"`) || !strings.Contains(out, `"run_id":"`) {
+		t.Fatalf("logs lack the run's identifiers:\n%s", out)
+	}
+	if strings.Contains(out, "logged-secret") {
+		t.Fatalf("logs leak the API key:\n%s", out)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *strings.Builder
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
