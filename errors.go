@@ -66,6 +66,7 @@ type APIError struct {
 	err        *anthropic.Error
 }
 
+// Error describes the error by status, type, message and request id.
 func (e *APIError) Error() string {
 	msg := fmt.Sprintf("anthropic API: %d %s", e.StatusCode, http.StatusText(e.StatusCode))
 	if e.Type != "" {
