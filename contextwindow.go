@@ -4,34 +4,46 @@ import "strings"
 
 // Context windows, in tokens.
 const (
-	DefaultContextWindow  = 200_000
+	// DefaultContextWindow is the window of models the table does not
+	// know, and of every current Claude model without the 1M option.
+	DefaultContextWindow = 200_000
+	// ExtendedContextWindow is the 1M-token window some models offer.
 	ExtendedContextWindow = 1_000_000
 )
 
-// extendedContextModels are the model name prefixes that offer the 1M-token
-// context window, behind extendedContextBeta.
-var extendedContextModels = []string{"claude-sonnet-4"}
+// contextWindows is what we know of each model family, by name prefix:
+// its window, and its window with ExtendedContext (0: no such option).
+var contextWindows = []struct {
+	prefix           string
+	window, extended int
+}{
+	{"claude-sonnet-4", DefaultContextWindow, ExtendedContextWindow},
+	{"claude-opus-4", DefaultContextWindow, 0},
+	{"claude-haiku-4", DefaultContextWindow, 0},
+	{"claude-3", DefaultContextWindow, 0},
+}
 
 // extendedContextBeta is the anthropic-beta header value that enables the
 // 1M-token context window.
 const extendedContextBeta = "context-1m-2025-08-07"
 
-// ContextWindow returns the context window of model: ExtendedContextWindow
-// when extended is set and the model offers it, else
-// DefaultContextWindow, which every current Claude model has. Set
-// Config.ContextWindow for a model with another window.
+// ContextWindow returns the context window of model, in tokens: with
+// extended, the 1M-token window where the model offers it. A model the
+// table does not know gets DefaultContextWindow; set Config.ContextWindow
+// for one with another window.
 func ContextWindow(model string, extended bool) int {
-	if extended && offersExtendedContext(model) {
-		return ExtendedContextWindow
+	for _, m := range contextWindows {
+		if strings.HasPrefix(model, m.prefix) {
+			if extended && m.extended > 0 {
+				return m.extended
+			}
+			return m.window
+		}
 	}
 	return DefaultContextWindow
 }
 
+// offersExtendedContext reports whether model has the 1M-token option.
 func offersExtendedContext(model string) bool {
-	for _, prefix := range extendedContextModels {
-		if strings.HasPrefix(model, prefix) {
-			return true
-		}
-	}
-	return false
+	return ContextWindow(model, true) == ExtendedContextWindow
 }
