@@ -40,20 +40,11 @@ func (c *cli) chat(ctx context.Context, args []string) error {
 		*identifier = newIdentifier("chat")
 	}
 
-	db, err := c.openDB(ctx, false)
+	agent, _, _, release, err := c.modelAgent(ctx, fs, false, agentpg.Config{Model: *model, Schema: *schema})
 	if err != nil {
 		return err
 	}
-	defer db.close()
-	client, stopClient, err := c.openClaude()
-	if err != nil {
-		return err
-	}
-	defer stopClient()
-	agent, err := agentpg.New(agentpg.Config{DB: db.pool, Client: client, Model: *model, Schema: *schema})
-	if err != nil {
-		return c.usageError(fs, err) // the configuration comes from the flags
-	}
+	defer release()
 	session, err := agent.LoadSessionByIdentifier(ctx, *tenant, *identifier)
 	opened := "Continuing"
 	if errors.Is(err, agentpg.ErrSessionNotFound) {

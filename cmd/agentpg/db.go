@@ -158,3 +158,27 @@ func (c *cli) storageAgent(ctx context.Context, fs *flag.FlagSet, schema string)
 	}
 	return agent, db, nil
 }
+
+// modelAgent opens the database (with throwaway, starting a throwaway
+// cluster where no server answers), the model client, and an Agent with
+// cfg over both. It returns the Config it completed, for more Agents, and a
+// func that releases everything.
+func (c *cli) modelAgent(ctx context.Context, fs *flag.FlagSet, throwaway bool, cfg agentpg.Config) (*agentpg.Agent, agentpg.Config, *database, func(), error) {
+	db, err := c.openDB(ctx, throwaway)
+	if err != nil {
+		return nil, cfg, nil, nil, err
+	}
+	client, stopClient, err := c.openClaude()
+	if err != nil {
+		db.close()
+		return nil, cfg, nil, nil, err
+	}
+	release := func() { stopClient(); db.close() }
+	cfg.DB, cfg.Client = db.pool, client
+	agent, err := agentpg.New(cfg)
+	if err != nil {
+		release()
+		return nil, cfg, nil, nil, c.usageError(fs, err) // the configuration comes from the flags
+	}
+	return agent, cfg, db, release, nil
+}

@@ -42,21 +42,12 @@ func (c *cli) demo(ctx context.Context, args []string) error {
 		return err
 	}
 
-	db, err := c.openDB(ctx, true)
+	agent, cfg, db, release, err := c.modelAgent(ctx, fs, true,
+		agentpg.Config{Model: *model, Schema: *schema, SystemPrompt: demoSystemPrompt})
 	if err != nil {
 		return err
 	}
-	defer db.close()
-	client, stopClient, err := c.openClaude()
-	if err != nil {
-		return err
-	}
-	defer stopClient()
-	cfg := agentpg.Config{DB: db.pool, Client: client, Model: *model, Schema: *schema, SystemPrompt: demoSystemPrompt}
-	agent, err := agentpg.New(cfg)
-	if err != nil {
-		return c.usageError(fs, err) // the configuration comes from the flags
-	}
+	defer release()
 	if err := agent.Migrate(ctx); err != nil {
 		return err
 	}
