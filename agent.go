@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -133,7 +132,10 @@ type sessionOverrides struct {
 // user id, names the session within the tenant: a tenant cannot have two
 // sessions with one identifier (ErrSessionExists), while two tenants can.
 func (a *Agent) NewSession(ctx context.Context, tenantID, identifier string, opts *SessionOptions) (*Session, error) {
-	if err := requireIDs(tenantID, identifier); err != nil {
+	if err := validateTenant(tenantID); err != nil {
+		return nil, err
+	}
+	if err := validateIdentifier(identifier); err != nil {
 		return nil, err
 	}
 	if opts == nil {
@@ -145,6 +147,9 @@ func (a *Agent) NewSession(ctx context.Context, tenantID, identifier string, opt
 	metadata, err := json.Marshal(opts.Metadata)
 	if err != nil {
 		return nil, fmt.Errorf("agentpg: %w: SessionOptions.Metadata: %v", ErrInvalidArgument, err)
+	}
+	if err := validateJSONValue("SessionOptions.Metadata", metadata, MaxMetadataBytes); err != nil {
+		return nil, err
 	}
 	overrides, err := json.Marshal(sessionOverrides{Model: opts.Model, SystemPrompt: opts.SystemPrompt, MaxTokens: opts.MaxTokens})
 	if err != nil {
@@ -178,11 +183,11 @@ func (a *Agent) NewSession(ctx context.Context, tenantID, identifier string, opt
 // LoadSession returns the tenant's session with that id. A session of
 // another tenant, or a malformed id, is ErrSessionNotFound.
 func (a *Agent) LoadSession(ctx context.Context, tenantID, sessionID string) (*Session, error) {
-	if err := requireIDs(tenantID, sessionID); err != nil {
+	if err := validateTenant(tenantID); err != nil {
 		return nil, err
 	}
-	if !validID(sessionID) {
-		return nil, fmt.Errorf("agentpg: %w", ErrSessionNotFound)
+	if err := validateSessionID(sessionID); err != nil {
+		return nil, err
 	}
 	return a.loaded(a.store.GetSession(ctx, tenantID, sessionID))
 }
@@ -190,44 +195,58 @@ func (a *Agent) LoadSession(ctx context.Context, tenantID, sessionID string) (*S
 // LoadSessionByIdentifier returns the tenant's session with that
 // identifier, or ErrSessionNotFound.
 func (a *Agent) LoadSessionByIdentifier(ctx context.Context, tenantID, identifier string) (*Session, error) {
-	if err := requireIDs(tenantID, identifier); err != nil {
+	if err := validateTenant(tenantID); err != nil {
+		return nil, err
+	}
+	if err := validateIdentifier(identifier); err != nil {
 		return nil, err
 	}
 	return a.loaded(a.store.GetSessionByIdentifier(ctx, tenantID, identifier))
 }
 
-// ListSessions returns up to limit of the tenant's sessions, most recently
-// active first. A limit below 1 means 100.
-func (a *Agent) ListSessions(ctx context.Context, tenantID string, limit int) ([]*Session, error) {
-	if strings.TrimSpace(tenantID) == "" {
-		return nil, fmt.Errorf("agentpg: %w: tenant id is required", ErrInvalidArgument)
+// ListSessions returns a page of the tenant's sessions, most recently
+// active first.
+func (a *Agent) ListSessions(ctx context.Context, tenantID string, opts ListOptions) (Page[*Session], error) {
+	if err := validateTenant(tenantID); err != nil {
+		return Page[*Session]{}, err
 	}
-	if limit < 1 {
-		limit = 100
-	}
-	rows, err := a.store.ListSessions(ctx, tenantID, limit)
+	limit, err := opts.limit()
 	if err != nil {
-		return nil, fmt.Errorf("agentpg: listing sessions: %w", err)
+		return Page[*Session]{}, err
 	}
-	sessions := make([]*Session, 0, len(rows))
-	for _, row := range rows {
-		sess, err := a.session(row)
+	var after *store.SessionCursor
+	if opts.After != "" {
+		at, id, err := splitCursor(opts.After)
 		if err != nil {
-			return nil, err
+			return Page[*Session]{}, err
 		}
-		sessions = append(sessions, sess)
+		updatedAt, err := parseTimeCursor(at)
+		if err != nil {
+			return Page[*Session]{}, badCursor(opts.After)
+		}
+		after = &store.SessionCursor{UpdatedAt: updatedAt, ID: *id}
 	}
-	return sessions, nil
+	rows, err := a.store.ListSessions(ctx, tenantID, after, limit)
+	if err != nil {
+		return Page[*Session]{}, fmt.Errorf("agentpg: listing sessions: %w", err)
+	}
+	sessions, err := convertAll(rows, a.session)
+	if err != nil {
+		return Page[*Session]{}, err
+	}
+	return pageOf(sessions, limit, func(s *Session) string {
+		return pairCursor(timeCursor(s.UpdatedAt), s.ID)
+	}), nil
 }
 
 // DeleteSession deletes the tenant's session with all its messages and
 // runs. It returns ErrSessionBusy while a run holds the session.
 func (a *Agent) DeleteSession(ctx context.Context, tenantID, sessionID string) error {
-	if err := requireIDs(tenantID, sessionID); err != nil {
+	if err := validateTenant(tenantID); err != nil {
 		return err
 	}
-	if !validID(sessionID) {
-		return fmt.Errorf("agentpg: %w", ErrSessionNotFound)
+	if err := validateSessionID(sessionID); err != nil {
+		return err
 	}
 	switch err := a.store.DeleteSession(ctx, tenantID, sessionID); {
 	case errors.Is(err, store.ErrNotFound):
@@ -256,6 +275,7 @@ func (a *Agent) session(row *store.Session) (*Session, error) {
 		TenantID:   row.TenantID,
 		Identifier: row.Identifier,
 		CreatedAt:  row.CreatedAt,
+		UpdatedAt:  row.UpdatedAt,
 		agent:      a,
 		depth:      row.Depth,
 		cache:      a.cachedConversation(row.ID),
@@ -270,16 +290,6 @@ func (a *Agent) session(row *store.Session) (*Session, error) {
 		return nil, fmt.Errorf("agentpg: session %s overrides: %w", row.ID, err)
 	}
 	return sess, nil
-}
-
-func requireIDs(tenantID, id string) error {
-	if strings.TrimSpace(tenantID) == "" {
-		return fmt.Errorf("agentpg: %w: tenant id is required", ErrInvalidArgument)
-	}
-	if strings.TrimSpace(id) == "" {
-		return fmt.Errorf("agentpg: %w: session id or identifier is required", ErrInvalidArgument)
-	}
-	return nil
 }
 
 // newID returns a time-ordered UUID (version 7), which keeps indexes

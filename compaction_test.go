@@ -96,7 +96,8 @@ func buildHistory(t *testing.T, agent *agentpg.Agent, identifier string, turns i
 
 func messageIDs(t *testing.T, sess *agentpg.Session) []string {
 	t.Helper()
-	msgs, err := sess.Messages(ctx(t))
+	msgsPage, err := sess.Messages(ctx(t), agentpg.ListOptions{Limit: agentpg.MaxPageSize})
+	msgs := msgsPage.Items
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,8 @@ func TestCompactionProperties(t *testing.T) {
 					}
 					compacted++
 					live := messageIDs(t, sess)
-					archive, err := sess.Archive(ctx(t))
+					archivePage, err := sess.Archive(ctx(t), agentpg.ListOptions{Limit: agentpg.MaxPageSize})
+					archive := archivePage.Items
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -99,7 +99,8 @@ func TestAPIErrorsAreTypedAndCarryNoKey(t *testing.T) {
 	if strings.Contains(err.Error(), key) || strings.Contains(err.Error(), "very-secret") {
 		t.Fatalf("error leaks the API key: %v", err)
 	}
-	runs, _ := sess.Runs(ctx(t))
+	runsPage, _ := sess.Runs(ctx(t), agentpg.ListOptions{Limit: agentpg.MaxPageSize})
+	runs := runsPage.Items
 	if len(runs) != 1 || strings.Contains(runs[0].Error, key) || !strings.Contains(runs[0].Error, "529") {
 		t.Fatalf("stored failure reason: %+v", runs)
 	}
@@ -132,7 +133,8 @@ func TestBeforeMessageHookBlocksTurn(t *testing.T) {
 	if n := len(b.model.Requests()); n != 0 {
 		t.Fatalf("model was called %d times", n)
 	}
-	msgs, err := sess.Messages(ctx(t))
+	msgsPage, err := sess.Messages(ctx(t), agentpg.ListOptions{Limit: agentpg.MaxPageSize})
+	msgs := msgsPage.Items
 	if err != nil || len(msgs) != 0 {
 		t.Fatalf("the rejected prompt was kept: %v %v", msgs, err)
 	}

@@ -78,7 +78,8 @@ func TestKilledProcessReleasesSession(t *testing.T) {
 		t.Fatalf("run after the kill: %v, %v", res, err)
 	}
 	t.Logf("session usable again %s after the kill", time.Since(start).Round(time.Millisecond))
-	runs, err := sess.Runs(ctx(t))
+	runsPage, err := sess.Runs(ctx(t), agentpg.ListOptions{Limit: agentpg.MaxPageSize})
+	runs := runsPage.Items
 	if err != nil {
 		t.Fatal(err)
 	}

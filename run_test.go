@@ -58,7 +58,8 @@ func TestRunHappyPath(t *testing.T) {
 	if !slices.Equal(roles, []string{"user", "assistant", "user", "assistant"}) || texts[3] != "You are Ada." {
 		t.Fatalf("stored %q %q", roles, texts)
 	}
-	runs, err := sess.Runs(ctx(t))
+	runsPage, err := sess.Runs(ctx(t), agentpg.ListOptions{Limit: agentpg.MaxPageSize})
+	runs := runsPage.Items
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,8 @@ func TestRunThinkingBlocksRoundTrip(t *testing.T) {
 	if sentBack.Type != "thinking" || sentBack.Thinking != "Let me add 2 and 2." || sentBack.Signature != "sig-abc123" {
 		t.Fatalf("thinking block sent back as %+v", sentBack)
 	}
-	msgs, err := sess.Messages(ctx(t))
+	msgsPage, err := sess.Messages(ctx(t), agentpg.ListOptions{Limit: agentpg.MaxPageSize})
+	msgs := msgsPage.Items
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ type Session struct {
 	ParentID   string         // "" for a top-level session
 	Metadata   map[string]any // as given to NewSession
 	CreatedAt  time.Time
+	UpdatedAt  time.Time // when the session last changed, as loaded
 
 	agent     *Agent
 	overrides sessionOverrides
@@ -46,22 +47,26 @@ type conversation struct {
 	messages       []Message
 }
 
-// Messages returns every stored message of the session in order, including
-// those of failed runs, which are not sent to the model.
-func (s *Session) Messages(ctx context.Context) ([]Message, error) {
-	rows, err := s.agent.store.ListMessages(ctx, s.TenantID, s.ID)
+// Messages returns a page of the session's stored messages in order,
+// including those of failed runs, which are not sent to the model.
+func (s *Session) Messages(ctx context.Context, opts ListOptions) (Page[Message], error) {
+	limit, err := opts.limit()
 	if err != nil {
-		return nil, fmt.Errorf("agentpg: %w", err)
+		return Page[Message]{}, err
 	}
-	msgs := make([]Message, 0, len(rows))
-	for _, row := range rows {
-		msg, err := messageFromRow(row)
-		if err != nil {
-			return nil, fmt.Errorf("agentpg: %w", err)
-		}
-		msgs = append(msgs, msg)
+	after, err := parseSeqCursor(opts.After)
+	if err != nil {
+		return Page[Message]{}, err
 	}
-	return msgs, nil
+	rows, err := s.agent.store.ListMessages(ctx, s.TenantID, s.ID, after, limit)
+	if err != nil {
+		return Page[Message]{}, fmt.Errorf("agentpg: %w", err)
+	}
+	msgs, err := convertAll(rows, messageFromRow)
+	if err != nil {
+		return Page[Message]{}, fmt.Errorf("agentpg: %w", err)
+	}
+	return pageOf(msgs, limit, func(m Message) string { return seqCursor(m.Seq) }), nil
 }
 
 // ArchivedMessage is a message compaction moved out of the conversation:
@@ -72,21 +77,36 @@ type ArchivedMessage struct {
 	ArchivedAt   time.Time
 }
 
-// Archive returns the session's archived messages in order.
-func (s *Session) Archive(ctx context.Context) ([]ArchivedMessage, error) {
-	rows, err := s.agent.store.ListArchive(ctx, s.TenantID, s.ID)
+// Archive returns a page of the session's archived messages, in order of
+// their place in the conversation and then of the compaction that archived
+// them.
+func (s *Session) Archive(ctx context.Context, opts ListOptions) (Page[ArchivedMessage], error) {
+	limit, err := opts.limit()
 	if err != nil {
-		return nil, fmt.Errorf("agentpg: %w", err)
+		return Page[ArchivedMessage]{}, err
 	}
-	archived := make([]ArchivedMessage, 0, len(rows))
-	for _, row := range rows {
+	seqText, compactionID, err := splitCursor(opts.After)
+	if err != nil {
+		return Page[ArchivedMessage]{}, err
+	}
+	afterSeq, err := parseSeqCursor(seqText)
+	if err != nil {
+		return Page[ArchivedMessage]{}, badCursor(opts.After)
+	}
+	rows, err := s.agent.store.ListArchive(ctx, s.TenantID, s.ID, afterSeq, compactionID, limit)
+	if err != nil {
+		return Page[ArchivedMessage]{}, fmt.Errorf("agentpg: %w", err)
+	}
+	archived, err := convertAll(rows, func(row store.ArchivedMessage) (ArchivedMessage, error) {
 		msg, err := messageFromRow(row.Message)
-		if err != nil {
-			return nil, fmt.Errorf("agentpg: %w", err)
-		}
-		archived = append(archived, ArchivedMessage{Message: msg, CompactionID: row.CompactionID, ArchivedAt: row.ArchivedAt})
+		return ArchivedMessage{Message: msg, CompactionID: row.CompactionID, ArchivedAt: row.ArchivedAt}, err
+	})
+	if err != nil {
+		return Page[ArchivedMessage]{}, fmt.Errorf("agentpg: %w", err)
 	}
-	return archived, nil
+	return pageOf(archived, limit, func(m ArchivedMessage) string {
+		return pairCursor(seqCursor(m.Seq), m.CompactionID)
+	}), nil
 }
 
 // RunInfo describes a stored run.
@@ -105,29 +125,50 @@ type RunInfo struct {
 	FinishedAt  time.Time // zero while running
 }
 
-// Runs returns the session's runs, oldest first.
-func (s *Session) Runs(ctx context.Context) ([]RunInfo, error) {
-	rows, err := s.agent.store.ListRuns(ctx, s.TenantID, s.ID)
+// Runs returns a page of the session's runs, oldest first.
+func (s *Session) Runs(ctx context.Context, opts ListOptions) (Page[RunInfo], error) {
+	limit, err := opts.limit()
 	if err != nil {
-		return nil, fmt.Errorf("agentpg: %w", err)
+		return Page[RunInfo]{}, err
 	}
-	runs := make([]RunInfo, len(rows))
-	for i, r := range rows {
-		runs[i] = RunInfo{
-			ID: r.ID, Status: r.Status, Model: r.Model, Iterations: r.Iterations, StartedAt: r.StartedAt,
-			Usage: Usage{
-				InputTokens: r.Usage.InputTokens, OutputTokens: r.Usage.OutputTokens,
-				CacheReadInputTokens: r.Usage.CacheReadTokens, CacheCreationInputTokens: r.Usage.CacheWriteTokens,
-			},
-		}
-		runs[i].ParentRunID = deref(r.ParentRunID)
-		runs[i].StopReason = deref(r.StopReason)
-		runs[i].Error = deref(r.Error)
-		if r.FinishedAt != nil {
-			runs[i].FinishedAt = *r.FinishedAt
+	after, err := parseIDCursor(opts.After)
+	if err != nil {
+		return Page[RunInfo]{}, err
+	}
+	rows, err := s.agent.store.ListRuns(ctx, s.TenantID, s.ID, after, limit)
+	if err != nil {
+		return Page[RunInfo]{}, fmt.Errorf("agentpg: %w", err)
+	}
+	runs, _ := convertAll(rows, func(r store.Run) (RunInfo, error) { return runInfo(r), nil })
+	return pageOf(runs, limit, func(r RunInfo) string { return r.ID }), nil
+}
+
+// runInfo converts a stored run.
+func runInfo(r store.Run) RunInfo {
+	info := RunInfo{
+		ID: r.ID, Status: r.Status, Model: r.Model, Iterations: r.Iterations, StartedAt: r.StartedAt,
+		ParentRunID: deref(r.ParentRunID), StopReason: deref(r.StopReason), Error: deref(r.Error),
+		Usage: Usage{
+			InputTokens: r.Usage.InputTokens, OutputTokens: r.Usage.OutputTokens,
+			CacheReadInputTokens: r.Usage.CacheReadTokens, CacheCreationInputTokens: r.Usage.CacheWriteTokens,
+		},
+	}
+	if r.FinishedAt != nil {
+		info.FinishedAt = *r.FinishedAt
+	}
+	return info
+}
+
+// convertAll converts rows one by one, stopping at the first error.
+func convertAll[R, T any](rows []R, convert func(R) (T, error)) ([]T, error) {
+	items := make([]T, len(rows))
+	for i, row := range rows {
+		var err error
+		if items[i], err = convert(row); err != nil {
+			return nil, err
 		}
 	}
-	return runs, nil
+	return items, nil
 }
 
 // readHistory returns the conversation to send for the run holding lease:

@@ -50,7 +50,8 @@ func TestTenantIsolation(t *testing.T) {
 	if _, err := b.agent.NewSession(ctx(t), "tenant-b", "child", &agentpg.SessionOptions{ParentID: a.ID}); !errors.Is(err, agentpg.ErrSessionNotFound) {
 		t.Fatalf("cross-tenant parent: %v", err)
 	}
-	list, err := b.agent.ListSessions(ctx(t), "tenant-b", 0)
+	listPage, err := b.agent.ListSessions(ctx(t), "tenant-b", agentpg.ListOptions{})
+	list := listPage.Items
 	if err != nil || len(list) != 1 || list[0].ID != other.ID {
 		t.Fatalf("tenant-b lists %v, %v", list, err)
 	}

@@ -71,7 +71,8 @@ func ctx(t *testing.T) context.Context {
 // messages.
 func conversation(t *testing.T, sess *agentpg.Session) (roles, texts []string) {
 	t.Helper()
-	msgs, err := sess.Messages(ctx(t))
+	msgsPage, err := sess.Messages(ctx(t), agentpg.ListOptions{Limit: agentpg.MaxPageSize})
+	msgs := msgsPage.Items
 	if err != nil {
 		t.Fatalf("Messages: %v", err)
 	}
@@ -85,7 +86,8 @@ func conversation(t *testing.T, sess *agentpg.Session) (roles, texts []string) {
 // runStatuses returns the status of each of the session's runs.
 func runStatuses(t *testing.T, sess *agentpg.Session) []string {
 	t.Helper()
-	runs, err := sess.Runs(ctx(t))
+	runsPage, err := sess.Runs(ctx(t), agentpg.ListOptions{Limit: agentpg.MaxPageSize})
+	runs := runsPage.Items
 	if err != nil {
 		t.Fatalf("Runs: %v", err)
 	}

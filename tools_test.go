@@ -351,7 +351,8 @@ func TestNestedAgents(t *testing.T) {
 		t.Fatalf("the lead got %q from its researcher", got)
 	}
 
-	children, err := lead.ListSessions(ctx(t), "acme", 0)
+	childrenPage, err := lead.ListSessions(ctx(t), "acme", agentpg.ListOptions{})
+	children := childrenPage.Items
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +365,8 @@ func TestNestedAgents(t *testing.T) {
 	if child == nil || child.TenantID != "acme" {
 		t.Fatalf("no child session under %s: %+v", sess.ID, children)
 	}
-	childRuns, err := child.Runs(ctx(t))
+	childRunsPage, err := child.Runs(ctx(t), agentpg.ListOptions{Limit: agentpg.MaxPageSize})
+	childRuns := childRunsPage.Items
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +399,8 @@ func TestNestedAgentDepthLimit(t *testing.T) {
 	if !strings.Contains(res.Text, "nested agents too deep") {
 		t.Fatalf("text %q", res.Text)
 	}
-	all, _ := b.agent.ListSessions(ctx(t), "acme", 0)
+	allPage, _ := b.agent.ListSessions(ctx(t), "acme", agentpg.ListOptions{})
+	all := allPage.Items
 	if len(all) != 3 {
 		t.Fatalf("%d sessions, want the root and two nested", len(all))
 	}

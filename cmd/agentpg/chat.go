@@ -116,11 +116,13 @@ func ask(ctx context.Context, w io.Writer, session *agentpg.Session, prompt stri
 
 // printHistory prints the session's stored messages.
 func printHistory(ctx context.Context, w io.Writer, session *agentpg.Session) error {
-	msgs, err := session.Messages(ctx)
+	msgsPage, err := session.Messages(ctx, agentpg.ListOptions{Limit: agentpg.MaxPageSize})
+	msgs := msgsPage.Items
 	if err != nil {
 		return err
 	}
-	runs, err := session.Runs(ctx)
+	runsPage, err := session.Runs(ctx, agentpg.ListOptions{Limit: agentpg.MaxPageSize})
+	runs := runsPage.Items
 	if err != nil {
 		return err
 	}

@@ -79,11 +79,14 @@ func (c *cli) demo(ctx context.Context, args []string) error {
 		return err
 	}
 
-	msgs, err := session.Messages(ctx)
+	msgsPage, err := session.Messages(ctx, agentpg.ListOptions{Limit: agentpg.MaxPageSize})
+
+	msgs := msgsPage.Items
 	if err != nil {
 		return err
 	}
-	runs, err := session.Runs(ctx)
+	runsPage, err := session.Runs(ctx, agentpg.ListOptions{Limit: agentpg.MaxPageSize})
+	runs := runsPage.Items
 	if err != nil {
 		return err
 	}

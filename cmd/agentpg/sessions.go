@@ -50,7 +50,8 @@ func (c *cli) sessionsList(ctx context.Context, args []string) error {
 		return err
 	}
 	defer db.close()
-	sessions, err := agent.ListSessions(ctx, *tenant, *limit)
+	page, err := agent.ListSessions(ctx, *tenant, agentpg.ListOptions{Limit: *limit})
+	sessions := page.Items
 	if err != nil {
 		return err
 	}
@@ -101,11 +102,13 @@ func (c *cli) sessionsShow(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	msgs, err := session.Messages(ctx)
+	msgsPage, err := session.Messages(ctx, agentpg.ListOptions{Limit: agentpg.MaxPageSize})
+	msgs := msgsPage.Items
 	if err != nil {
 		return err
 	}
-	runs, err := session.Runs(ctx)
+	runsPage, err := session.Runs(ctx, agentpg.ListOptions{Limit: agentpg.MaxPageSize})
+	runs := runsPage.Items
 	if err != nil {
 		return err
 	}

@@ -197,13 +197,17 @@ const listArchiveSQL = `
 SELECT id::text, run_id::text, seq, role, content, usage, created_at, compaction_id::text, archived_at
 FROM {{schema}}.message_archive
 WHERE tenant_id = $1 AND session_id = $2
-ORDER BY seq, archived_at`
+  AND (seq, compaction_id) > ($3, coalesce($4::uuid, '00000000-0000-0000-0000-000000000000'))
+ORDER BY seq, compaction_id
+LIMIT $5`
 
-// ListArchive returns the session's archived messages in order.
-func (s *Store) ListArchive(ctx context.Context, tenantID, sessionID string) ([]ArchivedMessage, error) {
+// ListArchive returns up to limit of the session's archived messages in
+// order of seq and compaction (compaction ids are time-ordered), after the
+// one archived at afterSeq by afterCompaction (nil: the first at afterSeq).
+func (s *Store) ListArchive(ctx context.Context, tenantID, sessionID string, afterSeq int64, afterCompaction *string, limit int) ([]ArchivedMessage, error) {
 	return queryAll(ctx, s.db, "archived messages", s.q(listArchiveSQL), func(row pgx.CollectableRow) (ArchivedMessage, error) {
 		var m ArchivedMessage
 		err := row.Scan(&m.ID, &m.RunID, &m.Seq, &m.Role, &m.Content, &m.Usage, &m.CreatedAt, &m.CompactionID, &m.ArchivedAt)
 		return m, err
-	}, tenantID, sessionID)
+	}, tenantID, sessionID, afterSeq, afterCompaction, limit)
 }

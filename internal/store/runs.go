@@ -143,13 +143,14 @@ func (s *Store) History(ctx context.Context, tenantID, sessionID string, afterSe
 const listMessagesSQL = `
 SELECT id::text, run_id::text, seq, role, content, usage, created_at
 FROM {{schema}}.messages
-WHERE tenant_id = $1 AND session_id = $2
-ORDER BY seq`
+WHERE tenant_id = $1 AND session_id = $2 AND seq > $3
+ORDER BY seq
+LIMIT $4`
 
-// ListMessages returns every stored message of the session, those of failed
-// runs included, in order.
-func (s *Store) ListMessages(ctx context.Context, tenantID, sessionID string) ([]Message, error) {
-	return queryAll(ctx, s.db, "messages", s.q(listMessagesSQL), scanMessage, tenantID, sessionID)
+// ListMessages returns up to limit stored messages of the session after
+// seq afterSeq, those of failed runs included, in order.
+func (s *Store) ListMessages(ctx context.Context, tenantID, sessionID string, afterSeq int64, limit int) ([]Message, error) {
+	return queryAll(ctx, s.db, "messages", s.q(listMessagesSQL), scanMessage, tenantID, sessionID, afterSeq, limit)
 }
 
 func scanMessage(row pgx.CollectableRow) (Message, error) {
@@ -320,18 +321,20 @@ const listRunsSQL = `
 SELECT id::text, session_id::text, parent_run_id::text, status, model, stop_reason, error, iterations,
        input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, started_at, finished_at
 FROM {{schema}}.runs
-WHERE tenant_id = $1 AND session_id = $2
-ORDER BY started_at, id`
+WHERE tenant_id = $1 AND session_id = $2 AND ($3::uuid IS NULL OR id > $3)
+ORDER BY id
+LIMIT $4`
 
-// ListRuns returns the session's runs, oldest first.
-func (s *Store) ListRuns(ctx context.Context, tenantID, sessionID string) ([]Run, error) {
+// ListRuns returns up to limit of the session's runs after the run afterID
+// (nil: from the first), oldest first: run ids are time-ordered.
+func (s *Store) ListRuns(ctx context.Context, tenantID, sessionID string, afterID *string, limit int) ([]Run, error) {
 	return queryAll(ctx, s.db, "runs", s.q(listRunsSQL), func(row pgx.CollectableRow) (Run, error) {
 		var r Run
 		err := row.Scan(&r.ID, &r.SessionID, &r.ParentRunID, &r.Status, &r.Model, &r.StopReason, &r.Error, &r.Iterations,
 			&r.Usage.InputTokens, &r.Usage.OutputTokens, &r.Usage.CacheReadTokens, &r.Usage.CacheWriteTokens,
 			&r.StartedAt, &r.FinishedAt)
 		return r, err
-	}, tenantID, sessionID)
+	}, tenantID, sessionID, afterID, limit)
 }
 
 const listToolCallsSQL = `

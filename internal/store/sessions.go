@@ -79,16 +79,28 @@ func (s *Store) GetSessionByIdentifier(ctx context.Context, tenantID, identifier
 }
 
 const listSessionsSQL = `SELECT ` + sessionColumns + ` FROM {{schema}}.sessions
-WHERE tenant_id = $1
+WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (updated_at, id) < ($2, $3::uuid))
 ORDER BY updated_at DESC, id DESC
-LIMIT $2`
+LIMIT $4`
+
+// SessionCursor is where a listing of sessions stopped: the last session's
+// update time and id.
+type SessionCursor struct {
+	UpdatedAt time.Time
+	ID        string
+}
 
 // ListSessions returns up to limit sessions of the tenant, most recently
-// updated first.
-func (s *Store) ListSessions(ctx context.Context, tenantID string, limit int) ([]*Session, error) {
+// updated first, after the cursor (nil: from the most recent).
+func (s *Store) ListSessions(ctx context.Context, tenantID string, after *SessionCursor, limit int) ([]*Session, error) {
+	var updatedAt *time.Time
+	var id *string
+	if after != nil {
+		updatedAt, id = &after.UpdatedAt, &after.ID
+	}
 	return queryAll(ctx, s.db, "sessions", s.q(listSessionsSQL), func(row pgx.CollectableRow) (*Session, error) {
 		return scanSession(row)
-	}, tenantID, limit)
+	}, tenantID, updatedAt, id, limit)
 }
 
 const deleteSessionSQL = `
