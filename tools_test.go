@@ -404,4 +404,18 @@ func TestNestedAgentDepthLimit(t *testing.T) {
 	if len(all) != 3 {
 		t.Fatalf("%d sessions, want the root and two nested", len(all))
 	}
+	// Deleting the root deletes the nested sessions, which hold the task
+	// texts the root passed down, with everything stored under them.
+	if err := b.agent.DeleteSession(ctx(t), "acme", sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"sessions", "runs", "messages", "tool_executions", "compaction_events", "message_archive"} {
+		var n int
+		if err := b.db.QueryRow(ctx(t), "SELECT count(*) FROM agentpg."+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Errorf("%d rows left in %s after deleting the root session", n, table)
+		}
+	}
 }

@@ -104,17 +104,25 @@ func (s *Store) ListSessions(ctx context.Context, tenantID string, after *Sessio
 }
 
 const deleteSessionSQL = `
-WITH target AS (
+WITH RECURSIVE tree AS (
     SELECT id, lease_run_id IS NOT NULL AND lease_expires_at > now() AS busy
     FROM {{schema}}.sessions WHERE tenant_id = $1 AND id = $2
+    UNION ALL
+    SELECT c.id, c.lease_run_id IS NOT NULL AND c.lease_expires_at > now()
+    FROM {{schema}}.sessions c JOIN tree ON c.parent_id = tree.id
+    WHERE c.tenant_id = $1
 ), deleted AS (
-    DELETE FROM {{schema}}.sessions WHERE id IN (SELECT id FROM target WHERE NOT busy) RETURNING id
+    DELETE FROM {{schema}}.sessions
+    WHERE tenant_id = $1 AND id = $2 AND NOT EXISTS (SELECT 1 FROM tree WHERE busy)
+    RETURNING id
 )
-SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM deleted)`
+SELECT (SELECT count(*) FROM tree), (SELECT count(*) FROM deleted)`
 
-// DeleteSession deletes the tenant's session with its runs and messages. It
-// returns ErrNotFound for an unknown session and ErrBusy while a run holds
-// the session's lease.
+// DeleteSession deletes the tenant's session with its runs, messages,
+// archive and compaction events, and the sessions of the nested agents it
+// called, theirs included: the foreign keys cascade. It returns ErrNotFound
+// for an unknown session and ErrBusy while a run holds the session or one
+// of its descendants.
 func (s *Store) DeleteSession(ctx context.Context, tenantID, id string) error {
 	var found, deleted int
 	if err := s.db.QueryRow(ctx, s.q(deleteSessionSQL), tenantID, id).Scan(&found, &deleted); err != nil {

@@ -1,0 +1,35 @@
+package agentpg_test
+
+import (
+	"testing"
+)
+
+// Every foreign key needs an index led by its columns: without one, each
+// cascading delete of the referenced row scans the referencing table.
+func TestForeignKeysAreIndexed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	rows, err := b.db.Query(ctx(t), `
+SELECT c.conrelid::regclass::text, c.conname
+FROM pg_constraint c
+WHERE c.contype = 'f' AND c.connamespace = 'agentpg'::regnamespace
+  AND NOT EXISTS (
+    SELECT 1 FROM pg_index i
+    WHERE i.indrelid = c.conrelid
+      AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] = c.conkey
+  )`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var table, constraint string
+		if err := rows.Scan(&table, &constraint); err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("foreign key %s of %s has no index led by its columns", constraint, table)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
