@@ -25,10 +25,11 @@ type Agent struct {
 	gates    gates
 	cache    *lru.Cache[string, *cachedConversation]
 
-	hookMu   sync.RWMutex
-	before   []func(ctx context.Context, messages []any) error
-	after    []func(ctx context.Context, response any) error
-	toolCall []func(ctx context.Context, name string, input json.RawMessage, output string, err error) error
+	hookMu     sync.RWMutex
+	before     []func(ctx context.Context, messages []any) error
+	after      []func(ctx context.Context, response any) error
+	toolCall   []func(ctx context.Context, name string, input json.RawMessage, output string, err error) error
+	beforeTool []func(ctx context.Context, call ToolCallRequest) error
 
 	beforeCompaction []func(ctx context.Context, e *CompactionEvent) error
 	afterCompaction  []func(ctx context.Context, e *CompactionEvent) error
@@ -104,6 +105,32 @@ func (a *Agent) OnToolCall(hook func(ctx context.Context, name string, input jso
 	a.hookMu.Lock()
 	defer a.hookMu.Unlock()
 	a.toolCall = append(a.toolCall, hook)
+}
+
+// ToolCallRequest is a tool call the model asked for, as OnBeforeToolCall
+// hooks see it.
+type ToolCallRequest struct {
+	TenantID  string
+	SessionID string
+	RunID     string
+	// ToolUseID is the id of the model's tool_use block.
+	ToolUseID string
+	// Name is the tool's name; Input the model's input, already validated
+	// against the tool's schema.
+	Name  string
+	Input json.RawMessage
+}
+
+// OnBeforeToolCall registers a hook that runs before each tool call whose
+// input is valid, on the run's goroutine, in the order of the model's
+// calls. Returning an error denies the call: the tool does not run, and the
+// model receives an error tool_result saying the call was denied and why
+// (the error's text, so keep it fit for the model to read). The run goes on;
+// OnToolCall hooks see the denial as an error wrapping ErrToolCallDenied.
+func (a *Agent) OnBeforeToolCall(hook func(ctx context.Context, call ToolCallRequest) error) {
+	a.hookMu.Lock()
+	defer a.hookMu.Unlock()
+	a.beforeTool = append(a.beforeTool, hook)
 }
 
 // SessionOptions are the optional settings of a new session; nil means

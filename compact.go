@@ -88,7 +88,7 @@ func (s *Session) Compact(ctx context.Context) (*CompactionEvent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agentpg: compacting: %w", err)
 	}
-	s.remember(conv, conv.lastSeq())
+	s.remember(conv)
 	return event, nil
 }
 
@@ -182,7 +182,8 @@ func (s *Session) compact(ctx context.Context, lease *store.Lease, conv conversa
 	a := s.agent
 	start := time.Now()
 	opts := a.cfg.compactionOptions(s.model())
-	plan, err := compaction.PlanCompaction(compactionMessages(conv.messages), opts)
+	stored, pending := conv.split()
+	plan, err := compaction.PlanCompaction(compactionMessages(stored), opts)
 	if err != nil {
 		return conv, nil, err
 	}
@@ -221,7 +222,7 @@ func (s *Session) compact(ctx context.Context, lease *store.Lease, conv conversa
 			return conv, nil, err
 		}
 	}
-	compacted.messages = keptMessages(conv.messages, plan)
+	compacted.messages = append(keptMessages(stored, plan), pending...)
 	compacted.compactedAtSeq = conv.lastSeq()
 	change.Duration = time.Since(start)
 
@@ -260,7 +261,7 @@ func (s *Session) summarize(ctx context.Context, conv conversation, msgs []compa
 	if err != nil {
 		return "", Usage{}, fmt.Errorf("summarizing: %w", err)
 	}
-	text := responseText(resp)
+	text := responseText(resp.Message)
 	if text == "" {
 		return "", Usage{}, fmt.Errorf("summarizing: %w", ErrEmptyResponse)
 	}
@@ -300,10 +301,20 @@ func keptMessages(msgs []Message, plan compaction.Plan) []Message {
 	return kept
 }
 
-// lastSeq is the seq of the conversation's last message.
+// split returns the conversation's stored messages, and those of the
+// current run not stored yet, which come last and have no seq.
+func (c conversation) split() (stored, pending []Message) {
+	n := len(c.messages)
+	for n > 0 && c.messages[n-1].Seq == 0 {
+		n--
+	}
+	return c.messages[:n], c.messages[n:]
+}
+
+// lastSeq is the seq of the conversation's last stored message.
 func (c conversation) lastSeq() int64 {
-	if n := len(c.messages); n > 0 {
-		return c.messages[n-1].Seq
+	if stored, _ := c.split(); len(stored) > 0 {
+		return stored[len(stored)-1].Seq
 	}
 	return c.compactedAtSeq
 }

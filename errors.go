@@ -36,8 +36,9 @@ var (
 	// ErrMaxTokens: the answer reached MaxTokens before any usable text, or
 	// in the middle of a tool call.
 	ErrMaxTokens = errors.New("response reached max_tokens")
-	// ErrRefused: the model declined to answer. The exchange is kept for the
-	// audit trail but left out of the conversation.
+	// ErrRefused: the model declined to answer. The exchange, the refusal
+	// included, is stored with the failed run for the audit trail but left
+	// out of the conversation.
 	ErrRefused = errors.New("model refused the request")
 	// ErrContextWindowExceeded: the conversation no longer fits the model's
 	// context window.
@@ -50,6 +51,13 @@ var (
 	// ErrAgentDepth: an agent offered as a tool was called deeper than
 	// Config.MaxAgentDepth.
 	ErrAgentDepth = errors.New("nested agents too deep")
+	// ErrCallbackPanic: a hook or an OnEvent callback panicked during a
+	// run. The run was recorded as failed and the session released; the
+	// error carries the panic's value, and the stack is logged.
+	ErrCallbackPanic = errors.New("callback panicked")
+	// ErrToolCallDenied: an OnBeforeToolCall hook denied a tool call. The
+	// model receives it as an error tool_result; the run goes on.
+	ErrToolCallDenied = errors.New("tool call denied")
 	// ErrRateLimited matches an *APIError with status 429.
 	ErrRateLimited = errors.New("rate limited by the Anthropic API")
 	// ErrOverloaded matches an *APIError with status 529.

@@ -41,6 +41,28 @@ func (a *Agent) afterMessage(ctx context.Context, response any) error {
 	return nil
 }
 
+// beforeToolCall asks the OnBeforeToolCall hooks whether the run r may make
+// call. A call whose input fails validation is not asked about: the
+// executor refuses it.
+func (a *Agent) beforeToolCall(ctx context.Context, r *run, call tool.Call) error {
+	a.hookMu.RLock()
+	hooks := a.beforeTool
+	a.hookMu.RUnlock()
+	if len(hooks) == 0 || a.executor.Registry().Validate(call.Name, call.Input) != nil {
+		return nil
+	}
+	request := ToolCallRequest{
+		TenantID: r.session.TenantID, SessionID: r.session.ID, RunID: r.lease.RunID,
+		ToolUseID: call.ID, Name: call.Name, Input: call.Input,
+	}
+	for _, hook := range hooks {
+		if err := hook(ctx, request); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // afterToolCalls runs the OnToolCall hooks on each result, in call order.
 func (a *Agent) afterToolCalls(ctx context.Context, results []tool.Result) error {
 	a.hookMu.RLock()

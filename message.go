@@ -78,13 +78,22 @@ func (u Usage) store() store.Usage {
 	}
 }
 
-// newMessage prepares a message for storing.
+// newMessage prepares a message for storing. Text PostgreSQL cannot store
+// (NUL characters, invalid UTF-8) is replaced by U+FFFD, in the row and in
+// the message alike, so that what is sent is what is stored.
 func newMessage(role string, content []anthropic.ContentBlockParamUnion, usage *Usage) (Message, store.NewMessage, error) {
 	msg := Message{ID: newID(), Role: role, Content: content, Usage: usage}
 	row := store.NewMessage{ID: msg.ID, Role: role}
 	var err error
 	if row.Content, err = json.Marshal(content); err != nil {
 		return msg, row, fmt.Errorf("encoding %s message: %w", role, err)
+	}
+	var replaced int
+	if row.Content, replaced = storableJSON(row.Content); replaced > 0 {
+		msg.Content = nil
+		if err := json.Unmarshal(row.Content, &msg.Content); err != nil {
+			return msg, row, fmt.Errorf("encoding %s message: %w", role, err)
+		}
 	}
 	if usage != nil {
 		if row.Usage, err = json.Marshal(usage); err != nil {

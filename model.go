@@ -100,31 +100,57 @@ func (s *Session) model() string {
 	return s.agent.cfg.Model
 }
 
+// response is a model's answer as it was streamed.
+type response struct {
+	*anthropic.Message
+	// malformed holds, by tool_use id, each tool input the model streamed
+	// that is not valid JSON: the SDK replaces those with {}, which would
+	// pass a schema whose fields are all optional.
+	malformed map[string]string
+}
+
+// input returns the input of a tool_use block exactly as the model sent it.
+func (r *response) input(block anthropic.ContentBlockUnion) json.RawMessage {
+	if raw, ok := r.malformed[block.ID]; ok {
+		return json.RawMessage(raw)
+	}
+	return block.Input
+}
+
 // callModel streams one response, passing text and thinking deltas to
 // onEvent as they arrive. A stream that ends before message_stop is
-// ErrIncompleteResponse: its partial answer is never used.
-func (a *Agent) callModel(ctx context.Context, params anthropic.MessageNewParams, onEvent func(Event)) (*anthropic.Message, error) {
+// ErrIncompleteResponse: its partial answer is never used. When the call
+// fails after the response began, the partial response is returned with
+// the error, for its usage: those tokens were spent.
+func (a *Agent) callModel(ctx context.Context, params anthropic.MessageNewParams, onEvent func(Event)) (*response, error) {
 	stream := a.cfg.Client.Messages.NewStreaming(ctx, params, a.requestOptions(string(params.Model))...)
 	defer stream.Close()
 
-	var resp anthropic.Message
+	resp := &response{Message: &anthropic.Message{}}
+	var inputs map[int64][]byte // the streamed input of each tool_use block, by index
 	started, complete := false, false
 	for stream.Next() {
 		event := stream.Current()
 		started = true
 		if err := resp.Accumulate(event); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrIncompleteResponse, err)
+			return resp, fmt.Errorf("%w: %v", ErrIncompleteResponse, err)
 		}
 		switch event.Type {
 		case "content_block_delta":
-			if onEvent == nil {
-				continue
-			}
 			switch event.Delta.Type {
+			case "input_json_delta":
+				if inputs == nil {
+					inputs = make(map[int64][]byte)
+				}
+				inputs[event.Index] = append(inputs[event.Index], event.Delta.PartialJSON...)
 			case "text_delta":
-				onEvent(Event{Kind: EventText, Text: event.Delta.Text})
+				if onEvent != nil {
+					onEvent(Event{Kind: EventText, Text: event.Delta.Text})
+				}
 			case "thinking_delta":
-				onEvent(Event{Kind: EventThinking, Text: event.Delta.Thinking})
+				if onEvent != nil {
+					onEvent(Event{Kind: EventThinking, Text: event.Delta.Thinking})
+				}
 			}
 		case "message_stop":
 			complete = true
@@ -132,23 +158,34 @@ func (a *Agent) callModel(ctx context.Context, params anthropic.MessageNewParams
 	}
 	// A connection cut after message_stop still leaves a complete answer.
 	if err := stream.Err(); err != nil && !complete {
+		if !started {
+			resp = nil
+		}
 		if ctxErr := context.Cause(ctx); ctxErr != nil {
-			return nil, ctxErr
+			return resp, ctxErr
 		}
 		var apiErr *APIError
 		switch err = apiError(err); {
 		case errors.As(err, &apiErr):
-			return nil, err
+			return resp, err
 		case started:
-			return nil, fmt.Errorf("%w: %w", ErrIncompleteResponse, err)
+			return resp, fmt.Errorf("%w: %w", ErrIncompleteResponse, err)
 		default:
-			return nil, fmt.Errorf("calling the model: %w", err)
+			return resp, fmt.Errorf("calling the model: %w", err)
 		}
 	}
 	if !complete {
-		return nil, fmt.Errorf("%w: the stream ended before message_stop", ErrIncompleteResponse)
+		return resp, fmt.Errorf("%w: the stream ended before message_stop", ErrIncompleteResponse)
 	}
-	return &resp, nil
+	for index, raw := range inputs {
+		if !json.Valid(raw) && int(index) < len(resp.Content) {
+			if resp.malformed == nil {
+				resp.malformed = make(map[string]string)
+			}
+			resp.malformed[resp.Content[index].ID] = string(raw)
+		}
+	}
+	return resp, nil
 }
 
 // toolParam describes a tool to the Messages API.

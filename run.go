@@ -6,9 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
+	"runtime/debug"
 	"time"
-	"unicode/utf8"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 
@@ -65,55 +64,52 @@ func (s *Session) RunWithOptions(ctx context.Context, prompt string, opts RunOpt
 // run runs prompt; parentRunID is the calling run of a nested agent.
 func (s *Session) run(ctx context.Context, prompt string, opts RunOptions, parentRunID *string) (*Result, error) {
 	a := s.agent
-	if strings.TrimSpace(prompt) == "" {
-		return nil, fmt.Errorf("agentpg: %w: prompt is empty", ErrInvalidArgument)
+	if err := validateText("prompt", prompt, a.cfg.MaxPromptBytes); err != nil {
+		return nil, err
 	}
-	if len(prompt) > a.cfg.MaxPromptBytes {
-		return nil, fmt.Errorf("agentpg: %w: prompt is %d bytes, over the limit of %d", ErrInvalidArgument, len(prompt), a.cfg.MaxPromptBytes)
-	}
-	if !utf8.ValidString(prompt) {
-		return nil, fmt.Errorf("agentpg: %w: prompt is not valid UTF-8", ErrInvalidArgument)
-	}
-	_, promptRow, err := newMessage("user", []anthropic.ContentBlockParamUnion{anthropic.NewTextBlock(prompt)}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("agentpg: %w", err)
-	}
-
 	leave, err := a.gates.enter(ctx, s.ID, opts.NoWait)
 	if err != nil {
 		return nil, err
 	}
 	defer leave()
 
-	lease, err := s.begin(ctx, promptRow, opts.NoWait, parentRunID)
+	begun, err := s.begin(ctx, opts.NoWait, parentRunID)
 	if err != nil {
 		return nil, err
 	}
 	r := &run{
 		session: s,
-		lease:   lease,
+		lease:   begun.Lease,
 		opts:    opts,
-		log:     a.cfg.Logger.With("tenant_id", s.TenantID, "session_id", s.ID, "run_id", lease.RunID),
+		log:     a.cfg.Logger.With("tenant_id", s.TenantID, "session_id", s.ID, "run_id", begun.Lease.RunID),
 	}
-	return r.execute(ctx)
+	return r.execute(ctx, begun, prompt)
 }
 
-// begin takes the session's lease, records the run and stores the prompt.
-// While another process's run holds the lease, it polls with backoff until
-// ctx ends, or fails at once with noWait.
-func (s *Session) begin(ctx context.Context, prompt store.NewMessage, noWait bool, parentRunID *string) (store.Lease, error) {
+// begin takes the session's lease and records the run, reading what the
+// conversation gained since the cached copy in the same round trip. While
+// another process's run holds the lease, it polls with backoff until ctx
+// ends, or fails at once with noWait.
+func (s *Session) begin(ctx context.Context, noWait bool, parentRunID *string) (store.Begun, error) {
+	s.cache.mu.Lock()
 	params := store.BeginRunParams{
 		TenantID:    s.TenantID,
 		SessionID:   s.ID,
 		RunID:       newID(),
 		Model:       s.model(),
 		LeaseTTL:    s.agent.cfg.LeaseTTL,
-		Prompt:      prompt,
 		ParentRunID: parentRunID,
+		CachedGen:   s.cache.conv.gen,
+		CachedSeq:   s.cache.lastSeq,
 	}
-	return waitForLease(ctx, noWait, func() (store.Lease, error) {
-		return s.agent.store.BeginRun(ctx, params)
+	s.cache.mu.Unlock()
+	var begun store.Begun
+	_, err := waitForLease(ctx, noWait, func() (store.Lease, error) {
+		var err error
+		begun, err = s.agent.store.BeginRun(ctx, params)
+		return begun.Lease, err
 	})
+	return begun, err
 }
 
 // waitForLease calls acquire until it gets the lease, polling with backoff
@@ -148,148 +144,255 @@ type run struct {
 	lease   store.Lease
 	opts    RunOptions
 	log     *slog.Logger
-	usage   Usage
-	calls   int
+	// conv is what the model is sent next. Its last messages may be
+	// pending: made by the run but not stored yet (they have no seq).
+	conv    conversation
+	pending []store.NewMessage
+	usage   Usage // of every model call of the run
+	calls   int   // model calls made
+	// unsaved and unsavedCalls are the usage and model calls not yet
+	// added to the stored run.
+	unsaved      Usage
+	unsavedCalls int
 }
 
-func (r *run) execute(ctx context.Context) (*Result, error) {
+// execute runs the model, and the tools it asks for, until a final answer.
+// The prompt is stored with the run's first step: nothing of it reaches a
+// table, or the API, before the OnBeforeMessage hooks accept it. A panic
+// on the run's goroutine (in a hook or in OnEvent) fails the run, releases
+// the session and is returned as an error wrapping ErrCallbackPanic.
+func (r *run) execute(ctx context.Context, begun store.Begun, prompt string) (res *Result, err error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := r.keepLease(ctx, cancel)
 	defer stop()
 	ctx = withRun(ctx, r)
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.ErrorContext(ctx, "run panicked", "panic", p, "stack", string(debug.Stack()))
+			res, err = nil, r.fail(ctx, fmt.Errorf("%w: %v", ErrCallbackPanic, p))
+		}
+	}()
 	r.log.DebugContext(ctx, "run started")
 	a := r.session.agent
 
-	conv, err := r.session.readHistory(ctx, r.lease)
-	if err != nil {
-		return nil, r.fail(ctx, err, false)
+	if r.conv, err = r.session.conversationSince(begun); err != nil {
+		return nil, r.fail(ctx, err)
+	}
+	if err := r.add("user", []anthropic.ContentBlockParamUnion{anthropic.NewTextBlock(prompt)}, nil); err != nil {
+		return nil, r.fail(ctx, err)
 	}
 	for {
-		if r.calls == a.cfg.MaxIterations {
-			return nil, r.fail(ctx, fmt.Errorf("%w (%d)", ErrMaxIterations, r.calls), false)
+		if err := a.beforeMessage(ctx, r.conv.messages); err != nil {
+			r.drop() // a refused prompt is not kept
+			return nil, r.fail(ctx, err)
 		}
-		conv = r.maybeCompact(ctx, conv)
-		if err := a.beforeMessage(ctx, conv.messages); err != nil {
-			// Only a refused prompt is dropped; a refusal later in a tool
-			// loop keeps the run's record.
-			return nil, r.fail(ctx, err, r.calls == 0)
+		r.conv = r.maybeCompact(ctx, r.conv)
+		resp, err := a.callModel(ctx, r.session.request(r.conv), r.opts.OnEvent)
+		if resp != nil {
+			r.used(resp.Usage) // failed calls cost tokens too
 		}
-		resp, err := a.callModel(ctx, r.session.request(conv), r.opts.OnEvent)
 		if err != nil {
-			return nil, r.fail(ctx, err, false)
+			return nil, r.fail(ctx, err)
 		}
-		r.calls++
-		stepUsage := usageOf(resp.Usage)
-		r.usage.add(stepUsage)
-		if err := a.afterMessage(ctx, resp); err != nil {
-			return nil, r.fail(ctx, err, false)
+		if err := a.afterMessage(ctx, resp.Message); err != nil {
+			return nil, r.fail(ctx, err)
 		}
-		if resp.StopReason == anthropic.StopReasonToolUse && a.executor.Registry().Len() > 0 {
-			if conv.messages, err = r.toolStep(ctx, conv.messages, resp, stepUsage); err != nil {
-				return nil, r.fail(ctx, err, false)
-			}
-			continue
+		if resp.StopReason != anthropic.StopReasonToolUse || a.executor.Registry().Len() == 0 {
+			return r.finish(ctx, resp)
 		}
-		return r.finish(ctx, conv, resp, stepUsage)
+		if r.calls >= a.cfg.MaxIterations {
+			r.keepForAudit(resp)
+			return nil, r.fail(ctx, fmt.Errorf("%w (%d)", ErrMaxIterations, r.calls))
+		}
+		if err := r.toolStep(ctx, resp); err != nil {
+			return nil, r.fail(ctx, err)
+		}
 	}
 }
 
 // finish stores the final answer and completes the run, or fails it when
 // the response cannot end a run.
-func (r *run) finish(ctx context.Context, conv conversation, resp *anthropic.Message, usage Usage) (*Result, error) {
+func (r *run) finish(ctx context.Context, resp *response) (*Result, error) {
 	result := &Result{
 		RunID:      r.lease.RunID,
-		Text:       responseText(resp),
+		Text:       responseText(resp.Message),
 		StopReason: string(resp.StopReason),
 		Usage:      r.usage,
 		Iterations: r.calls,
-		Response:   resp,
+		Response:   resp.Message,
 	}
-	if err := checkStop(resp); err != nil {
-		return result, r.fail(ctx, err, false)
+	if err := checkStop(resp.Message); err != nil {
+		r.keepForAudit(resp)
+		return result, r.fail(ctx, err)
 	}
-	answer, seq, err := r.save(ctx, "assistant", assistantContent(resp), &usage, nil, true, result.StopReason)
-	if err != nil {
-		return nil, r.fail(ctx, err, false)
+	usage := usageOf(resp.Usage)
+	if err := r.add("assistant", assistantContent(resp.Message), &usage); err != nil {
+		return nil, r.fail(ctx, err)
 	}
-	conv.messages = append(conv.messages, answer)
-	r.session.remember(conv, seq)
+	if err := r.commit(ctx, store.StepParams{Finish: true, StopReason: result.StopReason}); err != nil {
+		return nil, r.fail(ctx, err)
+	}
+	r.session.remember(r.conv)
 	r.log.DebugContext(ctx, "run completed", "stop_reason", result.StopReason, "iterations", r.calls,
 		"input_tokens", r.usage.InputTokens, "output_tokens", r.usage.OutputTokens)
 	return result, nil
 }
 
 // toolStep stores the response asking for tools, runs the tools, and stores
-// their results, with their ledger rows, as the next user message. It
-// returns the history with both messages.
-func (r *run) toolStep(ctx context.Context, history []Message, resp *anthropic.Message, usage Usage) ([]Message, error) {
+// their results, with their ledger rows, as the next user message.
+func (r *run) toolStep(ctx context.Context, resp *response) error {
 	a := r.session.agent
-	request, _, err := r.save(ctx, "assistant", assistantContent(resp), &usage, nil, false, "")
+	usage := usageOf(resp.Usage)
+	if err := r.add("assistant", assistantContent(resp.Message), &usage); err != nil {
+		return err
+	}
+	if err := r.commit(ctx, store.StepParams{}); err != nil {
+		return err
+	}
+	results, err := r.runTools(ctx, resp)
 	if err != nil {
-		return nil, err
-	}
-	history = append(history, request)
-
-	var calls []tool.Call
-	for _, block := range resp.Content {
-		if block.Type == "tool_use" {
-			calls = append(calls, tool.Call{ID: block.ID, Name: block.Name, Input: block.Input})
-			r.emit(Event{Kind: EventToolCall, ToolUseID: block.ID, ToolName: block.Name, Input: block.Input})
-		}
-	}
-	results := a.executor.Execute(ctx, calls)
-	if err := context.Cause(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	content := make([]anthropic.ContentBlockParamUnion, len(results))
 	ledger := make([]store.ToolCall, len(results))
 	for i, res := range results {
-		output := res.Output
-		if output == "" {
-			output = "(no output)" // the API refuses empty text
-		}
+		output := storableOutput(res.Output)
 		content[i] = anthropic.NewToolResultBlock(res.ID, output, res.IsError)
-		ledger[i] = store.ToolCall{
-			ID: newID(), ToolUseID: res.ID, Name: res.Name, Input: ledgerInput(res.Input),
-			Output: res.Output, IsError: res.IsError, StartedAt: res.StartedAt, FinishedAt: res.FinishedAt,
-		}
-		r.emit(Event{Kind: EventToolResult, ToolUseID: res.ID, ToolName: res.Name, Text: res.Output, IsError: res.IsError})
+		ledger[i] = ledgerRow(res, output)
+		r.emit(Event{Kind: EventToolResult, ToolUseID: res.ID, ToolName: res.Name, Text: output, IsError: res.IsError})
 	}
-	answers, _, err := r.save(ctx, "user", content, nil, ledger, false, "")
-	if err != nil {
-		return nil, err
+	if err := r.add("user", content, nil); err != nil {
+		return err
 	}
-	if err := a.afterToolCalls(ctx, results); err != nil {
-		return nil, err
+	if err := r.commit(ctx, store.StepParams{ToolCalls: ledger}); err != nil {
+		return err
 	}
-	return append(history, answers), nil
+	return a.afterToolCalls(ctx, results)
 }
 
-// save stores one message of the run, with the ledger rows it answers,
-// in one statement fenced by the lease; with finish, it also completes the
-// run and releases the lease. It returns the message as stored.
-func (r *run) save(ctx context.Context, role string, content []anthropic.ContentBlockParamUnion, usage *Usage,
-	ledger []store.ToolCall, finish bool, stopReason string) (Message, int64, error) {
+// runTools runs the tool calls of a response, in their order: each with
+// the input the model sent, which the executor validates (a malformed one
+// never runs), unless an OnBeforeToolCall hook denies it.
+func (r *run) runTools(ctx context.Context, resp *response) ([]tool.Result, error) {
+	a := r.session.agent
+	var results []tool.Result
+	var allowed []tool.Call
+	var at []int // allowed[i] is the call of results[at[i]]
+	for _, block := range resp.Content {
+		if block.Type != "tool_use" {
+			continue
+		}
+		call := tool.Call{ID: block.ID, Name: block.Name, Input: resp.input(block)}
+		r.emit(Event{Kind: EventToolCall, ToolUseID: call.ID, ToolName: call.Name, Input: call.Input})
+		if err := a.beforeToolCall(ctx, r, call); err != nil {
+			results = append(results, deniedResult(call, err))
+			continue
+		}
+		at = append(at, len(results))
+		results = append(results, tool.Result{})
+		allowed = append(allowed, call)
+	}
+	for i, res := range a.executor.Execute(ctx, allowed) {
+		results[at[i]] = res
+	}
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// deniedResult is the result of a call an OnBeforeToolCall hook denied.
+func deniedResult(call tool.Call, reason error) tool.Result {
+	now := time.Now()
+	err := fmt.Errorf("%w: %w", ErrToolCallDenied, reason)
+	return tool.Result{Call: call, Output: err.Error(), IsError: true, Err: err, StartedAt: now, FinishedAt: now}
+}
+
+// storableOutput returns a tool's output fit for storing, telling the model
+// what had to be replaced.
+func storableOutput(output string) string {
+	output, replaced := storableText(output)
+	if replaced > 0 {
+		output += fmt.Sprintf("\n[agentpg: %d NUL characters or invalid UTF-8 sequences of this output were replaced by U+FFFD]", replaced)
+	}
+	if output == "" {
+		output = "(no output)" // the API refuses empty text
+	}
+	return output
+}
+
+// ledgerRow is the ledger row of a call's result with its stored output.
+func ledgerRow(res tool.Result, output string) store.ToolCall {
+	id, _ := storableText(res.ID)
+	name, _ := storableText(res.Name)
+	input, _ := storableJSON(ledgerInput(res.Input))
+	return store.ToolCall{
+		ID: newID(), ToolUseID: id, Name: name, Input: input,
+		Output: output, IsError: res.IsError, StartedAt: res.StartedAt, FinishedAt: res.FinishedAt,
+	}
+}
+
+// add appends a message of the run to the conversation, pending until the
+// next commit.
+func (r *run) add(role string, content []anthropic.ContentBlockParamUnion, usage *Usage) error {
 	msg, row, err := newMessage(role, content, usage)
 	if err != nil {
-		return msg, 0, err
+		return err
 	}
-	step := store.StepParams{
-		Messages:   []store.NewMessage{row},
-		ToolCalls:  ledger,
-		Finish:     finish,
-		StopReason: stopReason,
+	msg.RunID = r.lease.RunID
+	r.conv.messages = append(r.conv.messages, msg)
+	r.pending = append(r.pending, row)
+	return nil
+}
+
+// drop forgets the pending messages.
+func (r *run) drop() {
+	stored, _ := r.conv.split()
+	r.conv.messages, r.pending = stored, nil
+}
+
+// keepForAudit adds a response that cannot continue the run to the pending
+// messages, so that the failed run's record shows it.
+func (r *run) keepForAudit(resp *response) {
+	if len(resp.Content) > 0 {
+		usage := usageOf(resp.Usage)
+		if err := r.add("assistant", assistantContent(resp.Message), &usage); err != nil {
+			r.log.WarnContext(context.Background(), "keeping the response for the record", "error", err)
+		}
 	}
-	if usage != nil {
-		step.Usage, step.Iterations = usage.store(), 1
+}
+
+// used counts a model call and its usage.
+func (r *run) used(u anthropic.Usage) {
+	usage := usageOf(u)
+	r.calls++
+	r.unsavedCalls++
+	r.usage.add(usage)
+	r.unsaved.add(usage)
+}
+
+// commit writes a step with the pending messages and the unsaved usage,
+// fenced by the run's lease. The write survives the caller's cancellation:
+// the model's work is paid for.
+func (r *run) commit(ctx context.Context, step store.StepParams) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	step.Messages, step.Usage, step.Iterations = r.pending, r.unsaved.store(), r.unsavedCalls
+	step.LeaseTTL = r.session.agent.cfg.LeaseTTL
+	seq, err := r.session.agent.store.CommitStep(ctx, r.lease, step)
+	if errors.Is(err, store.ErrLeaseLost) {
+		return ErrLeaseLost
 	}
-	seq, err := r.commit(ctx, step)
 	if err != nil {
-		return msg, 0, err
+		return fmt.Errorf("storing the run's step: %w", err)
 	}
-	msg.RunID, msg.Seq = r.lease.RunID, seq
-	return msg, seq, nil
+	_, pending := r.conv.split()
+	for i := range pending {
+		pending[i].Seq = seq + int64(i)
+	}
+	r.pending, r.unsaved, r.unsavedCalls = nil, Usage{}, 0
+	return nil
 }
 
 // emit passes e to the caller's OnEvent, if any.
@@ -339,33 +442,19 @@ func checkStop(resp *anthropic.Message) error {
 	}
 }
 
-// commit writes a step, fenced by the run's lease. The write survives the
-// caller's cancellation: the model's work is paid for.
-func (r *run) commit(ctx context.Context, step store.StepParams) (int64, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	step.LeaseTTL = r.session.agent.cfg.LeaseTTL
-	seq, err := r.session.agent.store.CommitStep(ctx, r.lease, step)
-	if errors.Is(err, store.ErrLeaseLost) {
-		return 0, ErrLeaseLost
-	}
-	if err != nil {
-		return 0, fmt.Errorf("storing the run's step: %w", err)
-	}
-	return seq, nil
-}
-
-// fail records the run as failed with cause and returns the error for the
-// caller. With dropPrompt, the run's messages are deleted: a prompt refused
-// by a hook is not kept.
-func (r *run) fail(ctx context.Context, cause error, dropPrompt bool) error {
+// fail records the run as failed with cause, with its pending messages,
+// kept for the record but never in the conversation, and what it used,
+// and returns the error for the caller.
+func (r *run) fail(ctx context.Context, cause error) error {
 	if lost := context.Cause(ctx); errors.Is(lost, ErrLeaseLost) {
 		cause = lost
 	}
 	cleanupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	err := fmt.Errorf("agentpg: run %s: %w", r.lease.RunID, cause)
-	if ferr := r.session.agent.store.FailRun(cleanupCtx, r.lease, cause.Error(), dropPrompt); ferr != nil {
+	reason, _ := storableText(cause.Error())
+	failed := store.FailedRun{Reason: reason, Messages: r.pending, Usage: r.unsaved.store(), Iterations: r.unsavedCalls}
+	if ferr := r.session.agent.store.FailRun(cleanupCtx, r.lease, failed); ferr != nil {
 		r.log.ErrorContext(ctx, "recording the failed run", "error", ferr)
 		err = errors.Join(err, fmt.Errorf("agentpg: recording the failed run: %w", ferr))
 	}

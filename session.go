@@ -171,9 +171,22 @@ func convertAll[R, T any](rows []R, convert func(R) (T, error)) ([]T, error) {
 	return items, nil
 }
 
-// readHistory returns the conversation to send for the run holding lease:
-// the cached conversation plus the messages stored since. It reads only
-// what is new, unless a compaction made the cache stale.
+// conversationSince returns the cached conversation extended by what a
+// run read when it began: the messages stored since, or, after a
+// compaction the cache predates, the summary and every live message.
+func (s *Session) conversationSince(begun store.Begun) (conversation, error) {
+	s.cache.mu.Lock()
+	conv := s.cache.conv
+	s.cache.mu.Unlock()
+	if sum := begun.Summary; sum != nil {
+		conv = conversation{gen: sum.Gen, summary: sum.Text, firstIntent: sum.FirstIntent, compactedAtSeq: sum.CompactedAtSeq}
+	}
+	return conv.extended(begun.History)
+}
+
+// readHistory returns the conversation as the holder of lease, which is
+// not a run, reads it: the cached conversation plus the messages stored
+// since, unless a compaction made the cache stale.
 func (s *Session) readHistory(ctx context.Context, lease store.Lease) (conversation, error) {
 	s.cache.mu.Lock()
 	conv, after := s.cache.conv, s.cache.lastSeq
@@ -187,26 +200,33 @@ func (s *Session) readHistory(ctx context.Context, lease store.Lease) (conversat
 		conv = conversation{gen: sum.Gen, summary: sum.Text, firstIntent: sum.FirstIntent, compactedAtSeq: sum.CompactedAtSeq}
 		after = 0
 	}
-	rows, err := s.agent.store.History(ctx, s.TenantID, s.ID, after, &lease.RunID)
+	rows, err := s.agent.store.History(ctx, s.TenantID, s.ID, after, nil)
 	if err != nil {
 		return conv, err
 	}
-	messages := make([]Message, len(conv.messages), len(conv.messages)+len(rows)+2)
-	copy(messages, conv.messages)
+	return conv.extended(rows)
+}
+
+// extended returns a copy of the conversation with rows appended, leaving
+// the cached one as it is.
+func (c conversation) extended(rows []store.Message) (conversation, error) {
+	messages := make([]Message, len(c.messages), len(c.messages)+len(rows)+4)
+	copy(messages, c.messages)
 	for _, row := range rows {
 		msg, err := messageFromRow(row)
 		if err != nil {
-			return conv, err
+			return c, err
 		}
 		messages = append(messages, msg)
 	}
-	conv.messages = messages
-	return conv, nil
+	c.messages = messages
+	return c, nil
 }
 
-// remember caches the conversation of a completed run, whose messages up
-// to lastSeq are all stored.
-func (s *Session) remember(conv conversation, lastSeq int64) {
+// remember caches the conversation of a completed run or compaction, all
+// of whose messages are stored.
+func (s *Session) remember(conv conversation) {
+	lastSeq := conv.lastSeq()
 	c := s.cache
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -260,8 +260,10 @@ func TestMaxIterations(t *testing.T) {
 	if !errors.Is(err, agentpg.ErrMaxIterations) {
 		t.Fatalf("err = %v, want ErrMaxIterations", err)
 	}
-	if len(b.model.Requests()) != 3 || calls.Load() != 3 {
-		t.Fatalf("%d model calls, %d tool calls; want 3 each", len(b.model.Requests()), calls.Load())
+	// The third answer's tool call is not run: no model call could read
+	// its result.
+	if len(b.model.Requests()) != 3 || calls.Load() != 2 {
+		t.Fatalf("%d model calls, %d tool calls; want 3 and 2", len(b.model.Requests()), calls.Load())
 	}
 	// The failed run's tool exchange is kept for the record but not sent.
 	if _, err := sess.Run(ctx(t), "stop"); err != nil {

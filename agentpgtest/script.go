@@ -73,7 +73,9 @@ type Block struct {
 	// ID and Name are the id of a tool_use block and the tool it calls.
 	ID, Name string
 	// Input is the JSON object a tool_use block passes to the tool. Empty
-	// means {}.
+	// means {}. Input that is not valid JSON is streamed as it is, as from a
+	// model cut off mid-call, and answered as {} in a response that does
+	// not stream.
 	Input json.RawMessage
 }
 
@@ -102,7 +104,7 @@ func (b Block) MarshalJSON() ([]byte, error) {
 			ID    string          `json:"id"`
 			Name  string          `json:"name"`
 			Input json.RawMessage `json:"input"`
-		}{b.Type, b.ID, b.Name, b.input()})
+		}{b.Type, b.ID, b.Name, validOrEmpty(b.input())})
 	}
 	return nil, fmt.Errorf("agentpgtest: unknown block type %q", b.Type)
 }
@@ -113,6 +115,14 @@ func (b Block) input() json.RawMessage {
 		return json.RawMessage(`{}`)
 	}
 	return b.Input
+}
+
+// validOrEmpty returns input, or {} when it is not valid JSON.
+func validOrEmpty(input json.RawMessage) json.RawMessage {
+	if !json.Valid(input) {
+		return json.RawMessage(`{}`)
+	}
+	return input
 }
 
 // TextBlock returns a text block.

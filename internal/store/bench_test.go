@@ -14,7 +14,8 @@ import (
 )
 
 // BenchmarkTurnStatements measures the database side of a plain turn alone
-// (BeginRun, History of what is new, CommitStep), with no model in the
+// (BeginRun with the history of what is new, CommitStep of the prompt and
+// the answer), with no model in the
 // process, at turn 10, 100 and 1,000 of a session: its cost must not grow
 // with the session's age.
 func BenchmarkTurnStatements(b *testing.B) {
@@ -32,26 +33,25 @@ func BenchmarkTurnStatements(b *testing.B) {
 			var lastSeq int64
 			oneTurn := func() int {
 				runID := uuid.NewString()
-				lease, err := st.BeginRun(ctx, store.BeginRunParams{
+				begun, err := st.BeginRun(ctx, store.BeginRunParams{
 					TenantID: "bench", SessionID: sessionID, RunID: runID, Model: "m", LeaseTTL: time.Minute,
-					Prompt: store.NewMessage{ID: uuid.NewString(), Role: "user", Content: promptContent},
+					CachedSeq: lastSeq,
 				})
 				if err != nil {
 					b.Fatal(err)
 				}
-				rows, err := st.History(ctx, "bench", sessionID, lastSeq, &runID)
-				if err != nil {
-					b.Fatal(err)
-				}
-				seq, err := st.CommitStep(ctx, lease, store.StepParams{
-					Messages: []store.NewMessage{{ID: uuid.NewString(), Role: "assistant", Content: answerContent, Usage: usage}},
-					Finish:   true, Iterations: 1, StopReason: "end_turn",
+				seq, err := st.CommitStep(ctx, begun.Lease, store.StepParams{
+					Messages: []store.NewMessage{
+						{ID: uuid.NewString(), Role: "user", Content: promptContent},
+						{ID: uuid.NewString(), Role: "assistant", Content: answerContent, Usage: usage},
+					},
+					Finish: true, Iterations: 1, StopReason: "end_turn",
 				})
 				if err != nil {
 					b.Fatal(err)
 				}
-				lastSeq = seq
-				return len(rows)
+				lastSeq = seq + 1
+				return len(begun.History)
 			}
 			for range turn - 1 {
 				oneTurn()

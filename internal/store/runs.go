@@ -48,10 +48,26 @@ type BeginRunParams struct {
 	RunID     string
 	Model     string
 	LeaseTTL  time.Duration
-	Prompt    NewMessage
 	// ParentRunID is the run of the calling agent, for a nested agent's
 	// run; nil otherwise.
 	ParentRunID *string
+	// CachedGen and CachedSeq describe the conversation the caller holds:
+	// read under compaction generation CachedGen, up to seq CachedSeq.
+	CachedGen int
+	CachedSeq int64
+}
+
+// Begun is a run just begun: its lease, and what the conversation gained
+// since the caller's cached copy.
+type Begun struct {
+	Lease Lease
+	// Summary is the session's compaction state when it differs from
+	// CachedGen, nil otherwise. History then starts at the first live
+	// message.
+	Summary *Summary
+	// History holds the messages of completed runs stored after
+	// CachedSeq, or all of them when Summary is set.
+	History []Message
 }
 
 const beginRunSQL = `
@@ -60,41 +76,72 @@ WITH s AS (
     SET lease_token = lease_token + 1,
         lease_run_id = $3,
         lease_expires_at = now() + make_interval(secs => $4),
-        last_seq = last_seq + 1,
         updated_at = now()
     WHERE tenant_id = $1 AND id = $2
       AND (lease_run_id IS NULL OR lease_expires_at <= now())
-    RETURNING id, tenant_id, lease_token, last_seq, compaction_gen
+    RETURNING id, tenant_id, lease_token, compaction_gen,
+              summary, first_intent, compacted_at_seq
 ), abandoned AS (
     UPDATE {{schema}}.runs
     SET status = 'failed', error = 'abandoned: its lease expired', finished_at = now()
     WHERE session_id IN (SELECT id FROM s) AND status = 'running'
 ), run AS (
     INSERT INTO {{schema}}.runs (id, session_id, tenant_id, lease_token, model, parent_run_id)
-    SELECT $3, id, tenant_id, lease_token, $5, $9 FROM s
-), prompt AS (
-    INSERT INTO {{schema}}.messages (id, session_id, tenant_id, run_id, seq, role, content)
-    SELECT $6, id, tenant_id, $3, last_seq, $7, $8 FROM s
+    SELECT $3, id, tenant_id, lease_token, $5, $6 FROM s
 )
-SELECT lease_token, compaction_gen FROM s`
+SELECT lease_token, compaction_gen, compaction_gen <> $7,
+       coalesce(summary, ''), coalesce(first_intent, ''), compacted_at_seq
+FROM s`
+
+// beginHistorySQL reads what a run begun by beginRunSQL, in the same batch,
+// needs of the conversation: the messages after the cached seq, or all live
+// ones when the cache is of an older compaction generation. A failed lease
+// reads nothing.
+const beginHistorySQL = `
+SELECT m.id::text, m.run_id::text, m.seq, m.role, m.content, m.usage, m.created_at
+FROM {{schema}}.sessions s
+JOIN {{schema}}.messages m ON m.session_id = s.id AND m.tenant_id = s.tenant_id
+LEFT JOIN {{schema}}.runs r ON r.id = m.run_id
+WHERE s.tenant_id = $1 AND s.id = $2 AND s.lease_run_id = $3
+  AND m.seq > CASE WHEN s.compaction_gen = $4 THEN $5 ELSE 0 END
+  AND (m.run_id IS NULL OR r.status = 'completed')
+ORDER BY m.seq`
+
+// BeginRun takes the session's lease, records the run and reads the
+// conversation's new messages, in one round trip. It returns ErrBusy while
+// another run holds an unexpired lease, and ErrNotFound when the tenant has
+// no such session. Runs whose lease had expired are marked failed.
+func (s *Store) BeginRun(ctx context.Context, p BeginRunParams) (Begun, error) {
+	begun := Begun{Lease: Lease{TenantID: p.TenantID, SessionID: p.SessionID, RunID: p.RunID}}
+	batch := &pgx.Batch{}
+	var stale bool
+	var sum Summary
+	batch.Queue(s.q(beginRunSQL),
+		p.TenantID, p.SessionID, p.RunID, p.LeaseTTL.Seconds(), p.Model, p.ParentRunID, p.CachedGen,
+	).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&begun.Lease.Token, &begun.Lease.CompactionGen, &stale, &sum.Text, &sum.FirstIntent, &sum.CompactedAtSeq)
+	})
+	batch.Queue(s.q(beginHistorySQL), p.TenantID, p.SessionID, p.RunID, p.CachedGen, p.CachedSeq).
+		Query(func(rows pgx.Rows) error {
+			var err error
+			begun.History, err = pgx.CollectRows(rows, scanMessage)
+			return err
+		})
+	err := s.db.SendBatch(ctx, batch).Close()
+	if errors.Is(err, pgx.ErrNoRows) {
+		return begun, s.whyNoLease(ctx, p.TenantID, p.SessionID)
+	}
+	if err != nil {
+		return begun, err
+	}
+	if stale {
+		sum.Gen = begun.Lease.CompactionGen
+		begun.Summary = &sum
+	}
+	return begun, nil
+}
 
 const sessionExistsSQL = `SELECT EXISTS (SELECT 1 FROM {{schema}}.sessions WHERE tenant_id = $1 AND id = $2)`
-
-// BeginRun takes the session's lease, records the run and appends the
-// prompt, in one statement. It returns ErrBusy while another run holds an
-// unexpired lease, and ErrNotFound when the tenant has no such session. Runs
-// whose lease had expired are marked failed.
-func (s *Store) BeginRun(ctx context.Context, p BeginRunParams) (Lease, error) {
-	lease := Lease{TenantID: p.TenantID, SessionID: p.SessionID, RunID: p.RunID}
-	err := s.db.QueryRow(ctx, s.q(beginRunSQL),
-		p.TenantID, p.SessionID, p.RunID, p.LeaseTTL.Seconds(), p.Model,
-		p.Prompt.ID, p.Prompt.Role, p.Prompt.Content, p.ParentRunID,
-	).Scan(&lease.Token, &lease.CompactionGen)
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return lease, err
-	}
-	return lease, s.whyNoLease(ctx, p.TenantID, p.SessionID)
-}
 
 // whyNoLease explains a failed lease acquisition: ErrNotFound or ErrBusy.
 func (s *Store) whyNoLease(ctx context.Context, tenantID, sessionID string) error {
@@ -231,12 +278,7 @@ SELECT base_seq FROM s`
 // message, or ErrLeaseLost when the lease was taken over (nothing is
 // written then).
 func (s *Store) CommitStep(ctx context.Context, l Lease, p StepParams) (int64, error) {
-	n := len(p.Messages)
-	ids, roles := make([]string, n), make([]string, n)
-	contents, usages := make([]json.RawMessage, n), make([]json.RawMessage, n)
-	for i, m := range p.Messages {
-		ids[i], roles[i], contents[i], usages[i] = m.ID, m.Role, m.Content, m.Usage
-	}
+	m := messageColumns(p.Messages)
 	calls := toolCallColumns(p.ToolCalls)
 	var stopReason *string
 	if p.StopReason != "" {
@@ -245,7 +287,7 @@ func (s *Store) CommitStep(ctx context.Context, l Lease, p StepParams) (int64, e
 	var baseSeq int64
 	err := s.db.QueryRow(ctx, s.q(commitStepSQL),
 		l.TenantID, l.SessionID, l.RunID, l.Token,
-		ids, p.Finish, p.LeaseTTL.Seconds(), roles, contents, usages,
+		m.ids, p.Finish, p.LeaseTTL.Seconds(), m.roles, m.contents, m.usages,
 		stopReason, p.Iterations,
 		p.Usage.InputTokens, p.Usage.OutputTokens, p.Usage.CacheReadTokens, p.Usage.CacheWriteTokens,
 		calls.ids, calls.toolUseIDs, calls.names, calls.inputs, calls.outputs, calls.isErrors, calls.started, calls.finished,
@@ -283,23 +325,60 @@ func toolCallColumns(calls []ToolCall) toolCallArrays {
 const failRunSQL = `
 WITH s AS (
     UPDATE {{schema}}.sessions
-    SET lease_run_id = NULL, lease_expires_at = NULL, updated_at = now()
+    SET last_seq = last_seq + cardinality($5::uuid[]),
+        lease_run_id = NULL, lease_expires_at = NULL, updated_at = now()
     WHERE tenant_id = $1 AND id = $2 AND lease_run_id = $3 AND lease_token = $4
-    RETURNING id
-), dropped AS (
-    DELETE FROM {{schema}}.messages
-    WHERE $5 AND run_id = $3 AND session_id IN (SELECT id FROM s)
+    RETURNING id, tenant_id, last_seq - cardinality($5::uuid[]) AS base_seq
+), msg AS (
+    INSERT INTO {{schema}}.messages (id, session_id, tenant_id, run_id, seq, role, content, usage)
+    SELECT m.id, s.id, s.tenant_id, $3, s.base_seq + m.n, m.role, m.content, m.usage
+    FROM s, unnest($5::uuid[], $6::text[], $7::jsonb[], $8::jsonb[]) WITH ORDINALITY AS m(id, role, content, usage, n)
 )
 UPDATE {{schema}}.runs
-SET status = 'failed', error = $6, finished_at = now()
+SET status = 'failed', error = $9, finished_at = now(),
+    iterations = iterations + $10,
+    input_tokens = input_tokens + $11,
+    output_tokens = output_tokens + $12,
+    cache_read_tokens = cache_read_tokens + $13,
+    cache_write_tokens = cache_write_tokens + $14
 WHERE tenant_id = $1 AND id = $3 AND status = 'running'`
 
-// FailRun marks the run failed with reason and releases its lease if it still
-// holds it. With dropMessages, the run's messages are deleted too: for a
-// prompt that a policy hook refused, which must not be kept.
-func (s *Store) FailRun(ctx context.Context, l Lease, reason string, dropMessages bool) error {
-	_, err := s.db.Exec(ctx, s.q(failRunSQL), l.TenantID, l.SessionID, l.RunID, l.Token, dropMessages, reason)
+// FailedRun is how a run failed, with what it had not yet stored.
+type FailedRun struct {
+	Reason string
+	// Messages are the run's messages not yet stored, kept for the audit
+	// trail (never in the conversation: the run failed). They are stored
+	// only while the run still holds its lease.
+	Messages []NewMessage
+	// Usage and Iterations are the model calls not yet added to the run.
+	Usage      Usage
+	Iterations int
+}
+
+// FailRun marks the run failed, adds what it used and stores its unsaved
+// messages, and releases its lease if it still holds it, in one statement.
+func (s *Store) FailRun(ctx context.Context, l Lease, f FailedRun) error {
+	m := messageColumns(f.Messages)
+	_, err := s.db.Exec(ctx, s.q(failRunSQL), l.TenantID, l.SessionID, l.RunID, l.Token,
+		m.ids, m.roles, m.contents, m.usages, f.Reason, f.Iterations,
+		f.Usage.InputTokens, f.Usage.OutputTokens, f.Usage.CacheReadTokens, f.Usage.CacheWriteTokens)
 	return err
+}
+
+// messageArrays are messages column by column, as statements bind them.
+type messageArrays struct {
+	ids, roles       []string
+	contents, usages []json.RawMessage
+}
+
+func messageColumns(msgs []NewMessage) messageArrays {
+	n := len(msgs)
+	c := messageArrays{ids: make([]string, n), roles: make([]string, n),
+		contents: make([]json.RawMessage, n), usages: make([]json.RawMessage, n)}
+	for i, m := range msgs {
+		c.ids[i], c.roles[i], c.contents[i], c.usages[i] = m.ID, m.Role, m.Content, m.Usage
+	}
+	return c
 }
 
 // Run is a row of the runs table.

@@ -19,12 +19,14 @@ import (
 )
 
 // DB is what the store needs from a connection: *pgxpool.Pool, *pgx.Conn and
-// pgx.Tx all satisfy it.
+// pgx.Tx all satisfy it. A batch runs in one round trip, in one implicit
+// transaction.
 type DB interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 	Begin(ctx context.Context) (pgx.Tx, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // Errors the store reports; callers branch on them with errors.Is.
