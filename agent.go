@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/agentpg/agentpg/internal/store"
 	"github.com/agentpg/agentpg/tool"
@@ -33,6 +34,8 @@ type Agent struct {
 
 	beforeCompaction []func(ctx context.Context, e *CompactionEvent) error
 	afterCompaction  []func(ctx context.Context, e *CompactionEvent) error
+
+	unknownModels sync.Map // models warned about, see warnUnknownModel
 }
 
 // New validates cfg, after applying opts and defaults, and returns an Agent.
@@ -57,7 +60,9 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agentpg: Config.ConversationCacheSize: %w", err)
 	}
-	return &Agent{cfg: cfg, store: st, executor: tool.NewExecutor(registry), cache: cache}, nil
+	a := &Agent{cfg: cfg, store: st, executor: tool.NewExecutor(registry), cache: cache}
+	a.warnUnknownModel(cfg.Model)
+	return a, nil
 }
 
 // Executor returns the executor that runs the agent's tools, for setting
@@ -68,7 +73,21 @@ func (a *Agent) Executor() *tool.Executor { return a.executor }
 // Migrate creates or upgrades AgentPG's tables in the configured schema. It
 // is idempotent, and safe to call from several processes at once.
 func (a *Agent) Migrate(ctx context.Context) error {
-	if _, err := a.store.Migrate(ctx); err != nil {
+	return a.migrate(ctx, a.store)
+}
+
+// MigrateTx is Migrate in the caller's transaction, so that AgentPG's
+// tables appear, or not, with the caller's own schema changes. Concurrent
+// migrations wait for the transaction to end.
+func (a *Agent) MigrateTx(ctx context.Context, tx pgx.Tx) error {
+	if tx == nil {
+		return fmt.Errorf("agentpg: %w: MigrateTx needs a transaction", ErrInvalidArgument)
+	}
+	return a.migrate(ctx, a.store.WithDB(tx))
+}
+
+func (a *Agent) migrate(ctx context.Context, st *store.Store) error {
+	if _, err := st.Migrate(ctx); err != nil {
 		return fmt.Errorf("agentpg: migrating schema %s: %w", a.cfg.Schema, err)
 	}
 	return nil
@@ -159,6 +178,20 @@ type sessionOverrides struct {
 // user id, names the session within the tenant: a tenant cannot have two
 // sessions with one identifier (ErrSessionExists), while two tenants can.
 func (a *Agent) NewSession(ctx context.Context, tenantID, identifier string, opts *SessionOptions) (*Session, error) {
+	return a.newSession(ctx, a.store, tenantID, identifier, opts)
+}
+
+// NewSessionTx is NewSession in the caller's transaction: the session
+// exists once the transaction commits, and not at all if it rolls back (a
+// run on the returned Session then fails with ErrSessionNotFound).
+func (a *Agent) NewSessionTx(ctx context.Context, tx pgx.Tx, tenantID, identifier string, opts *SessionOptions) (*Session, error) {
+	if tx == nil {
+		return nil, fmt.Errorf("agentpg: %w: NewSessionTx needs a transaction", ErrInvalidArgument)
+	}
+	return a.newSession(ctx, a.store.WithDB(tx), tenantID, identifier, opts)
+}
+
+func (a *Agent) newSession(ctx context.Context, st *store.Store, tenantID, identifier string, opts *SessionOptions) (*Session, error) {
 	if err := validateTenant(tenantID); err != nil {
 		return nil, err
 	}
@@ -195,7 +228,7 @@ func (a *Agent) NewSession(ctx context.Context, tenantID, identifier string, opt
 		}
 		params.ParentID = &opts.ParentID
 	}
-	row, err := a.store.CreateSession(ctx, params)
+	row, err := st.CreateSession(ctx, params)
 	switch {
 	case errors.Is(err, store.ErrConflict):
 		return nil, fmt.Errorf("agentpg: tenant session %q: %w", identifier, ErrSessionExists)
@@ -315,6 +348,9 @@ func (a *Agent) session(row *store.Session) (*Session, error) {
 	}
 	if err := json.Unmarshal(row.Overrides, &sess.overrides); err != nil {
 		return nil, fmt.Errorf("agentpg: session %s overrides: %w", row.ID, err)
+	}
+	if sess.overrides.Model != "" {
+		a.warnUnknownModel(sess.overrides.Model)
 	}
 	return sess, nil
 }

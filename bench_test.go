@@ -119,7 +119,7 @@ func benchmarkTurn(b *testing.B, tools []tool.Tool, responder func(agentpgtest.R
 	model := agentpgtest.NewServer(b)
 	model.SetResponder(responder)
 	agent, err := agentpg.New(agentpg.Config{
-		DB: pool, Client: model.Client(), Model: "claude-sonnet-4-5", SystemPrompt: "Be brief.", Tools: tools,
+		DB: pool, Client: model.Client(), Model: "claude-sonnet-5-5", SystemPrompt: "Be brief.", Tools: tools,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -176,7 +176,7 @@ func benchmarkTurnAt(b *testing.B, turn int, reload bool) {
 		return agentpgtest.Text(strings.Repeat("An answer of some length. ", 15))
 	})
 	agent, err := agentpg.New(agentpg.Config{
-		DB: pool, Client: model.Client(), Model: "claude-sonnet-4-5", SystemPrompt: "Be brief.", ContextWindow: 20_000,
+		DB: pool, Client: model.Client(), Model: "claude-sonnet-5-5", SystemPrompt: "Be brief.", ContextWindow: 20_000,
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -126,7 +126,7 @@ func TestCompactionProperties(t *testing.T) {
 					model := agentpgtest.NewServer(t)
 					model.SetResponder(randomResponder(rand.New(rand.NewPCG(seed, uint64(window)))))
 					agent, err := agentpg.New(agentpg.Config{
-						DB: db, Client: model.Client(), Model: "claude-sonnet-4-5", SystemPrompt: "Be brief.",
+						DB: db, Client: model.Client(), Model: "claude-sonnet-5-5", SystemPrompt: "Be brief.",
 						Tools: historyTools(t), MaxTokens: 4096, Thinking: &agentpg.ThinkingConfig{BudgetTokens: 1024},
 						ContextWindow: window,
 						Compaction:    agentpg.CompactionConfig{Disabled: true, Strategy: strategy, ProtectTokens: window / 5},
@@ -395,27 +395,33 @@ func TestCountTokensNearThreshold(t *testing.T) {
 func TestExtendedContextWindow(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *agentpg.Config) { c.ExtendedContext = true })
-	sonnet := b.session(t, "acme", "sonnet")
-	haiku, err := b.agent.NewSession(ctx(t), "acme", "haiku", &agentpg.SessionOptions{Model: "claude-haiku-4-5"})
-	if err != nil {
-		t.Fatal(err)
+	sessions := map[string]*agentpg.Session{"claude-sonnet-5-5": b.session(t, "acme", "sonnet-5-5")}
+	for _, model := range []string{"claude-sonnet-4-6", "claude-haiku-4-5"} {
+		sess, err := b.agent.NewSession(ctx(t), "acme", model, &agentpg.SessionOptions{Model: model})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions[model] = sess
 	}
-	for _, sess := range []*agentpg.Session{sonnet, haiku} {
+	for model, want := range map[string]struct {
+		beta   bool // the 1M window is an option asked for with a beta header
+		window int
+	}{
+		"claude-sonnet-5-5": {beta: false, window: agentpg.ExtendedContextWindow}, // Claude 5: 1M natively
+		"claude-sonnet-4-6": {beta: true, window: agentpg.ExtendedContextWindow},
+		"claude-haiku-4-5":  {beta: false, window: agentpg.DefaultContextWindow},
+	} {
+		sess := sessions[model]
 		if _, err := sess.Run(ctx(t), "hello"); err != nil {
 			t.Fatal(err)
 		}
-	}
-	reqs := b.model.Requests()
-	if got := reqs[0].Header.Get("Anthropic-Beta"); !strings.Contains(got, "context-1m") {
-		t.Fatalf("sonnet request beta header %q", got)
-	}
-	if got := reqs[1].Header.Get("Anthropic-Beta"); strings.Contains(got, "context-1m") {
-		t.Fatalf("haiku request beta header %q", got)
-	}
-	for sess, want := range map[*agentpg.Session]int{sonnet: agentpg.ExtendedContextWindow, haiku: agentpg.DefaultContextWindow} {
+		reqs := b.model.Requests()
+		if got := reqs[len(reqs)-1].Header.Get("Anthropic-Beta"); strings.Contains(got, "context-1m") != want.beta {
+			t.Errorf("%s: beta header %q", model, got)
+		}
 		stats, err := sess.CompactionStats(ctx(t))
-		if err != nil || stats.ContextWindow != want {
-			t.Fatalf("%s: window %+v, %v; want %d", sess.Identifier, stats, err, want)
+		if err != nil || stats.ContextWindow != want.window {
+			t.Errorf("%s: window %+v, %v; want %d", model, stats, err, want.window)
 		}
 	}
 }

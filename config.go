@@ -35,7 +35,9 @@ type Config struct {
 	// Client talks to Claude. anthropic.NewClient() reads ANTHROPIC_API_KEY
 	// from the environment.
 	Client *anthropic.Client
-	// Model is the Claude model, such as "claude-sonnet-4-5".
+	// Model is the Claude model, such as "claude-sonnet-5-5"
+	// (anthropic.ModelClaudeSonnet5_5). A model the context-window table
+	// does not know is logged once; set ContextWindow for it.
 	Model string
 	// SystemPrompt, if set, is sent with every request, marked for prompt
 	// caching.
@@ -167,6 +169,8 @@ func (c Config) validate() error {
 	}
 	if c.DB == nil {
 		problem("DB is required")
+	} else if !madeByPgxpool(c.DB) {
+		problem("DB is not a pool from pgxpool.New or pgxpool.NewWithConfig: a zero pgxpool.Pool cannot connect")
 	}
 	if c.Client == nil {
 		problem("Client is required")
@@ -205,6 +209,18 @@ func (c Config) validate() error {
 		problem("Compaction: %v", err)
 	}
 	return errors.Join(errs...)
+}
+
+// madeByPgxpool reports whether pool was made by pgxpool's constructors.
+// pgxpool offers no way to ask; a zero Pool panics on first use, so this
+// asks for its configuration, which only a made one has.
+func madeByPgxpool(pool *pgxpool.Pool) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	return pool.Config() != nil
 }
 
 // compactionOptions returns the compaction options for a model.

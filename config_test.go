@@ -1,20 +1,54 @@
 package agentpg_test
 
 import (
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/agentpg/agentpg"
 	"github.com/agentpg/agentpg/agentpgtest"
+	"github.com/agentpg/agentpg/tool"
 )
+
+// A model the context-window table does not know is logged once, unless
+// Config.ContextWindow gives its window.
+func TestUnknownModelIsLoggedOnce(t *testing.T) {
+	t.Parallel()
+	db := agentpgtest.DB(t)
+	client := agentpgtest.NewServer(t).Client()
+	var logs strings.Builder
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	a, err := agentpg.New(agentpg.Config{DB: db, Client: client, Model: "claude-unknown-9", Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"one", "two"} {
+		if _, err := a.NewSession(ctx(t), "acme", id, &agentpg.SessionOptions{Model: "claude-other-1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := agentpg.New(agentpg.Config{DB: db, Client: client, Model: "claude-sonnet-5-5", Logger: logger}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agentpg.New(agentpg.Config{DB: db, Client: client, Model: "claude-set-1", ContextWindow: 50_000, Logger: logger}); err != nil {
+		t.Fatal(err)
+	}
+	got := logs.String()
+	if strings.Count(got, "model=claude-unknown-9") != 1 || strings.Count(got, "model=claude-other-1") != 1 ||
+		strings.Count(got, "level=WARN") != 2 || !strings.Contains(got, "Config.ContextWindow") {
+		t.Fatalf("logs:\n%s", got)
+	}
+}
 
 func TestNewValidatesConfig(t *testing.T) {
 	t.Parallel()
 	db := agentpgtest.DB(t)
 	client := agentpgtest.NewServer(t).Client()
-	valid := agentpg.Config{DB: db, Client: client, Model: "claude-sonnet-4-5"}
+	valid := agentpg.Config{DB: db, Client: client, Model: "claude-sonnet-5-5"}
 	cases := map[string]struct {
 		change func(*agentpg.Config)
 		want   string
@@ -28,6 +62,8 @@ func TestNewValidatesConfig(t *testing.T) {
 		"budget over max": {func(c *agentpg.Config) { c.Thinking = &agentpg.ThinkingConfig{BudgetTokens: 5000} }, "below MaxTokens (4096)"},
 		"short lease":     {func(c *agentpg.Config) { c.LeaseTTL = time.Millisecond }, "Config.LeaseTTL"},
 		"negative prompt": {func(c *agentpg.Config) { c.MaxPromptBytes = -5 }, "Config.MaxPromptBytes"},
+		"zero pool":       {func(c *agentpg.Config) { c.DB = &pgxpool.Pool{} }, "Config.DB is not a pool from pgxpool.New"},
+		"typed nil tool":  {func(c *agentpg.Config) { c.Tools = []tool.Tool{(*rawTool)(nil)} }, "nil tool (*agentpg_test.rawTool)"},
 	}
 	for name, tc := range cases {
 		cfg := valid

@@ -31,7 +31,7 @@ func exampleAgent(ctx context.Context, replies ...string) (*agentpg.Agent, func(
 	agent, err := agentpg.New(agentpg.Config{
 		DB:           pool,
 		Client:       model.Client(),
-		Model:        "claude-sonnet-4-5",
+		Model:        "claude-sonnet-5-5",
 		SystemPrompt: "You are a helpful assistant.",
 		Schema:       "agentpg_examples",
 	})

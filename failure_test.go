@@ -251,7 +251,7 @@ func TestDatabaseErrorsCarryNoSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	agent, err := agentpg.New(agentpg.Config{DB: pool, Client: agentpgtest.NewServer(t).Client(), Model: "claude-sonnet-4-5"})
+	agent, err := agentpg.New(agentpg.Config{DB: pool, Client: agentpgtest.NewServer(t).Client(), Model: "claude-sonnet-5-5"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -148,7 +148,7 @@ func TestHelperProcess(t *testing.T) {
 	window, _ := strconv.Atoi(os.Getenv("AGENTPG_HELPER_WINDOW"))
 	client := anthropic.NewClient(option.WithBaseURL(os.Getenv("AGENTPG_HELPER_MODEL")), option.WithAPIKey("test"), option.WithMaxRetries(0))
 	agent, err := agentpg.New(agentpg.Config{
-		DB: pool, Client: &client, Model: "claude-sonnet-4-5", LeaseTTL: time.Second, ContextWindow: window,
+		DB: pool, Client: &client, Model: "claude-sonnet-5-5", LeaseTTL: time.Second, ContextWindow: window,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -127,3 +127,52 @@ func TestInvalidArguments(t *testing.T) {
 		t.Fatalf("refused prompts left %d messages and %d model requests", len(roles), len(b.model.Requests()))
 	}
 }
+
+// A session created in the caller's transaction exists once it commits,
+// and not at all after a rollback; MigrateTx migrates in it too.
+func TestNewSessionTxAndMigrateTx(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *agentpg.Config) { c.Schema = "agentpg_tx" })
+	tx, err := b.db.Begin(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.agent.MigrateTx(ctx(t), tx); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := b.agent.NewSessionTx(ctx(t), tx, "acme", "kept", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var visible bool
+	if err := b.db.QueryRow(ctx(t), `SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'agentpg_tx')`).Scan(&visible); err != nil || visible {
+		t.Fatalf("the uncommitted migration is visible outside its transaction: %v, %v", visible, err)
+	}
+	if err := tx.Commit(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sess.Run(ctx(t), "hello"); err != nil {
+		t.Fatal(err)
+	}
+
+	tx, err = b.db.Begin(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rolledBack, err := b.agent.NewSessionTx(ctx(t), tx, "acme", "gone", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rolledBack.Run(ctx(t), "hello"); !errors.Is(err, agentpg.ErrSessionNotFound) {
+		t.Fatalf("run on a rolled-back session: %v, want ErrSessionNotFound", err)
+	}
+	if _, err := b.agent.NewSessionTx(ctx(t), nil, "acme", "x", nil); !errors.Is(err, agentpg.ErrInvalidArgument) {
+		t.Fatalf("nil transaction: %v", err)
+	}
+	if err := b.agent.MigrateTx(ctx(t), nil); !errors.Is(err, agentpg.ErrInvalidArgument) {
+		t.Fatalf("nil transaction: %v", err)
+	}
+}

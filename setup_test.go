@@ -28,7 +28,7 @@ func setup(t *testing.T, configure ...func(*agentpg.Config)) *bundle {
 	cfg := agentpg.Config{
 		DB:           db,
 		Client:       model.Client(),
-		Model:        "claude-sonnet-4-5",
+		Model:        "claude-sonnet-5-5",
 		SystemPrompt: "You are a test agent.",
 	}
 	for _, c := range configure {

@@ -421,3 +421,52 @@ func TestNestedAgentDepthLimit(t *testing.T) {
 		}
 	}
 }
+
+// OnBeforeToolCall decides each valid call before it runs: a denied call
+// never runs, the model is told why, and the run goes on.
+func TestOnBeforeToolCallDenies(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	b := setup(t, func(c *agentpg.Config) { c.Tools = []tool.Tool{weatherTool(t, &calls)} })
+	sess := b.session(t, "acme", "user-1")
+	var asked []agentpg.ToolCallRequest
+	b.agent.OnBeforeToolCall(func(ctx context.Context, call agentpg.ToolCallRequest) error {
+		asked = append(asked, call)
+		if strings.Contains(string(call.Input), "Atlantis") {
+			return errors.New("Atlantis is off limits")
+		}
+		return nil
+	})
+	var audited []error
+	b.agent.OnToolCall(func(_ context.Context, _ string, _ json.RawMessage, _ string, err error) error {
+		audited = append(audited, err)
+		return nil
+	})
+	b.model.Push(
+		agentpgtest.Blocks(
+			agentpgtest.ToolUse("toolu_1", "weather", map[string]any{"city": "Atlantis"}),
+			agentpgtest.ToolUse("toolu_2", "weather", map[string]any{"city": "Paris"}),
+			agentpgtest.ToolUse("toolu_3", "weather", map[string]any{"town": "invalid"}),
+		),
+		agentpgtest.Text("done"),
+	)
+	res, err := sess.Run(ctx(t), "weather?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("the tool ran %d times, want once (Paris)", calls.Load())
+	}
+	if len(asked) != 2 || asked[0].RunID != res.RunID || asked[0].TenantID != "acme" || asked[0].SessionID != sess.ID ||
+		asked[0].ToolUseID != "toolu_1" || asked[1].Name != "weather" {
+		t.Fatalf("the hook was asked %+v", asked)
+	}
+	results := toolResults(t, b.model)
+	if !results[0].IsError || !strings.Contains(resultText(results[0]), "Atlantis is off limits") ||
+		results[1].IsError || !results[2].IsError {
+		t.Fatalf("results %+v", results)
+	}
+	if len(audited) != 3 || !errors.Is(audited[0], agentpg.ErrToolCallDenied) || audited[1] != nil {
+		t.Fatalf("OnToolCall saw %v", audited)
+	}
+}

@@ -19,7 +19,7 @@ func testAgentInOwnSchema(t *testing.T) {
 	agent, err := agentpg.New(agentpg.Config{
 		DB:     db,
 		Client: model.Client(),
-		Model:  "claude-sonnet-4-5",
+		Model:  "claude-sonnet-5-5",
 		Schema: schema,
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -47,6 +48,19 @@ type registered struct {
 	schema *jsonschema.Schema
 }
 
+// isNil reports whether t is nil, or holds a nil pointer, map, slice,
+// channel or function, whose methods would panic.
+func isNil(t Tool) bool {
+	if t == nil {
+		return true
+	}
+	switch v := reflect.ValueOf(t); v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Chan, reflect.Func, reflect.Interface:
+		return v.IsNil()
+	}
+	return false
+}
+
 // NewRegistry returns a Registry holding tools, registered in order. It fails
 // on the first tool Register rejects.
 func NewRegistry(tools ...Tool) (*Registry, error) {
@@ -63,10 +77,18 @@ func NewRegistry(tools ...Tool) (*Registry, error) {
 // Register adds t to the registry. It returns an error wrapping
 // ErrInvalidToolName, ErrDuplicateTool or ErrInvalidSchema if t cannot be
 // offered to the model.
-func (r *Registry) Register(t Tool) error {
-	if t == nil {
-		return errors.New("tool: registering nil tool")
+//
+// A tool whose methods panic while it is registered is refused with an
+// error, as is a nil tool, typed or not.
+func (r *Registry) Register(t Tool) (err error) {
+	if isNil(t) {
+		return fmt.Errorf("tool: registering a nil tool (%T)", t)
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("tool: registering %T: its methods panicked: %v", t, p)
+		}
+	}()
 	name := t.Name()
 	if !validName.MatchString(name) {
 		return fmt.Errorf("tool: registering %q: %w: must match %s", name, ErrInvalidToolName, validName)
