@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentpg/agentpg"
@@ -18,9 +19,10 @@ import (
 	"github.com/agentpg/agentpg/tool"
 )
 
-// statementCounter is a pgx tracer counting the statements sent, each one
-// round trip; those that write, each its own commit since a turn uses no
-// explicit transaction; the rows they return, and the time they take.
+// statementCounter is a pgx tracer counting the statements and batches
+// sent, each one round trip; those that write, each its own commit since a
+// turn uses no explicit transaction (a batch is one implicit transaction);
+// the rows they return, and the time they take.
 type statementCounter struct {
 	on                       atomic.Bool
 	statements, writes, rows atomic.Int64
@@ -30,9 +32,35 @@ type statementCounter struct {
 type queryStart struct{}
 
 func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	return c.start(ctx, data.SQL)
+}
+
+func (c *statementCounter) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
+	c.end(ctx)
+	c.query(data.CommandTag)
+}
+
+func (c *statementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchStartData) context.Context {
+	var sql strings.Builder
+	for _, q := range data.Batch.QueuedQueries {
+		sql.WriteString(q.SQL)
+	}
+	return c.start(ctx, sql.String())
+}
+
+func (c *statementCounter) TraceBatchQuery(_ context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+	c.query(data.CommandTag)
+}
+
+func (c *statementCounter) TraceBatchEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchEndData) {
+	c.end(ctx)
+}
+
+// start counts a round trip sending sql.
+func (c *statementCounter) start(ctx context.Context, sql string) context.Context {
 	if c.on.Load() {
 		c.statements.Add(1)
-		sql := strings.ToUpper(data.SQL)
+		sql = strings.ToUpper(sql)
 		if strings.Contains(sql, "INSERT ") || strings.Contains(sql, "UPDATE ") || strings.Contains(sql, "DELETE ") {
 			c.writes.Add(1)
 		}
@@ -40,15 +68,17 @@ func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, dat
 	return context.WithValue(ctx, queryStart{}, time.Now())
 }
 
-func (c *statementCounter) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
-	if !c.on.Load() {
-		return
-	}
-	if start, ok := ctx.Value(queryStart{}).(time.Time); ok {
+// end adds the round trip's time.
+func (c *statementCounter) end(ctx context.Context) {
+	if start, ok := ctx.Value(queryStart{}).(time.Time); ok && c.on.Load() {
 		c.dbTime.Add(int64(time.Since(start)))
 	}
-	if data.CommandTag.Select() {
-		c.rows.Add(data.CommandTag.RowsAffected())
+}
+
+// query counts the rows a statement read.
+func (c *statementCounter) query(tag pgconn.CommandTag) {
+	if c.on.Load() && tag.Select() {
+		c.rows.Add(tag.RowsAffected())
 	}
 }
 
