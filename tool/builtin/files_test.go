@@ -135,13 +135,6 @@ func snapshot(t *testing.T, dir string) map[string]string {
 	return entries
 }
 
-func mustDo(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // filesCorpus holds hostile inputs for the file tools. BASE in an input
 // stands for the fixture's base directory, which holds the root and the
 // outside directory.

@@ -36,3 +36,11 @@ func checkStorable(t *testing.T, what, s string) {
 		t.Errorf("%s contains a NUL byte: %q", what, s)
 	}
 }
+
+// mustDo fails t at once if err is not nil.
+func mustDo(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
