@@ -49,7 +49,9 @@ type CommandConfig struct {
 	Timeout time.Duration
 	// MaxOutputBytes bounds the combined stdout and stderr returned; the
 	// rest is dropped and the output is marked as truncated. Zero means
-	// DefaultMaxOutputBytes.
+	// DefaultMaxOutputBytes. The output is returned as text: if it looks
+	// binary, a description replaces it, and invalid UTF-8 is replaced with
+	// U+FFFD, with a note.
 	MaxOutputBytes int
 	// Dir is the absolute working directory of the commands. Empty means
 	// the agent's own working directory.
@@ -220,7 +222,12 @@ func (c *Command) Timeout() time.Duration { return c.timeout + waitDelay }
 
 // Execute runs the action named in input after checking its arguments. A
 // command that fails or times out returns an error that includes its output.
+// The output is returned as text: see CommandConfig.MaxOutputBytes.
 func (c *Command) Execute(ctx context.Context, input json.RawMessage) (string, error) {
+	return storableResult(c.execute(ctx, input))
+}
+
+func (c *Command) execute(ctx context.Context, input json.RawMessage) (string, error) {
 	var in struct {
 		Action string   `json:"action"`
 		Args   []string `json:"args"`
@@ -304,9 +311,19 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// String returns the output kept as text (see asText), followed by a note if
+// some was dropped.
 func (b *cappedBuffer) String() string {
-	if b.dropped == 0 {
-		return b.buf.String()
+	kept, dropped := b.buf.Bytes(), b.dropped
+	if dropped > 0 {
+		// The limit may fall inside a character: drop its first bytes too
+		// rather than have them taken for invalid UTF-8.
+		whole := trimPartialRune(kept)
+		kept, dropped = whole, dropped+len(kept)-len(whole)
 	}
-	return fmt.Sprintf("%s\n[output truncated: %d more bytes]", &b.buf, b.dropped)
+	out := asText("the output", kept)
+	if dropped == 0 {
+		return out
+	}
+	return fmt.Sprintf("%s\n[output truncated: %d more bytes]", out, dropped)
 }

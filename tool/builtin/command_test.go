@@ -221,13 +221,55 @@ func TestCommandTimeoutKillsProcessGroup(t *testing.T) {
 func TestCommandOutputIsCapped(t *testing.T) {
 	t.Parallel()
 	c, err := NewCommand(CommandConfig{
-		Actions:        map[string]Action{"zeros": {Path: "/usr/bin/head", FixedArgs: []string{"-c", "100000", "/dev/zero"}}},
+		Actions: map[string]Action{
+			"text":  {Path: "/bin/sh", FixedArgs: []string{"-c", "/usr/bin/yes | /usr/bin/head -c 100000"}},
+			"zeros": {Path: "/usr/bin/head", FixedArgs: []string{"-c", "100000", "/dev/zero"}},
+			// 'é' is two bytes: the limit falls in the middle of one.
+			"utf8": {Path: "/bin/sh", FixedArgs: []string{"-c", "/usr/bin/yes é | /usr/bin/head -c 5000"}},
+		},
 		MaxOutputBytes: 1000,
 	})
 	mustDo(t, err)
-	out, err := runCommand(c, `{"action":"zeros"}`)
-	if want := strings.Repeat("\x00", 1000) + "\n[output truncated: 99000 more bytes]"; err != nil || out != want {
-		t.Errorf("got %d bytes ending in %q, %v; want %d bytes", len(out), out[max(0, len(out)-40):], err, len(want))
+	for action, want := range map[string]string{
+		"text":  strings.Repeat("y\n", 500) + "\n[output truncated: 99000 more bytes]",
+		"zeros": "[the output is binary data of 1000 bytes; its content is not shown]\n[output truncated: 99000 more bytes]",
+		"utf8":  strings.Repeat("é\n", 333) + "\n[output truncated: 4001 more bytes]",
+	} {
+		out, err := runCommand(c, `{"action":"`+action+`"}`)
+		if err != nil || out != want {
+			t.Errorf("%s: got %d bytes ending in %q, %v; want %d bytes ending in %q",
+				action, len(out), out[max(0, len(out)-60):], err, len(want), want[max(0, len(want)-60):])
+		}
+	}
+}
+
+func TestCommandBinaryAndInvalidUTF8Output(t *testing.T) {
+	t.Parallel()
+	cmd, err := NewCommand(CommandConfig{Actions: map[string]Action{
+		"binary":      {Path: "/bin/sh", FixedArgs: []string{"-c", `printf '\177ELF\002\000\000\001'`}},
+		"latin1":      {Path: "/bin/sh", FixedArgs: []string{"-c", `printf 'caf\351\n'`}},
+		"fail-binary": {Path: "/bin/sh", FixedArgs: []string{"-c", `printf 'oops\000\377' >&2; exit 2`}},
+		"fail-latin1": {Path: "/bin/sh", FixedArgs: []string{"-c", `printf 'caf\351' >&2; exit 2`}},
+	}})
+	mustDo(t, err)
+	for _, c := range []struct {
+		action, out, err string
+	}{
+		{"binary", "[the output is binary data of 8 bytes; its content is not shown]", ""},
+		{"latin1", "[the output is not valid UTF-8: each invalid byte sequence is shown as U+FFFD (\uFFFD)]\ncaf\uFFFD\n", ""},
+		{"fail-binary", "", "action \"fail-binary\" failed: exit status 2; output:\n[the output is binary data of 6 bytes; its content is not shown]"},
+		{"fail-latin1", "", "action \"fail-latin1\" failed: exit status 2; output:\n[the output is not valid UTF-8: each invalid byte sequence is shown as U+FFFD (\uFFFD)]\ncaf\uFFFD"},
+	} {
+		out, err := runCommand(cmd, `{"action":"`+c.action+`"}`)
+		checkStorable(t, c.action+" output", out)
+		var errText string
+		if err != nil {
+			errText = err.Error()
+			checkStorable(t, c.action+" error", errText)
+		}
+		if out != c.out || errText != c.err {
+			t.Errorf("%s = %q, %q; want %q, %q", c.action, out, errText, c.out, c.err)
+		}
 	}
 }
 

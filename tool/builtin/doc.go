@@ -29,6 +29,13 @@
 // with ErrTooLarge rather than truncated. Only command output, which exists
 // once the command has run, is truncated, and marked as such.
 //
+// Everything the tools return, output and error text alike, is valid UTF-8
+// without NUL bytes, as PostgreSQL needs to store it. File content, response
+// bodies and command output that look binary (a NUL byte, or many control
+// characters, as git and file(1) decide) are described rather than returned;
+// in other text, invalid UTF-8 (Latin-1, say) is replaced with U+FFFD after a
+// note saying so; and list_files escapes names that are not plain text.
+//
 // # Defences
 //
 // Files confines every access to an os.Root, so neither '..' nor a symbolic

@@ -310,5 +310,5 @@ func (t funcTool) InputSchema() tool.ToolSchema { return t.schema }
 func (t funcTool) Idempotent() bool             { return true }
 
 func (t funcTool) Execute(ctx context.Context, input json.RawMessage) (string, error) {
-	return t.run(ctx, input)
+	return storableResult(t.run(ctx, input))
 }

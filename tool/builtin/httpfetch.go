@@ -175,8 +175,14 @@ func (f *HTTPFetch) Timeout() time.Duration { return f.timeout }
 // Idempotent reports true: GET requests may be repeated.
 func (f *HTTPFetch) Idempotent() bool { return true }
 
-// Execute fetches the URL in input after checking it.
+// Execute fetches the URL in input after checking it, and returns the status
+// line and the body as text: a binary body is described rather than
+// returned, and invalid UTF-8 is replaced with U+FFFD, with a note.
 func (f *HTTPFetch) Execute(ctx context.Context, input json.RawMessage) (string, error) {
+	return storableResult(f.execute(ctx, input))
+}
+
+func (f *HTTPFetch) execute(ctx context.Context, input json.RawMessage) (string, error) {
 	var in struct {
 		URL string `json:"url"`
 	}

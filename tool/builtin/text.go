@@ -68,3 +68,36 @@ func asText(what string, data []byte) string {
 	}
 	return string(data)
 }
+
+// trimPartialRune returns data without the incomplete UTF-8 sequence it ends
+// with, if any, as left by cutting valid UTF-8 at a byte limit.
+func trimPartialRune(data []byte) []byte {
+	for i := len(data) - 1; i >= max(0, len(data)-utf8.UTFMax); i-- {
+		if utf8.RuneStart(data[i]) {
+			if utf8.FullRune(data[i:]) {
+				return data
+			}
+			return data[:i]
+		}
+	}
+	return data
+}
+
+// storableResult is the last step of every tool's Execute: it makes sure the
+// output and the error text are storable, whatever produced them. The tools
+// already turn file content, response bodies and command output into text
+// with asText; this catches anything else, such as a message from a library
+// quoting what a server sent.
+func storableResult(out string, err error) (string, error) {
+	if err != nil && !isStorable(err.Error()) {
+		err = storableError{err}
+	}
+	return makeStorable(out), err
+}
+
+// storableError is an error whose text is made storable. It wraps the
+// original error, so errors.Is and errors.As still see the sentinels.
+type storableError struct{ err error }
+
+func (e storableError) Error() string { return makeStorable(e.err.Error()) }
+func (e storableError) Unwrap() error { return e.err }

@@ -1,6 +1,12 @@
 package builtin
 
-import "testing"
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+)
 
 func TestLooksBinary(t *testing.T) {
 	t.Parallel()
@@ -26,5 +32,27 @@ func TestLooksBinary(t *testing.T) {
 		if got := looksBinary([]byte(c.data)); got != c.binary {
 			t.Errorf("looksBinary(%q) = %v, want %v", c.data, got, c.binary)
 		}
+	}
+}
+
+// errTest is a sentinel that must survive the guard in Execute.
+var errTest = errors.New("test error")
+
+func TestExecuteReturnsOnlyStorableText(t *testing.T) {
+	t.Parallel()
+	tl := funcTool{run: func(context.Context, json.RawMessage) (string, error) {
+		return "out\x00put\xff", fmt.Errorf("%w: bad\x00\xfe text", errTest)
+	}}
+	out, err := tl.Execute(context.Background(), nil)
+	checkStorable(t, "output", out)
+	if err == nil {
+		t.Fatal("the error was dropped")
+	}
+	checkStorable(t, "error", err.Error())
+	if !errors.Is(err, errTest) {
+		t.Errorf("error %q no longer wraps %q", err, errTest)
+	}
+	if want := "test error: bad\uFFFD\uFFFD text"; err.Error() != want {
+		t.Errorf("error = %q, want %q", err, want)
 	}
 }
