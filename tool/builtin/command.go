@@ -26,11 +26,33 @@ const (
 )
 
 // DefaultArgPattern is the pattern arguments must match when an Action sets
-// none: letters, digits and . _ / = : , + @ -, not starting with '/'. It
-// leaves out every shell metacharacter, whitespace, quotes and absolute
-// paths. Options (a leading '-') are refused separately unless AllowFlags is
-// set.
-const DefaultArgPattern = `[A-Za-z0-9._=:,+@-][A-Za-z0-9._/=:,+@-]*`
+// none. It lets through words, options and relative paths, and nothing a
+// program could take for a location outside the working directory:
+//
+//   - Only letters, digits and . _ , + = @ - / are allowed: no shell
+//     metacharacter, whitespace or quote, no '~' (a home directory), and no
+//     ':', which URLs (file:///etc/passwd) and remote locations need (the
+//     host:path of tar, rsync and scp, which tar also reads in
+//     127.0.0.1:archive.tar).
+//   - '/' must follow a letter, digit, '.' or '_', so it cannot start an
+//     absolute path: not at the start (/etc/passwd), nor after another '/'
+//     (a//etc), nor after a separator that starts a value, such as '='
+//     (--file=/etc/passwd), '@' (curl's --data=@/etc/passwd), ',' or '+'.
+//   - '@' cannot start an argument: curl reads the file named after it.
+//   - An option (an argument starting with '-', refused unless AllowFlags
+//     is set) has no '/' at all, as its value may be attached to it:
+//     -o/etc/passwd, -xf/etc/archive.tar.
+//
+// Whatever the pattern, arguments with control characters or a path element
+// ending in '..' are refused too (see Action.ArgPattern). An action that
+// needs URLs or absolute paths sets its own ArgPattern, matching only the
+// ones it needs.
+const DefaultArgPattern = `-[A-Za-z0-9._,+=@-]*|` +
+	`(?:[A-Za-z0-9._,+=]|[A-Za-z0-9._]/)(?:[A-Za-z0-9._,+=@-]|[A-Za-z0-9._]/)*`
+
+// defaultArgRule says, for the model, what DefaultArgPattern allows.
+const defaultArgRule = "allows only letters, digits and . _ , + = @ - /, " +
+	"with '/' only after a letter, digit, '.' or '_' and never in an option, and no '@' at the start"
 
 // waitDelay bounds how long output is collected after the process exits or
 // is killed, in case something outside its process group holds the pipes.
@@ -76,8 +98,11 @@ type Action struct {
 	MaxArgs int
 	// ArgPattern is a regular expression each argument must match in
 	// full. Empty means DefaultArgPattern. Whatever the pattern, arguments
-	// with control characters (such as NUL or newline) or a '..' element
-	// are refused.
+	// with control characters (such as NUL or newline) are refused, and so
+	// are arguments with a path element ending in '..', where elements are
+	// separated by anything but letters, digits, '.' and '_': "..",
+	// "../x", "--file=../x", "@../x", "host:../x", "-C.." and "-o../x" are
+	// all refused.
 	ArgPattern string
 	// AllowFlags allows arguments starting with '-'. Without it they are
 	// refused, so the model cannot inject options such as --output=FILE.
@@ -264,12 +289,25 @@ func (a action) refusal(arg string) string {
 		return "contains a control character"
 	case strings.HasPrefix(arg, "-") && !a.AllowFlags:
 		return "is an option; this action accepts none"
-	case slices.Contains(strings.FieldsFunc(arg, func(r rune) bool { return r == '/' || r == '=' }), ".."):
-		return "contains a '..' path element"
+	case slices.ContainsFunc(pathElements(arg), func(e string) bool { return strings.HasSuffix(e, "..") }):
+		return "has a path element ending in '..'"
 	case !a.pattern.MatchString(arg):
-		return "has characters outside " + cmp.Or(a.ArgPattern, DefaultArgPattern)
+		if a.ArgPattern == "" {
+			return "is refused by the default pattern, which " + defaultArgRule
+		}
+		return "does not match " + a.ArgPattern
 	}
 	return ""
+}
+
+// pathElements splits arg at every character that can separate a path from
+// what comes before or after it in an argument: anything but letters, digits,
+// '.' and '_'. An option letter stays with what follows it, so the elements
+// of "-C.." are "C..", which ends in "..".
+func pathElements(arg string) []string {
+	return strings.FieldsFunc(arg, func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '.' && r != '_'
+	})
 }
 
 func (c *Command) run(ctx context.Context, name string, a action, args []string) (string, error) {

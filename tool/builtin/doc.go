@@ -59,9 +59,12 @@
 // Command runs the configured absolute path directly, never through a
 // shell, with the configured environment only, and kills the whole process
 // group when the timeout expires. Arguments are refused if they contain
-// control characters or a '..' element, look like options (unless the
-// action allows them), or do not match the action's pattern, which by
-// default leaves out every shell metacharacter.
+// control characters or a path element ending in '..', look like options
+// (unless the action allows them), or do not match the action's pattern,
+// which by default leaves out every shell metacharacter and anything that
+// could name a location outside the working directory: absolute paths, also
+// after '=', '@' or ',' or attached to an option, '~', URLs and host:path
+// forms (see DefaultArgPattern).
 //
 // This package is part of the security core and is written by hand on the
 // standard library on purpose: every line that decides what is allowed is
