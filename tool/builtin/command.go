@@ -55,7 +55,7 @@ const defaultArgRule = "allows only letters, digits and . _ , + = @ - /, " +
 	"with '/' only after a letter, digit, '.' or '_' and never in an option, and no '@' at the start"
 
 // waitDelay bounds how long output is collected after the process exits or
-// is killed, in case something outside its process group holds the pipes.
+// is killed, in case a process that escaped the kill holds the pipes.
 const waitDelay = time.Second
 
 // actionName is what an action may be called.
@@ -66,8 +66,8 @@ type CommandConfig struct {
 	// Actions maps the names the model may call to what they run. At least
 	// one is required; nothing else can be run.
 	Actions map[string]Action
-	// Timeout bounds each run; the whole process group is killed when it
-	// expires. Zero means DefaultCommandTimeout.
+	// Timeout bounds each run; every process the command started is killed
+	// when it expires (see Command). Zero means DefaultCommandTimeout.
 	Timeout time.Duration
 	// MaxOutputBytes bounds the combined stdout and stderr returned; the
 	// rest is dropped and the output is marked as truncated. Zero means
@@ -112,6 +112,16 @@ type Action struct {
 // Command is the run_command tool: it runs one of the configured actions
 // with the model's arguments, without a shell, in a scrubbed environment,
 // under a timeout, and returns the combined output.
+//
+// On Linux, nothing a command starts outlives it: when it exits or times
+// out, every process it started is killed, even one that called setsid(2).
+// Each run gets a cgroup v2 of its own, killed through cgroup.kill, when the
+// agent may create one under its own cgroup (as root, or in a delegated
+// cgroup; Linux 5.14 or later). Otherwise the command runs in a session of
+// its own, and every process in that session or its process group, and
+// every descendant of one, is killed; a process that both called setsid(2)
+// and lost its parent before the kill is then missed. On other Unix
+// systems, only the command's process group is killed, and only on timeout.
 type Command struct {
 	actions     map[string]action
 	names       []string
@@ -313,14 +323,15 @@ func pathElements(arg string) []string {
 func (c *Command) run(ctx context.Context, name string, a action, args []string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, a.Path, slices.Concat(a.FixedArgs, args)...)
-	cmd.Dir = c.dir
-	cmd.Env = c.env
 	out := &cappedBuffer{limit: c.maxOutput}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.WaitDelay = waitDelay
-	killProcessGroupOnCancel(cmd)
-	err := cmd.Run()
+	err := runTree(func() *exec.Cmd {
+		cmd := exec.CommandContext(ctx, a.Path, slices.Concat(a.FixedArgs, args)...)
+		cmd.Dir = c.dir
+		cmd.Env = c.env
+		cmd.Stdout, cmd.Stderr = out, out
+		cmd.WaitDelay = waitDelay
+		return cmd
+	})
 	switch {
 	case ctx.Err() != nil:
 		err = fmt.Errorf("action %q was stopped (timeout %s): %w", name, c.timeout, ctx.Err())

@@ -57,8 +57,9 @@
 // environment.
 //
 // Command runs the configured absolute path directly, never through a
-// shell, with the configured environment only, and kills the whole process
-// group when the timeout expires. Arguments are refused if they contain
+// shell, with the configured environment only, and on Linux kills every
+// process it started, in a cgroup of its own where possible, when it exits
+// or times out (see Command). Arguments are refused if they contain
 // control characters or a path element ending in '..', look like options
 // (unless the action allows them), or do not match the action's pattern,
 // which by default leaves out every shell metacharacter and anything that
