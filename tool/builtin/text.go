@@ -14,8 +14,8 @@ import (
 // when they changed it.
 
 // textControls are the control characters text may hold: BEL, BS, TAB, LF,
-// VT, FF, CR and ESC, as file(1) has it.
-const textControls = "\a\b\t\n\v\f\r\x1b"
+// FF, CR and ESC, as file(1) has it.
+const textControls = "\a\b\t\n\f\r\x1b"
 
 // isStorable reports whether s is valid UTF-8 without NUL bytes.
 func isStorable(s string) bool {
