@@ -26,14 +26,36 @@ const (
 )
 
 // DefaultArgPattern is the pattern arguments must match when an Action sets
-// none: letters, digits and . _ / = : , + @ -, not starting with '/'. It
-// leaves out every shell metacharacter, whitespace, quotes and absolute
-// paths. Options (a leading '-') are refused separately unless AllowFlags is
-// set.
-const DefaultArgPattern = `[A-Za-z0-9._=:,+@-][A-Za-z0-9._/=:,+@-]*`
+// none. It lets through words, options and relative paths, and nothing a
+// program could take for a location outside the working directory:
+//
+//   - Only letters, digits and . _ , + = @ - / are allowed: no shell
+//     metacharacter, whitespace or quote, no '~' (a home directory), and no
+//     ':', which URLs (file:///etc/passwd) and remote locations need (the
+//     host:path of tar, rsync and scp, which tar also reads in
+//     127.0.0.1:archive.tar).
+//   - '/' must follow a letter, digit, '.' or '_', so it cannot start an
+//     absolute path: not at the start (/etc/passwd), nor after another '/'
+//     (a//etc), nor after a separator that starts a value, such as '='
+//     (--file=/etc/passwd), '@' (curl's --data=@/etc/passwd), ',' or '+'.
+//   - '@' cannot start an argument: curl reads the file named after it.
+//   - An option (an argument starting with '-', refused unless AllowFlags
+//     is set) has no '/' at all, as its value may be attached to it:
+//     -o/etc/passwd, -xf/etc/archive.tar.
+//
+// Whatever the pattern, arguments with control characters or a path element
+// ending in '..' are refused too (see Action.ArgPattern). An action that
+// needs URLs or absolute paths sets its own ArgPattern, matching only the
+// ones it needs.
+const DefaultArgPattern = `-[A-Za-z0-9._,+=@-]*|` +
+	`(?:[A-Za-z0-9._,+=]|[A-Za-z0-9._]/)(?:[A-Za-z0-9._,+=@-]|[A-Za-z0-9._]/)*`
+
+// defaultArgRule says, for the model, what DefaultArgPattern allows.
+const defaultArgRule = "allows only letters, digits and . _ , + = @ - /, " +
+	"with '/' only after a letter, digit, '.' or '_' and never in an option, and no '@' at the start"
 
 // waitDelay bounds how long output is collected after the process exits or
-// is killed, in case something outside its process group holds the pipes.
+// is killed, in case a process that escaped the kill holds the pipes.
 const waitDelay = time.Second
 
 // actionName is what an action may be called.
@@ -44,12 +66,14 @@ type CommandConfig struct {
 	// Actions maps the names the model may call to what they run. At least
 	// one is required; nothing else can be run.
 	Actions map[string]Action
-	// Timeout bounds each run; the whole process group is killed when it
-	// expires. Zero means DefaultCommandTimeout.
+	// Timeout bounds each run; every process the command started is killed
+	// when it expires (see Command). Zero means DefaultCommandTimeout.
 	Timeout time.Duration
 	// MaxOutputBytes bounds the combined stdout and stderr returned; the
 	// rest is dropped and the output is marked as truncated. Zero means
-	// DefaultMaxOutputBytes.
+	// DefaultMaxOutputBytes. The output is returned as text: if it looks
+	// binary, a description replaces it, and invalid UTF-8 is replaced with
+	// U+FFFD, with a note.
 	MaxOutputBytes int
 	// Dir is the absolute working directory of the commands. Empty means
 	// the agent's own working directory.
@@ -74,8 +98,11 @@ type Action struct {
 	MaxArgs int
 	// ArgPattern is a regular expression each argument must match in
 	// full. Empty means DefaultArgPattern. Whatever the pattern, arguments
-	// with control characters (such as NUL or newline) or a '..' element
-	// are refused.
+	// with control characters (such as NUL or newline) are refused, and so
+	// are arguments with a path element ending in '..', where elements are
+	// separated by anything but letters, digits, '.' and '_': "..",
+	// "../x", "--file=../x", "@../x", "host:../x", "-C.." and "-o../x" are
+	// all refused.
 	ArgPattern string
 	// AllowFlags allows arguments starting with '-'. Without it they are
 	// refused, so the model cannot inject options such as --output=FILE.
@@ -85,6 +112,16 @@ type Action struct {
 // Command is the run_command tool: it runs one of the configured actions
 // with the model's arguments, without a shell, in a scrubbed environment,
 // under a timeout, and returns the combined output.
+//
+// On Linux, nothing a command starts outlives it: when it exits or times
+// out, every process it started is killed, even one that called setsid(2).
+// Each run gets a cgroup v2 of its own, killed through cgroup.kill, when the
+// agent may create one under its own cgroup (as root, or in a delegated
+// cgroup; Linux 5.14 or later). Otherwise the command runs in a session of
+// its own, and every process in that session or its process group, and
+// every descendant of one, is killed; a process that both called setsid(2)
+// and lost its parent before the kill is then missed. On other Unix
+// systems, only the command's process group is killed, and only on timeout.
 type Command struct {
 	actions     map[string]action
 	names       []string
@@ -220,7 +257,12 @@ func (c *Command) Timeout() time.Duration { return c.timeout + waitDelay }
 
 // Execute runs the action named in input after checking its arguments. A
 // command that fails or times out returns an error that includes its output.
+// The output is returned as text: see CommandConfig.MaxOutputBytes.
 func (c *Command) Execute(ctx context.Context, input json.RawMessage) (string, error) {
+	return storableResult(c.execute(ctx, input))
+}
+
+func (c *Command) execute(ctx context.Context, input json.RawMessage) (string, error) {
 	var in struct {
 		Action string   `json:"action"`
 		Args   []string `json:"args"`
@@ -257,25 +299,39 @@ func (a action) refusal(arg string) string {
 		return "contains a control character"
 	case strings.HasPrefix(arg, "-") && !a.AllowFlags:
 		return "is an option; this action accepts none"
-	case slices.Contains(strings.FieldsFunc(arg, func(r rune) bool { return r == '/' || r == '=' }), ".."):
-		return "contains a '..' path element"
+	case slices.ContainsFunc(pathElements(arg), func(e string) bool { return strings.HasSuffix(e, "..") }):
+		return "has a path element ending in '..'"
 	case !a.pattern.MatchString(arg):
-		return "has characters outside " + cmp.Or(a.ArgPattern, DefaultArgPattern)
+		if a.ArgPattern == "" {
+			return "is refused by the default pattern, which " + defaultArgRule
+		}
+		return "does not match " + a.ArgPattern
 	}
 	return ""
+}
+
+// pathElements splits arg at every character that can separate a path from
+// what comes before or after it in an argument: anything but letters, digits,
+// '.' and '_'. An option letter stays with what follows it, so the elements
+// of "-C.." are "C..", which ends in "..".
+func pathElements(arg string) []string {
+	return strings.FieldsFunc(arg, func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '.' && r != '_'
+	})
 }
 
 func (c *Command) run(ctx context.Context, name string, a action, args []string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, a.Path, slices.Concat(a.FixedArgs, args)...)
-	cmd.Dir = c.dir
-	cmd.Env = c.env
 	out := &cappedBuffer{limit: c.maxOutput}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.WaitDelay = waitDelay
-	killProcessGroupOnCancel(cmd)
-	err := cmd.Run()
+	err := runTree(func() *exec.Cmd {
+		cmd := exec.CommandContext(ctx, a.Path, slices.Concat(a.FixedArgs, args)...)
+		cmd.Dir = c.dir
+		cmd.Env = c.env
+		cmd.Stdout, cmd.Stderr = out, out
+		cmd.WaitDelay = waitDelay
+		return cmd
+	})
 	switch {
 	case ctx.Err() != nil:
 		err = fmt.Errorf("action %q was stopped (timeout %s): %w", name, c.timeout, ctx.Err())
@@ -304,9 +360,19 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// String returns the output kept as text (see asText), followed by a note if
+// some was dropped.
 func (b *cappedBuffer) String() string {
-	if b.dropped == 0 {
-		return b.buf.String()
+	kept, dropped := b.buf.Bytes(), b.dropped
+	if dropped > 0 {
+		// The limit may fall inside a character: drop its first bytes too
+		// rather than have them taken for invalid UTF-8.
+		whole := trimPartialRune(kept)
+		kept, dropped = whole, dropped+len(kept)-len(whole)
 	}
-	return fmt.Sprintf("%s\n[output truncated: %d more bytes]", &b.buf, b.dropped)
+	out := asText("the output", kept)
+	if dropped == 0 {
+		return out
+	}
+	return fmt.Sprintf("%s\n[output truncated: %d more bytes]", out, dropped)
 }

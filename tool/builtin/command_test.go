@@ -27,6 +27,7 @@ func newTestCommand(t *testing.T, base string) *Command {
 			"echo-flags": {Path: "/bin/echo", MaxArgs: 2, AllowFlags: true},
 			"digits":     {Path: "/usr/bin/touch", MaxArgs: 1, ArgPattern: `[0-9]+`},
 			"loose":      {Path: "/usr/bin/touch", MaxArgs: 2, ArgPattern: `.*`},
+			"url":        {Path: "/bin/echo", MaxArgs: 1, ArgPattern: `https://[a-z0-9.]+(/[A-Za-z0-9._-]*)*`},
 		},
 		Dir: work,
 	})
@@ -47,56 +48,98 @@ var commandCorpus = []struct {
 }{
 	// Shell metacharacters, whitespace and quotes: there is no shell, and the
 	// default pattern refuses them anyway.
-	{`{"action":"touch","args":["marker;id"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["marker|id"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["marker&id"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["marker&&id"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["$(id)"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["${HOME}"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{"{\"action\":\"touch\",\"args\":[\"`id`\"]}", ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["marker>out"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["<in"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["(marker)"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["{a,b}"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["*"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["marker?"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["!marker"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["~/marker"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["marker#"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["\"marker\""]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["'marker'"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["marker id"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["\\marker"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["marker%0aid"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":["marker\u2028id"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"touch","args":[""]}`, ErrArgumentNotAllowed, "has characters outside"},
+	{`{"action":"touch","args":["marker;id"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["marker|id"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["marker&id"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["marker&&id"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["$(id)"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["${HOME}"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{"{\"action\":\"touch\",\"args\":[\"`id`\"]}", ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["marker>out"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["<in"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["(marker)"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["{a,b}"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["*"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["marker?"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["!marker"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["~/marker"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["marker#"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["\"marker\""]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["'marker'"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["marker id"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["\\marker"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["marker%0aid"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["marker\u2028id"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":[""]}`, ErrArgumentNotAllowed, "default pattern"},
 	// Control characters, refused whatever the pattern.
 	{`{"action":"touch","args":["marker\nid"]}`, ErrArgumentNotAllowed, "control character"},
 	{`{"action":"touch","args":["marker\u0000"]}`, ErrArgumentNotAllowed, "control character"},
 	{`{"action":"touch","args":["marker\tid"]}`, ErrArgumentNotAllowed, "control character"},
 	{`{"action":"loose","args":["marker\rid"]}`, ErrArgumentNotAllowed, "control character"},
 	// Paths out of the working directory.
-	{`{"action":"touch","args":["../marker"]}`, ErrArgumentNotAllowed, "'..' path element"},
-	{`{"action":"touch","args":["sub/../../marker"]}`, ErrArgumentNotAllowed, "'..' path element"},
-	{`{"action":"touch","args":[".."]}`, ErrArgumentNotAllowed, "'..' path element"},
-	{`{"action":"touch","args":["BASE/marker"]}`, ErrArgumentNotAllowed, "has characters outside"},
-	{`{"action":"loose","args":["../marker"]}`, ErrArgumentNotAllowed, "'..' path element"},
-	{`{"action":"loose","args":["x=../marker"]}`, ErrArgumentNotAllowed, "'..' path element"},
+	{`{"action":"touch","args":["../marker"]}`, ErrArgumentNotAllowed, "element ending in '..'"},
+	{`{"action":"touch","args":["sub/../../marker"]}`, ErrArgumentNotAllowed, "element ending in '..'"},
+	{`{"action":"touch","args":[".."]}`, ErrArgumentNotAllowed, "element ending in '..'"},
+	{`{"action":"touch","args":["BASE/marker"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"loose","args":["../marker"]}`, ErrArgumentNotAllowed, "element ending in '..'"},
+	{`{"action":"loose","args":["x=../marker"]}`, ErrArgumentNotAllowed, "element ending in '..'"},
+	// Other locations than the working directory: URLs, remote host:path
+	// forms (tar, rsync, scp), curl's @file, home directories, and absolute
+	// paths after a separator or attached to an option.
+	{`{"action":"touch","args":["file:///etc/passwd"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["http://127.0.0.1/"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["x:/etc"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["127.0.0.1:archive.tar"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["host:path"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["user@host:path"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["host::module"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["C:marker"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["@/etc/passwd"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["@marker"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["a@/etc/passwd"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["x=/etc/passwd"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["x=@/etc/passwd"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["a,/etc/passwd"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["+/etc/passwd"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["a//etc/passwd"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["//etc/passwd"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["dir//"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["/"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["~"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["~root"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"touch","args":["x=~/marker"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"echo-flags","args":["--file=/etc/passwd"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"echo-flags","args":["--data=@/etc/passwd"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"echo-flags","args":["--url=file:///etc/passwd"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"echo-flags","args":["-o/etc/passwd"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"echo-flags","args":["-xf/etc/archive.tar"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"echo-flags","args":["-fsub/archive.tar"]}`, ErrArgumentNotAllowed, "default pattern"},
+	{`{"action":"echo-flags","args":["-f127.0.0.1:archive.tar"]}`, ErrArgumentNotAllowed, "default pattern"},
+	// '..' at the end of any element, whatever the pattern: after an option
+	// letter, '@' or ',' too.
+	{`{"action":"echo-flags","args":["-C.."]}`, ErrArgumentNotAllowed, "element ending in '..'"},
+	{`{"action":"echo-flags","args":["-o../marker"]}`, ErrArgumentNotAllowed, "element ending in '..'"},
+	{`{"action":"echo-flags","args":["--data=@../secret"]}`, ErrArgumentNotAllowed, "element ending in '..'"},
+	{`{"action":"touch","args":["a,../marker"]}`, ErrArgumentNotAllowed, "element ending in '..'"},
+	{`{"action":"touch","args":["sub/..."]}`, ErrArgumentNotAllowed, "element ending in '..'"},
+	{`{"action":"loose","args":["@../marker"]}`, ErrArgumentNotAllowed, "element ending in '..'"},
+	{`{"action":"loose","args":["x:../marker"]}`, ErrArgumentNotAllowed, "element ending in '..'"},
+	{`{"action":"url","args":["https://example.com/../x"]}`, ErrArgumentNotAllowed, "element ending in '..'"},
 	// Option injection.
 	{`{"action":"touch","args":["--reference=/etc/passwd"]}`, ErrArgumentNotAllowed, "is an option"},
 	{`{"action":"touch","args":["-rf"]}`, ErrArgumentNotAllowed, "is an option"},
 	{`{"action":"touch","args":["-"]}`, ErrArgumentNotAllowed, "is an option"},
 	{`{"action":"touch","args":["--"]}`, ErrArgumentNotAllowed, "is an option"},
 	{`{"action":"loose","args":["-d","yesterday"]}`, ErrArgumentNotAllowed, "is an option"},
-	{`{"action":"echo-flags","args":["--output=../marker"]}`, ErrArgumentNotAllowed, "'..' path element"},
+	{`{"action":"echo-flags","args":["--output=../marker"]}`, ErrArgumentNotAllowed, "element ending in '..'"},
 	// Too many arguments and custom patterns.
 	{`{"action":"touch","args":["marker","marker2"]}`, ErrArgumentNotAllowed, "2 given, at most 1 allowed"},
 	{`{"action":"echo","args":["a","b","c","d"]}`, ErrArgumentNotAllowed, "4 given, at most 3 allowed"},
-	{`{"action":"digits","args":["12a"]}`, ErrArgumentNotAllowed, "outside [0-9]+"},
-	{`{"action":"digits","args":["1;2"]}`, ErrArgumentNotAllowed, "outside [0-9]+"},
+	{`{"action":"digits","args":["12a"]}`, ErrArgumentNotAllowed, "does not match [0-9]+"},
+	{`{"action":"digits","args":["1;2"]}`, ErrArgumentNotAllowed, "does not match [0-9]+"},
 	{`{"action":"digits","args":["1\n2"]}`, ErrArgumentNotAllowed, "control character"},
 	// Actions that are not configured.
-	{`{"action":"rm","args":["-rf","/"]}`, ErrActionNotAllowed, `"rm" (allowed: digits, echo, echo-flags, loose, touch)`},
+	{`{"action":"rm","args":["-rf","/"]}`, ErrActionNotAllowed, `"rm" (allowed: digits, echo, echo-flags, loose, touch, url)`},
 	{`{"action":"","args":["marker"]}`, ErrActionNotAllowed, `"" (allowed:`},
 	{`{"args":["marker"]}`, ErrActionNotAllowed, `"" (allowed:`},
 	{`{"action":"/usr/bin/touch","args":["marker"]}`, ErrActionNotAllowed, `"/usr/bin/touch"`},
@@ -145,7 +188,11 @@ func TestCommandRuns(t *testing.T) {
 	base := t.TempDir()
 	cmd := newTestCommand(t, base)
 	for input, want := range map[string]string{
-		`{"action":"echo","args":["hello","a.b/c=d","x@y:z,w+v"]}`: "hello a.b/c=d x@y:z,w+v\n",
+		`{"action":"echo","args":["hello","a.b/c=d","x@y,w+v"]}`:         "hello a.b/c=d x@y,w+v\n",
+		`{"action":"echo","args":["./sub/file.txt","dir/","_a/.b/c-d"]}`: "./sub/file.txt dir/ _a/.b/c-d\n",
+		`{"action":"echo","args":["a..b","v1...v2","k=v,w"]}`:            "a..b v1...v2 k=v,w\n",
+		`{"action":"echo-flags","args":["--name=value","-xvf"]}`:         "--name=value -xvf\n",
+		`{"action":"url","args":["https://example.com/a/b.txt"]}`:        "https://example.com/a/b.txt\n",
 		`{"action":"echo"}`:                             "\n",
 		`{"action":"echo-flags","args":["-n","hi"]}`:    "hi",
 		`{"action":"touch","args":["marker"]}`:          "",
@@ -221,13 +268,55 @@ func TestCommandTimeoutKillsProcessGroup(t *testing.T) {
 func TestCommandOutputIsCapped(t *testing.T) {
 	t.Parallel()
 	c, err := NewCommand(CommandConfig{
-		Actions:        map[string]Action{"zeros": {Path: "/usr/bin/head", FixedArgs: []string{"-c", "100000", "/dev/zero"}}},
+		Actions: map[string]Action{
+			"text":  {Path: "/bin/sh", FixedArgs: []string{"-c", "/usr/bin/yes | /usr/bin/head -c 100000"}},
+			"zeros": {Path: "/usr/bin/head", FixedArgs: []string{"-c", "100000", "/dev/zero"}},
+			// 'é' is two bytes: the limit falls in the middle of one.
+			"utf8": {Path: "/bin/sh", FixedArgs: []string{"-c", "/usr/bin/yes é | /usr/bin/head -c 5000"}},
+		},
 		MaxOutputBytes: 1000,
 	})
 	mustDo(t, err)
-	out, err := runCommand(c, `{"action":"zeros"}`)
-	if want := strings.Repeat("\x00", 1000) + "\n[output truncated: 99000 more bytes]"; err != nil || out != want {
-		t.Errorf("got %d bytes ending in %q, %v; want %d bytes", len(out), out[max(0, len(out)-40):], err, len(want))
+	for action, want := range map[string]string{
+		"text":  strings.Repeat("y\n", 500) + "\n[output truncated: 99000 more bytes]",
+		"zeros": "[the output is binary data of 1000 bytes; its content is not shown]\n[output truncated: 99000 more bytes]",
+		"utf8":  strings.Repeat("é\n", 333) + "\n[output truncated: 4001 more bytes]",
+	} {
+		out, err := runCommand(c, `{"action":"`+action+`"}`)
+		if err != nil || out != want {
+			t.Errorf("%s: got %d bytes ending in %q, %v; want %d bytes ending in %q",
+				action, len(out), out[max(0, len(out)-60):], err, len(want), want[max(0, len(want)-60):])
+		}
+	}
+}
+
+func TestCommandBinaryAndInvalidUTF8Output(t *testing.T) {
+	t.Parallel()
+	cmd, err := NewCommand(CommandConfig{Actions: map[string]Action{
+		"binary":      {Path: "/bin/sh", FixedArgs: []string{"-c", `printf '\177ELF\002\000\000\001'`}},
+		"latin1":      {Path: "/bin/sh", FixedArgs: []string{"-c", `printf 'caf\351\n'`}},
+		"fail-binary": {Path: "/bin/sh", FixedArgs: []string{"-c", `printf 'oops\000\377' >&2; exit 2`}},
+		"fail-latin1": {Path: "/bin/sh", FixedArgs: []string{"-c", `printf 'caf\351' >&2; exit 2`}},
+	}})
+	mustDo(t, err)
+	for _, c := range []struct {
+		action, out, err string
+	}{
+		{"binary", "[the output is binary data of 8 bytes; its content is not shown]", ""},
+		{"latin1", "[the output is not valid UTF-8: each invalid byte sequence is shown as U+FFFD (\uFFFD)]\ncaf\uFFFD\n", ""},
+		{"fail-binary", "", "action \"fail-binary\" failed: exit status 2; output:\n[the output is binary data of 6 bytes; its content is not shown]"},
+		{"fail-latin1", "", "action \"fail-latin1\" failed: exit status 2; output:\n[the output is not valid UTF-8: each invalid byte sequence is shown as U+FFFD (\uFFFD)]\ncaf\uFFFD"},
+	} {
+		out, err := runCommand(cmd, `{"action":"`+c.action+`"}`)
+		checkStorable(t, c.action+" output", out)
+		var errText string
+		if err != nil {
+			errText = err.Error()
+			checkStorable(t, c.action+" error", errText)
+		}
+		if out != c.out || errText != c.err {
+			t.Errorf("%s = %q, %q; want %q, %q", c.action, out, errText, c.out, c.err)
+		}
 	}
 }
 
@@ -247,7 +336,7 @@ func TestCommandSchema(t *testing.T) {
 	t.Parallel()
 	c := newTestCommand(t, t.TempDir())
 	s := c.InputSchema()
-	if got := s.Properties["action"].Enum; len(got) != 5 || got[0] != "digits" || got[4] != "touch" {
+	if got := s.Properties["action"].Enum; len(got) != 6 || got[0] != "digits" || got[5] != "url" {
 		t.Errorf("action enum = %v", got)
 	}
 	if got := *s.Properties["args"].MaxItems; got != 3 {

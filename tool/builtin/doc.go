@@ -29,6 +29,13 @@
 // with ErrTooLarge rather than truncated. Only command output, which exists
 // once the command has run, is truncated, and marked as such.
 //
+// Everything the tools return, output and error text alike, is valid UTF-8
+// without NUL bytes, as PostgreSQL needs to store it. File content, response
+// bodies and command output that look binary (a NUL byte, or many control
+// characters, as git and file(1) decide) are described rather than returned;
+// in other text, invalid UTF-8 (Latin-1, say) is replaced with U+FFFD after a
+// note saying so; and list_files escapes names that are not plain text.
+//
 // # Defences
 //
 // Files confines every access to an os.Root, so neither '..' nor a symbolic
@@ -50,11 +57,15 @@
 // environment.
 //
 // Command runs the configured absolute path directly, never through a
-// shell, with the configured environment only, and kills the whole process
-// group when the timeout expires. Arguments are refused if they contain
-// control characters or a '..' element, look like options (unless the
-// action allows them), or do not match the action's pattern, which by
-// default leaves out every shell metacharacter.
+// shell, with the configured environment only, and on Linux kills every
+// process it started, in a cgroup of its own where possible, when it exits
+// or times out (see Command). Arguments are refused if they contain
+// control characters or a path element ending in '..', look like options
+// (unless the action allows them), or do not match the action's pattern,
+// which by default leaves out every shell metacharacter and anything that
+// could name a location outside the working directory: absolute paths, also
+// after '=', '@' or ',' or attached to an option, '~', URLs and host:path
+// forms (see DefaultArgPattern).
 //
 // This package is part of the security core and is written by hand on the
 // standard library on purpose: every line that decides what is allowed is

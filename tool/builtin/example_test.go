@@ -88,6 +88,6 @@ func ExampleNewCommand() {
 	fmt.Println(err)
 	// Output:
 	// "hello world\n" <nil>
-	// action "greet": argument not allowed: argument 1 ("world; rm -rf ~") has characters outside [A-Za-z0-9._=:,+@-][A-Za-z0-9._/=:,+@-]*
+	// action "greet": argument not allowed: argument 1 ("world; rm -rf ~") is refused by the default pattern, which allows only letters, digits and . _ , + = @ - /, with '/' only after a letter, digit, '.' or '_' and never in an option, and no '@' at the start
 	// action not allowed: "rm" (allowed: greet)
 }

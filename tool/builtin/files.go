@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/agentpg/agentpg/tool"
 )
@@ -87,16 +88,20 @@ func (f *Files) Close() error {
 // allowed. All of them are idempotent.
 func (f *Files) Tools() []tool.Tool {
 	pathProp := tool.PropertyDef{Type: "string", Description: "Path relative to the root, with '/' separators."}
+	readDesc := fmt.Sprintf("Reads a text file inside the workspace and returns its content. Files over %d bytes are refused; "+
+		"binary files are described, not shown, and invalid UTF-8 is shown as U+FFFD, with a note.", f.maxRead)
+	listDesc := "Lists a directory inside the workspace, one name per line, sorted; directories end with '/'. Use \".\" for the workspace root. " +
+		"Names that are not plain text are escaped in double quotes, as a note after an empty line explains."
 	tools := []tool.Tool{
 		funcTool{
 			name:        "read_file",
-			description: fmt.Sprintf("Reads a text file inside the workspace and returns its content. Files over %d bytes are refused.", f.maxRead),
+			description: readDesc,
 			schema:      objectSchema(map[string]tool.PropertyDef{"path": pathProp}),
 			run:         f.readFile,
 		},
 		funcTool{
 			name:        "list_files",
-			description: "Lists a directory inside the workspace, one name per line, sorted; directories end with '/'. Use \".\" for the workspace root.",
+			description: listDesc,
 			schema:      objectSchema(map[string]tool.PropertyDef{"path": pathProp}),
 			run:         f.listFiles,
 		},
@@ -135,7 +140,7 @@ func (f *Files) readFile(_ context.Context, input json.RawMessage) (string, erro
 	if int64(len(data)) > f.maxRead {
 		return "", fmt.Errorf("%w: %q grew past the limit of %d bytes", ErrTooLarge, name, f.maxRead)
 	}
-	return string(data), nil
+	return asText(fmt.Sprintf("file %q", name), data), nil
 }
 
 func (f *Files) listFiles(_ context.Context, input json.RawMessage) (string, error) {
@@ -156,10 +161,12 @@ func (f *Files) listFiles(_ context.Context, input json.RawMessage) (string, err
 		return "", fmt.Errorf("%w: %q has more than %d entries", ErrTooLarge, name, f.maxList)
 	}
 	lines := make([]string, len(entries))
+	escaped := false
 	for i, e := range entries {
 		line := e.Name()
-		if strings.ContainsFunc(line, unicode.IsControl) {
-			line = strconv.Quote(line) // keep one entry per line
+		if needsEscaping(line) {
+			line = strconv.Quote(line)
+			escaped = true
 		}
 		if e.IsDir() {
 			line += "/"
@@ -167,7 +174,31 @@ func (f *Files) listFiles(_ context.Context, input json.RawMessage) (string, err
 		lines[i] = line
 	}
 	slices.Sort(lines)
-	return strings.Join(lines, "\n"), nil
+	listing := strings.Join(lines, "\n")
+	if escaped {
+		// No file has an empty name, so the empty line cannot be taken for
+		// one, nor the note after it.
+		listing += "\n\n" + escapedNamesNote
+	}
+	return listing, nil
+}
+
+// escapedNamesNote follows a listing that holds escaped names.
+const escapedNamesNote = "[Names in double quotes are escaped like Go string literals, because they hold " +
+	"invalid UTF-8, control or other non-printing characters, start with a double quote, or start or end with a space. " +
+	"Unescape them to use them as paths; names with invalid UTF-8 or control characters cannot be used with these tools.]"
+
+// needsEscaping reports whether list_files shows name escaped, in double
+// quotes: if it could not be shown as is (invalid UTF-8, control characters)
+// or could mislead (other non-printing characters such as bidirectional
+// overrides, spaces at either end). Names that start with a double quote are
+// escaped too, so that a listed name in double quotes is always an escaped
+// one and cannot be confused with a file whose name has the quotes.
+func needsEscaping(name string) bool {
+	return !utf8.ValidString(name) ||
+		strings.HasPrefix(name, `"`) ||
+		strings.TrimSpace(name) != name ||
+		strings.ContainsFunc(name, func(r rune) bool { return !unicode.IsPrint(r) })
 }
 
 func (f *Files) writeFile(_ context.Context, input json.RawMessage) (string, error) {
@@ -279,5 +310,5 @@ func (t funcTool) InputSchema() tool.ToolSchema { return t.schema }
 func (t funcTool) Idempotent() bool             { return true }
 
 func (t funcTool) Execute(ctx context.Context, input json.RawMessage) (string, error) {
-	return t.run(ctx, input)
+	return storableResult(t.run(ctx, input))
 }

@@ -135,13 +135,6 @@ func snapshot(t *testing.T, dir string) map[string]string {
 	return entries
 }
 
-func mustDo(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // filesCorpus holds hostile inputs for the file tools. BASE in an input
 // stands for the fixture's base directory, which holds the root and the
 // outside directory.
@@ -305,16 +298,6 @@ func TestFilesList(t *testing.T) {
 	}
 }
 
-func TestFilesListQuotesControlCharacters(t *testing.T) {
-	t.Parallel()
-	fx := newFilesFixture(t, false)
-	mustDo(t, os.WriteFile(filepath.Join(fx.root, "sub", "evil\nname"), nil, 0o644))
-	got, err := fx.run(t, "list_files", `{"path":"sub"}`)
-	if want := "\"evil\\nname\"\nnested.txt"; err != nil || got != want {
-		t.Errorf("list_files = %q, %v; want %q", got, err, want)
-	}
-}
-
 func TestFilesWrite(t *testing.T) {
 	t.Parallel()
 	fx := newFilesFixture(t, true)
@@ -388,5 +371,77 @@ func TestNewFilesRefusesBadConfig(t *testing.T) {
 		if f != nil || !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), c.msg) {
 			t.Errorf("NewFiles(%+v) = %v, %v; want an error mentioning %q", c.cfg, f, err, c.msg)
 		}
+	}
+}
+
+func TestFilesReadBinary(t *testing.T) {
+	t.Parallel()
+	fx := newFilesFixture(t, false)
+	for name, content := range map[string]string{
+		"nul.bin":      "PK\x03\x04\x00\x00text after a NUL",
+		"controls.bin": "\x01\x02\x03\x04\x05\x06\x0e\x0f\x10\x11abcdefgh",
+		"utf16.txt":    "h\x00i\x00\n\x00",
+	} {
+		mustDo(t, os.WriteFile(filepath.Join(fx.root, name), []byte(content), 0o644))
+		out, err := fx.run(t, "read_file", fmt.Sprintf(`{"path":%q}`, name))
+		checkStorable(t, "read_file "+name, out)
+		want := fmt.Sprintf("[file %q is binary data of %d bytes; its content is not shown]", name, len(content))
+		if err != nil || out != want {
+			t.Errorf("read_file %s = %q, %v; want %q", name, out, err, want)
+		}
+	}
+}
+
+func TestFilesReadInvalidUTF8(t *testing.T) {
+	t.Parallel()
+	fx := newFilesFixture(t, false)
+	mustDo(t, os.WriteFile(filepath.Join(fx.root, "latin1.txt"), []byte("caf\xe9 cr\xe8me, 20\xb0C\n"), 0o644))
+	out, err := fx.run(t, "read_file", `{"path":"latin1.txt"}`)
+	checkStorable(t, "read_file latin1.txt", out)
+	want := "[file \"latin1.txt\" is not valid UTF-8: each invalid byte sequence is shown as U+FFFD (\uFFFD)]\n" +
+		"caf\uFFFD cr\uFFFDme, 20\uFFFDC\n"
+	if err != nil || out != want {
+		t.Errorf("read_file latin1.txt = %q, %v; want %q", out, err, want)
+	}
+}
+
+func TestFilesListEscapesNames(t *testing.T) {
+	t.Parallel()
+	fx := newFilesFixture(t, false)
+	dir := filepath.Join(fx.root, "sub")
+	// Each pair could be confused if only the odd name were escaped.
+	for _, name := range []string{
+		"bad\xffname", `"bad\xffname"`, // invalid UTF-8, and its escaped form
+		"evil\nname", `"evil\nname"`, // a control character
+		"\u202egnp.exe", // a bidirectional override
+		"trailing ", "trailing",
+		"\u00a0nbsp",
+	} {
+		mustDo(t, os.WriteFile(filepath.Join(dir, name), nil, 0o644))
+	}
+	mustDo(t, os.Mkdir(filepath.Join(dir, "dir\xfe"), 0o755))
+	out, err := fx.run(t, "list_files", `{"path":"sub"}`)
+	checkStorable(t, "list_files", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listing, note, ok := strings.Cut(out, "\n\n")
+	if !ok || !strings.Contains(note, "escaped") {
+		t.Errorf("list_files = %q; want the listing, an empty line and a note on escaped names", out)
+	}
+	want := []string{
+		`"\"bad\\xffname\""`,
+		`"\"evil\\nname\""`,
+		`"\u00a0nbsp"`,
+		`"\u202egnp.exe"`,
+		`"bad\xffname"`,
+		`"dir\xfe"/`,
+		`"evil\nname"`,
+		`"trailing "`,
+		"nested.txt",
+		"trailing",
+	}
+	if got := strings.Split(listing, "\n"); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("listing:\n%s\nwant:\n%s", listing, strings.Join(want, "\n"))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/netip"
@@ -157,7 +158,8 @@ func (f *HTTPFetch) Name() string { return "http_fetch" }
 // Description tells the model what the tool does.
 func (f *HTTPFetch) Description() string {
 	return fmt.Sprintf("Fetches a URL with HTTP GET and returns the status line and the body as text. "+
-		"Only %s URLs of allowed hosts are fetched, and bodies over %d bytes are refused.", f.schemes(), f.maxBytes)
+		"Only %s URLs of allowed hosts are fetched, and bodies over %d bytes are refused. "+
+		"Binary bodies are described, not shown, and invalid UTF-8 is shown as U+FFFD, with a note.", f.schemes(), f.maxBytes)
 }
 
 // InputSchema describes {"url": string}.
@@ -173,8 +175,14 @@ func (f *HTTPFetch) Timeout() time.Duration { return f.timeout }
 // Idempotent reports true: GET requests may be repeated.
 func (f *HTTPFetch) Idempotent() bool { return true }
 
-// Execute fetches the URL in input after checking it.
+// Execute fetches the URL in input after checking it, and returns the status
+// line and the body as text: a binary body is described rather than
+// returned, and invalid UTF-8 is replaced with U+FFFD, with a note.
 func (f *HTTPFetch) Execute(ctx context.Context, input json.RawMessage) (string, error) {
+	return storableResult(f.execute(ctx, input))
+}
+
+func (f *HTTPFetch) execute(ctx context.Context, input json.RawMessage) (string, error) {
 	var in struct {
 		URL string `json:"url"`
 	}
@@ -205,7 +213,18 @@ func (f *HTTPFetch) Execute(ctx context.Context, input json.RawMessage) (string,
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%s %s\n\n%s", resp.Proto, resp.Status, body), nil
+	status := makeStorable(resp.Proto + " " + resp.Status) // the server's reason phrase
+	return status + "\n\n" + asText(describeBody(resp), body), nil
+}
+
+// describeBody names the response body for asText, with its media type if
+// the response has a valid one.
+func describeBody(resp *http.Response) string {
+	mediaType, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil {
+		return "the response body"
+	}
+	return "the response body (" + mediaType + ")" // tokens: printable ASCII
 }
 
 func (f *HTTPFetch) readBody(resp *http.Response) ([]byte, error) {

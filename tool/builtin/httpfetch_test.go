@@ -482,3 +482,60 @@ func TestNewHTTPFetchRaisesTLSMinVersion(t *testing.T) {
 		t.Error("the transport uses a proxy")
 	}
 }
+
+func TestHTTPFetchBinaryAndInvalidUTF8Bodies(t *testing.T) {
+	t.Parallel()
+	png := "\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x01"
+	srv := newCountingServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/image":
+			w.Header().Set("Content-Type", "image/png")
+			fmt.Fprint(w, png)
+		case "/latin1":
+			w.Header().Set("Content-Type", "text/plain; charset=iso-8859-1")
+			fmt.Fprint(w, "caf\xe9\n")
+		case "/unlabelled":
+			w.Header()["Content-Type"] = nil // no sniffing either
+			fmt.Fprint(w, "\x00\xff")
+		}
+	})
+	f := newTestFetch(t, HTTPFetchConfig{AllowedHosts: []string{"127.0.0.1"}, AllowHTTP: true, AllowLoopback: true})
+	for path, want := range map[string]string{
+		"/image":      fmt.Sprintf("HTTP/1.1 200 OK\n\n[the response body (image/png) is binary data of %d bytes; its content is not shown]", len(png)),
+		"/latin1":     "HTTP/1.1 200 OK\n\n[the response body (text/plain) is not valid UTF-8: each invalid byte sequence is shown as U+FFFD (\uFFFD)]\ncaf\uFFFD\n",
+		"/unlabelled": "HTTP/1.1 200 OK\n\n[the response body is binary data of 2 bytes; its content is not shown]",
+	} {
+		out, err := fetch(f, srv.URL+path)
+		checkStorable(t, "fetch "+path, out)
+		if err != nil || out != want {
+			t.Errorf("fetch %s = %q, %v; want %q", path, out, err, want)
+		}
+	}
+}
+
+func TestHTTPFetchInvalidUTF8StatusLine(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	mustDo(t, err)
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 4096)
+			conn.Read(buf) // the request, ignored
+			fmt.Fprint(conn, "HTTP/1.1 200 O\xffK\x00\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+			conn.Close()
+		}
+	}()
+	f := newTestFetch(t, HTTPFetchConfig{AllowedHosts: []string{"127.0.0.1"}, AllowHTTP: true, AllowLoopback: true})
+	out, err := fetch(f, "http://"+l.Addr().String()+"/")
+	checkStorable(t, "fetch output", out)
+	if err != nil {
+		checkStorable(t, "fetch error", err.Error())
+	} else if want := "HTTP/1.1 200 O\uFFFDK\uFFFD\n\nok"; out != want {
+		t.Errorf("fetch = %q; want %q", out, want)
+	}
+}
