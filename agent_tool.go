@@ -69,7 +69,13 @@ func (t *agentTool) Execute(ctx context.Context, input json.RawMessage) (string,
 	if err := json.Unmarshal(input, &in); err != nil {
 		return "", fmt.Errorf("decoding input: %w", err)
 	}
-	identifier := fmt.Sprintf("%s/%s/%s", parent.session.Identifier, t.name, newID())
+	// The child is named after its parent, by id where the parent's
+	// identifier would make the child's too long.
+	prefix := parent.session.Identifier
+	if len(prefix)+len(t.name)+38 > MaxIdentifierBytes {
+		prefix = parent.session.ID
+	}
+	identifier := fmt.Sprintf("%s/%s/%s", prefix, t.name, newID())
 	child, err := t.agent.NewSession(ctx, parent.session.TenantID, identifier, &SessionOptions{ParentID: parent.session.ID})
 	if err != nil {
 		return "", err

@@ -1,5 +1,8 @@
 // Package agentpgtest helps test agents: [NewServer] starts a scripted
-// Claude server, and [DB] gives a test a PostgreSQL database of its own.
+// Claude server, and [DB] gives a test a PostgreSQL database of its own
+// ([DBWithOptions] for tables in a schema of yours), cloned from a migrated
+// template; call [Main] from TestMain to drop the templates once the last
+// test process using them ends.
 //
 // The Claude server is a real HTTP server on the loopback interface that
 // speaks the Messages API, so that code under test talks to it through the

@@ -90,7 +90,9 @@ WITH s AS (
     SELECT $3, id, tenant_id, lease_token, $5, $6 FROM s
 )
 SELECT lease_token, compaction_gen, compaction_gen <> $7,
-       coalesce(summary, ''), coalesce(first_intent, ''), compacted_at_seq
+       CASE WHEN compaction_gen <> $7 THEN coalesce(summary, '') ELSE '' END,
+       CASE WHEN compaction_gen <> $7 THEN coalesce(first_intent, '') ELSE '' END,
+       compacted_at_seq
 FROM s`
 
 // beginHistorySQL reads what a run begun by beginRunSQL, in the same batch,
