@@ -10,7 +10,8 @@ import (
 )
 
 // defaultModel is the Claude model used without --model or ANTHROPIC_MODEL.
-const defaultModel = "claude-sonnet-4-5"
+// (claude-sonnet-4-5 reached its end of life on 2026-11-30.)
+const defaultModel = string(anthropic.ModelClaudeSonnet5_5)
 
 // claudeHelp describes the choice of the model, for the usage of the
 // commands that talk to it.

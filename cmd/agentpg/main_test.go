@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentpg/agentpg"
 
 	"github.com/agentpg/agentpg/agentpgtest"
 )
@@ -204,4 +207,22 @@ func TestUnreachableDatabase(t *testing.T) {
 			})
 		}
 	}
+}
+
+// testAgent returns an Agent on the test database and schema, with a client
+// of a scripted server of the test's own, for preparing and inspecting what
+// the command works on.
+func testAgent(t *testing.T, schema string, opts ...agentpg.Option) (*agentpg.Agent, *agentpgtest.Server) {
+	t.Helper()
+	pool, err := pgxpool.New(t.Context(), agentpgtest.DatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	srv := agentpgtest.NewServer(t)
+	agent, err := agentpg.New(agentpg.Config{DB: pool, Client: srv.Client(), Model: "claude-test", Schema: schema}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return agent, srv
 }
