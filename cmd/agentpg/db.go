@@ -47,15 +47,23 @@ type database struct {
 	stderr  io.Writer
 }
 
+// databaseURL returns the URL of the database and where it comes from:
+// DATABASE_URL, or "" for localDSN(c.localServer), the default.
+func (c *cli) databaseURL() (dsn, source string) {
+	if dsn := c.getenv("DATABASE_URL"); dsn != "" {
+		return dsn, "DATABASE_URL"
+	}
+	return localDSN(c.localServer), ""
+}
+
 // openDB connects to the database of DATABASE_URL, or else of
 // localDSN(c.localServer). With throwaway, when DATABASE_URL is unset and
 // nothing answers at c.localServer, it starts a throwaway cluster instead,
 // which close stops and removes.
 func (c *cli) openDB(ctx context.Context, throwaway bool) (*database, error) {
 	db := &database{stderr: c.stderr}
-	dsn := c.getenv("DATABASE_URL")
-	if dsn == "" {
-		dsn = localDSN(c.localServer)
+	dsn, source := c.databaseURL()
+	if source == "" {
 		if throwaway && !answers(ctx, c.localServer) {
 			cl, err := startCluster(ctx)
 			if err != nil {

@@ -17,11 +17,19 @@ import (
 
 // doctorHelp describes the checks, for the usage of doctor.
 const doctorHelp = `Check the deployment agentpg is pointed at, as the Checklist of the security
-guide (docs/security.md) asks: whether ANTHROPIC_API_KEY is set, whether the
-database answers, over TLS, whether DATABASE_URL holds a password, the server's
-version and whether the schema has every migration. Each check prints a line:
-ok, warn or fail, and what to do. The output never shows the API key or the
-password. The exit status is 0 when no check failed, 1 otherwise.`
+guide (docs/security.md) asks: whether ANTHROPIC_API_KEY is set, where the
+database's URL comes from (a warning when DATABASE_URL is unset and the local
+default is used), whether the database answers, over TLS, whether the URL holds
+a password, the server's version and whether the schema has every migration.
+
+TLS is judged by sslmode: disable, allow and prefer warn (they fall back to
+plaintext silently and never verify the server), require warns for a remote
+server (it encrypts but does not verify the server), verify-ca and verify-full
+verify it; the guide asks for verify-full.
+
+Each check prints a line: ok, warn or fail, and what to do. The output never
+shows the API key or the password. The exit status is 0 when no check failed,
+1 otherwise.`
 
 // status is the outcome of a check.
 type status string
@@ -50,7 +58,10 @@ func failf(format string, args ...any) finding {
 // checkup is what the checks look at.
 type checkup struct {
 	getenv func(string) string
-	schema string
+	// dsn is the database's URL; source says where it comes from, as
+	// databaseURL does.
+	dsn, source string
+	schema      string
 	// db is the database, or nil when connecting failed with dbErr.
 	db    *database
 	dbErr error
@@ -67,6 +78,7 @@ type doctorCheck struct {
 // doctorChecks are the checks of doctor, in the order they print.
 var doctorChecks = []doctorCheck{
 	{"API key", false, checkAPIKey},
+	{"database URL", false, checkDatabaseURL},
 	{"database", false, checkDatabase},
 	{"TLS", true, checkTLS},
 	{"password", false, checkPassword},
@@ -87,6 +99,7 @@ func (c *cli) doctor(ctx context.Context, args []string) error {
 	}
 
 	cu := &checkup{getenv: c.getenv, schema: *schema}
+	cu.dsn, cu.source = c.databaseURL()
 	cu.db, cu.dbErr = c.openDB(ctx, false) // the deployment's database: never a throwaway cluster
 	if cu.db != nil {
 		defer cu.db.close()
@@ -147,6 +160,16 @@ func checkAPIKey(_ context.Context, cu *checkup) finding {
 	return okf("ANTHROPIC_API_KEY is set, from the environment")
 }
 
+// checkDatabaseURL tells where the database's URL comes from: a deployment
+// names its database, where the default is the local server of a
+// developer's machine.
+func checkDatabaseURL(_ context.Context, cu *checkup) finding {
+	if cu.source == "" {
+		return warnf("DATABASE_URL is not set: using the default %s, the local server with trust authentication; set DATABASE_URL to the deployment's database", cu.dsn)
+	}
+	return okf("from %s", cu.source)
+}
+
 // checkDatabase tells whether the database answered.
 func checkDatabase(_ context.Context, cu *checkup) finding {
 	if cu.dbErr != nil {
@@ -175,30 +198,34 @@ func checkTLS(ctx context.Context, cu *checkup) finding {
 
 // tlsFinding judges a connection with TLS (ssl) of version or without, to a
 // local server or not, made with sslmode mode ("" when only Unix sockets
-// were configured).
+// were configured). Below require, a setting is a warning even where TLS
+// was used this time: the next connection may silently go without, and no
+// setting below verify-ca verifies the server. A local connection needs no
+// verification, so require is enough there.
 func tlsFinding(ssl bool, version string, local bool, mode string) finding {
 	setting := ""
 	if mode != "" {
-		setting = " (sslmode=" + mode + ")"
+		setting = " (sslmode=" + mode + " " + sslModes[mode] + ")"
 	}
 	switch {
 	case !ssl && local:
 		return warnf("local connection without TLS%s; use sslmode=verify-full for a remote server", setting)
 	case !ssl:
 		return failf("connection without TLS%s: use sslmode=verify-full", setting)
-	case !local && weakSSLModes[mode] != "":
-		return warnf("%s, but sslmode=%s %s: use sslmode=verify-full", version, mode, weakSSLModes[mode])
+	case mode == "allow" || mode == "prefer" || (mode == "require" && !local):
+		return warnf("%s, but sslmode=%s %s: use sslmode=verify-full", version, mode, sslModes[mode])
 	}
 	return okf("%s%s", version, setting)
 }
 
-// weakSSLModes are the sslmode settings that leave a remote connection open
-// to an attacker in the middle, and why.
-var weakSSLModes = map[string]string{
-	"disable": "never uses TLS",
-	"allow":   "falls back to no TLS",
-	"prefer":  "falls back to no TLS",
-	"require": "does not check the server's certificate",
+// sslModes says what each sslmode setting does.
+var sslModes = map[string]string{
+	"disable":     "never encrypts",
+	"allow":       "connects in plaintext unless the server insists on TLS, and does not verify the server",
+	"prefer":      "falls back to plaintext silently and does not verify the server",
+	"require":     "encrypts but does not verify the server's certificate",
+	"verify-ca":   "verifies the server's certificate, not its host name",
+	"verify-full": "verifies the server's certificate and host name",
 }
 
 // sslMode names the sslmode of cfg, read back from the TLS configurations
@@ -251,14 +278,13 @@ func isLocal(addr net.Addr) bool {
 // checkPassword tells whether DATABASE_URL holds a password, never showing
 // it.
 func checkPassword(_ context.Context, cu *checkup) finding {
-	dsn := cu.getenv("DATABASE_URL")
 	switch {
-	case dsn == "":
-		return okf("DATABASE_URL is not set: the local server, with trust authentication")
-	case hasPassword(dsn):
-		return warnf("DATABASE_URL holds a password: keep credentials in a secret manager or PGPASSFILE")
+	case cu.source == "":
+		return okf("the default URL holds no password")
+	case hasPassword(cu.dsn):
+		return warnf("%s holds a password: keep credentials in a secret manager or PGPASSFILE", cu.source)
 	}
-	return okf("DATABASE_URL holds no password")
+	return okf("%s holds no password", cu.source)
 }
 
 // hasPassword reports whether dsn, a URL or keyword/value settings, sets a

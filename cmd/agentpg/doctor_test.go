@@ -67,6 +67,7 @@ func TestDoctorMigrated(t *testing.T) {
 	res := invocation{env: map[string]string{"DATABASE_URL": plainDSN(t)}}.run(t, "doctor", "--schema", schema)
 	wantCode(t, res, 0)
 	wantCheck(t, res.stdout, "API key", statusWarn, "ANTHROPIC_API_KEY is not set", "scripted model")
+	wantCheck(t, res.stdout, "database URL", statusOK, "from DATABASE_URL")
 	wantCheck(t, res.stdout, "database", statusOK, "connected to postgres://")
 	wantCheck(t, res.stdout, "TLS", statusWarn, "local connection without TLS", "sslmode=disable")
 	wantCheck(t, res.stdout, "password", statusOK, "DATABASE_URL holds no password")
@@ -161,6 +162,11 @@ func TestDoctorUnreachable(t *testing.T) {
 			res := tc.inv.run(t, "doctor")
 			wantCode(t, res, 1)
 			wantCheck(t, res.stdout, "database", statusFail, "connecting to postgres://root@127.0.0.1:1/test")
+			if tc.name == "local" {
+				wantCheck(t, res.stdout, "database URL", statusWarn,
+					"DATABASE_URL is not set: using the default postgres://root@127.0.0.1:1/test?sslmode=disable")
+				wantCheck(t, res.stdout, "password", statusOK, "the default URL holds no password")
+			}
 			wantContains(t, "stdout", res.stdout, "Not checked, for want of a connection: TLS, server version, migrations.")
 			wantContains(t, "stderr", res.stderr, "agentpg: 1 check failed")
 			wantHidden(t, res, password)
@@ -220,14 +226,20 @@ func TestTLSFinding(t *testing.T) {
 		status     status
 		want       string
 	}{
-		{false, true, "disable", statusWarn, "local connection without TLS (sslmode=disable)"},
+		{false, true, "disable", statusWarn, "local connection without TLS (sslmode=disable never encrypts)"},
 		{false, true, "", statusWarn, "local connection without TLS;"},
-		{true, true, "prefer", statusOK, "TLSv1.3 (sslmode=prefer)"},
-		{false, false, "prefer", statusFail, "connection without TLS (sslmode=prefer): use sslmode=verify-full"},
-		{true, false, "prefer", statusWarn, "sslmode=prefer falls back to no TLS: use sslmode=verify-full"},
-		{true, false, "require", statusWarn, "sslmode=require does not check the server's certificate"},
-		{true, false, "verify-ca", statusOK, "TLSv1.3 (sslmode=verify-ca)"},
-		{true, false, "verify-full", statusOK, "TLSv1.3 (sslmode=verify-full)"},
+		{false, true, "prefer", statusWarn, "local connection without TLS (sslmode=prefer falls back to plaintext silently and does not verify the server)"},
+		// Below require, a connection that happens to use TLS is no
+		// better: the next one may not, and none verifies the server.
+		{true, true, "prefer", statusWarn, "TLSv1.3, but sslmode=prefer falls back to plaintext silently and does not verify the server: use sslmode=verify-full"},
+		{true, true, "allow", statusWarn, "sslmode=allow connects in plaintext unless the server insists on TLS, and does not verify the server"},
+		{false, false, "prefer", statusFail, "connection without TLS (sslmode=prefer falls back to plaintext silently and does not verify the server): use sslmode=verify-full"},
+		{true, false, "prefer", statusWarn, "sslmode=prefer falls back to plaintext silently and does not verify the server: use sslmode=verify-full"},
+		{true, false, "require", statusWarn, "TLSv1.3, but sslmode=require encrypts but does not verify the server's certificate: use sslmode=verify-full"},
+		{true, true, "require", statusOK, "TLSv1.3 (sslmode=require encrypts but does not verify the server's certificate)"},
+		{true, false, "verify-ca", statusOK, "TLSv1.3 (sslmode=verify-ca verifies the server's certificate, not its host name)"},
+		{true, false, "verify-full", statusOK, "TLSv1.3 (sslmode=verify-full verifies the server's certificate and host name)"},
+		{true, true, "", statusOK, "TLSv1.3"},
 	} {
 		version := ""
 		if tc.ssl {
