@@ -2,12 +2,15 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/agentpg/agentpg"
 )
@@ -23,38 +26,42 @@ new one. Lines starting with a slash are commands:
 
 chat does not migrate: run "agentpg migrate" first.`
 
-// chat runs the interactive conversation.
-func (c *cli) chat(ctx context.Context, args []string) error {
-	fs := newFlagSet("chat", "[flags]", chatHelp, databaseHelp, claudeHelp)
-	schema := schemaFlag(fs)
-	tenant := tenantFlag(fs, "default")
-	identifier := fs.String("session", "", "`identifier` of the session to continue or create (default: a new chat-... session)")
-	model := c.modelFlag(fs)
-	if err := c.parse(fs, args); err != nil {
-		return err
+// chatCmd returns "agentpg chat".
+func (c *cli) chatCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "chat",
+		Short: "talk in a stored session, line by line from stdin",
+		Long:  chatHelp + "\n\n" + claudeHelp,
 	}
-	if err := c.requireTenant(fs, *tenant); err != nil {
-		return err
-	}
-	if *identifier == "" {
-		*identifier = newIdentifier("chat")
-	}
+	identifier := cmd.Flags().String("session", "", "`identifier` of the session to continue or create (default: a new chat-... session)")
+	model := c.modelFlag(cmd)
+	return c.leaf(cmd, []string{flagDatabaseURL, flagSchema, flagTenant}, func(ctx context.Context) error {
+		tenant, err := c.tenantOr("default")
+		if err != nil {
+			return err
+		}
+		return c.chat(ctx, tenant, cmp.Or(*identifier, newIdentifier("chat")), *model)
+	})
+}
 
-	agent, _, _, release, err := c.modelAgent(ctx, fs, false, agentpg.Config{Model: *model, Schema: *schema})
+// chat runs the interactive conversation in the tenant's session named
+// identifier, which it creates if need be.
+func (c *cli) chat(ctx context.Context, tenant, identifier, model string) error {
+	agent, _, _, release, err := c.modelAgent(ctx, false, agentpg.Config{Model: model})
 	if err != nil {
 		return err
 	}
 	defer release()
-	session, err := agent.LoadSessionByIdentifier(ctx, *tenant, *identifier)
+	session, err := agent.LoadSessionByIdentifier(ctx, tenant, identifier)
 	opened := "Continuing"
 	if errors.Is(err, agentpg.ErrSessionNotFound) {
-		session, err = agent.NewSession(ctx, *tenant, *identifier, nil)
+		session, err = agent.NewSession(ctx, tenant, identifier, nil)
 		opened = "Created"
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "%s session %s of tenant %q.\n", opened, *identifier, *tenant)
+	fmt.Fprintf(c.stdout, "%s session %s of tenant %q.\n", opened, identifier, tenant)
 	fmt.Fprintln(c.stdout, "Type a message; /history shows the stored messages, /quit leaves.")
 
 	ctx, cancel := context.WithCancel(ctx)

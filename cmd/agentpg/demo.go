@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/spf13/cobra"
+
 	"github.com/agentpg/agentpg"
 )
 
@@ -15,10 +17,10 @@ history stored in PostgreSQL. The answers stream in as they arrive. demo first
 migrates the schema, then creates a session with a fresh identifier.`
 
 // clusterHelp describes the throwaway cluster of the demo, for its usage.
-const clusterHelp = `When DATABASE_URL is unset and nothing answers at ` + defaultLocalServer + `, demo starts a
-throwaway cluster with the installed initdb and postgres (as the OS user
-postgres when agentpg runs as root) in a temporary directory, listening on a
-Unix socket there only, and removes it on exit.`
+const clusterHelp = `When neither --database-url nor DATABASE_URL is set and nothing answers at
+` + defaultLocalServer + `, demo starts a throwaway cluster with the installed initdb and
+postgres (as the OS user postgres when agentpg runs as root) in a temporary
+directory, listening on a Unix socket there only, and removes it on exit.`
 
 // The demo's conversation. The last prompt goes to the session loaded again
 // by a new Agent.
@@ -29,21 +31,26 @@ const (
 	demoRecall       = "What is my name?"
 )
 
-// demo runs the demonstration conversation.
-func (c *cli) demo(ctx context.Context, args []string) error {
-	fs := newFlagSet("demo", "[flags]", demoHelp, databaseHelp, clusterHelp, claudeHelp)
-	schema := schemaFlag(fs)
-	tenant := tenantFlag(fs, "demo")
-	model := c.modelFlag(fs)
-	if err := c.parse(fs, args); err != nil {
-		return err
+// demoCmd returns "agentpg demo".
+func (c *cli) demoCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "a three-prompt conversation that survives a reload",
+		Long:  demoHelp + "\n\n" + clusterHelp + "\n\n" + claudeHelp,
 	}
-	if err := c.requireTenant(fs, *tenant); err != nil {
-		return err
-	}
+	model := c.modelFlag(cmd)
+	return c.leaf(cmd, []string{flagDatabaseURL, flagSchema, flagTenant}, func(ctx context.Context) error {
+		tenant, err := c.tenantOr("demo")
+		if err != nil {
+			return err
+		}
+		return c.demo(ctx, tenant, *model)
+	})
+}
 
-	agent, cfg, db, release, err := c.modelAgent(ctx, fs, true,
-		agentpg.Config{Model: *model, Schema: *schema, SystemPrompt: demoSystemPrompt})
+// demo runs the demonstration conversation in a new session of tenant.
+func (c *cli) demo(ctx context.Context, tenant, model string) error {
+	agent, cfg, db, release, err := c.modelAgent(ctx, true, agentpg.Config{Model: model, SystemPrompt: demoSystemPrompt})
 	if err != nil {
 		return err
 	}
@@ -51,14 +58,14 @@ func (c *cli) demo(ctx context.Context, args []string) error {
 	if err := agent.Migrate(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "Migrated schema %q in %s.\n", *schema, db.name)
+	fmt.Fprintf(c.stdout, "Migrated schema %q in %s.\n", c.schema, db.name)
 
 	identifier := newIdentifier("demo")
-	session, err := agent.NewSession(ctx, *tenant, identifier, nil)
+	session, err := agent.NewSession(ctx, tenant, identifier, nil)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "Created session %s (id %s) of tenant %q.\n\n", identifier, session.ID, *tenant)
+	fmt.Fprintf(c.stdout, "Created session %s (id %s) of tenant %q.\n\n", identifier, session.ID, tenant)
 	for _, prompt := range []string{demoIntroduce, demoQuestion} {
 		if err := c.demoAsk(ctx, session, prompt); err != nil {
 			return err
@@ -70,7 +77,7 @@ func (c *cli) demo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	session, err = agent.LoadSessionByIdentifier(ctx, *tenant, identifier)
+	session, err = agent.LoadSessionByIdentifier(ctx, tenant, identifier)
 	if err != nil {
 		return err
 	}
@@ -93,7 +100,7 @@ func (c *cli) demo(ctx context.Context, args []string) error {
 	fmt.Fprintf(c.stdout, "The session holds %d stored messages.\n", len(msgs))
 	printRuns(c.stdout, runs)
 	if db.cluster == nil {
-		fmt.Fprintf(c.stdout, "\nSee it again with: agentpg sessions show --schema %s --tenant %s --identifier %s\n", *schema, *tenant, identifier)
+		fmt.Fprintf(c.stdout, "\nSee it again with: agentpg sessions show --schema %s --tenant %s --identifier %s\n", c.schema, tenant, identifier)
 	}
 	return nil
 }

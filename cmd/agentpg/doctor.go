@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/spf13/cobra"
 
 	"github.com/agentpg/agentpg/internal/store"
 )
@@ -86,55 +87,87 @@ var doctorChecks = []doctorCheck{
 	{"migrations", true, checkMigrations},
 }
 
-// doctor checks the deployment: a line per check, and an error when one
-// failed.
-func (c *cli) doctor(ctx context.Context, args []string) error {
-	fs := newFlagSet("doctor", "[flags]", doctorHelp, databaseHelp)
-	schema := schemaFlag(fs)
-	if err := c.parse(fs, args); err != nil {
-		return err
+// doctorCmd returns "agentpg doctor".
+func (c *cli) doctorCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "check the deployment: API key, database, TLS, migrations",
+		Long:  doctorHelp,
 	}
-	if err := store.ValidateSchema(*schema); err != nil {
-		return c.usageError(fs, err)
-	}
+	return c.leaf(cmd, []string{flagDatabaseURL, flagSchema, flagJSON}, c.doctor)
+}
 
-	cu := &checkup{getenv: c.getenv, schema: *schema}
+// doctorReport is the outcome of doctor, as --json prints it.
+type doctorReport struct {
+	Checks []checkResult `json:"checks"`
+	// Skipped names the checks that need a connection, when there is none.
+	Skipped  []string `json:"skipped"`
+	Failed   int      `json:"failed"`
+	Warnings int      `json:"warnings"`
+}
+
+// checkResult is the outcome of one check.
+type checkResult struct {
+	Name    string `json:"name"`
+	Status  status `json:"status"`
+	Message string `json:"message"`
+}
+
+// doctor checks the deployment: a line per check, or a JSON report, and an
+// error when a check failed.
+func (c *cli) doctor(ctx context.Context) error {
+	cu := &checkup{getenv: c.getenv, schema: c.schema}
 	cu.dsn, cu.source = c.databaseURL()
 	cu.db, cu.dbErr = c.openDB(ctx, false) // the deployment's database: never a throwaway cluster
 	if cu.db != nil {
 		defer cu.db.close()
 	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	var failed, warned int
-	var skipped []string
+	report := doctorReport{Checks: []checkResult{}, Skipped: []string{}}
 	for _, check := range doctorChecks {
 		if check.needsDB && cu.db == nil {
-			skipped = append(skipped, check.name)
+			report.Skipped = append(report.Skipped, check.name)
 			continue
 		}
 		f := check.run(ctx, cu)
 		text := strings.Join(strings.Fields(f.text), " ") // a line, even for pgx's errors of several
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.status, check.name, text)
+		report.Checks = append(report.Checks, checkResult{check.name, f.status, text})
 		switch f.status {
 		case statusFail:
-			failed++
+			report.Failed++
 		case statusWarn:
-			warned++
+			report.Warnings++
 		}
 	}
-	tw.Flush()
-	if len(skipped) > 0 {
-		fmt.Fprintf(c.stdout, "\nNot checked, for want of a connection: %s.\n", strings.Join(skipped, ", "))
-	}
-	if failed > 0 {
-		return fmt.Errorf("%s failed", count(failed, "check"))
-	}
-	if warned > 0 {
-		fmt.Fprintf(c.stdout, "\nNo check failed; %s.\n", count(warned, "warning"))
+	if c.json {
+		if err := writeJSON(c.stdout, report); err != nil {
+			return err
+		}
 	} else {
-		fmt.Fprintln(c.stdout, "\nAll checks passed.")
+		c.printReport(report)
+	}
+	if report.Failed > 0 {
+		return fmt.Errorf("%s failed", count(report.Failed, "check"))
 	}
 	return nil
+}
+
+// printReport prints the report of doctor for people.
+func (c *cli) printReport(report doctorReport) {
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	for _, r := range report.Checks {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Status, r.Name, r.Message)
+	}
+	tw.Flush()
+	if len(report.Skipped) > 0 {
+		fmt.Fprintf(c.stdout, "\nNot checked, for want of a connection: %s.\n", strings.Join(report.Skipped, ", "))
+	}
+	switch {
+	case report.Failed > 0:
+	case report.Warnings > 0:
+		fmt.Fprintf(c.stdout, "\nNo check failed; %s.\n", count(report.Warnings, "warning"))
+	default:
+		fmt.Fprintln(c.stdout, "\nAll checks passed.")
+	}
 }
 
 // count returns "1 check", "2 checks" and so on.
@@ -281,6 +314,8 @@ func checkPassword(_ context.Context, cu *checkup) finding {
 	switch {
 	case cu.source == "":
 		return okf("the default URL holds no password")
+	case hasPassword(cu.dsn) && cu.source == "--"+flagDatabaseURL:
+		return warnf("%s holds a password, which any user can read in the process list: keep credentials in a secret manager or PGPASSFILE", cu.source)
 	case hasPassword(cu.dsn):
 		return warnf("%s holds a password: keep credentials in a secret manager or PGPASSFILE", cu.source)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net/url"
 	"strings"
 	"testing"
@@ -143,6 +144,13 @@ func TestDoctorPasswordInURL(t *testing.T) {
 	wantCheck(t, res.stdout, "database", statusOK, "connected to postgres://")
 	wantCheck(t, res.stdout, "password", statusWarn, "DATABASE_URL holds a password", "secret manager or PGPASSFILE")
 	wantHidden(t, res, password)
+
+	// On the command line, a password is worse: any user can read it.
+	res = invocation{env: map[string]string{"DATABASE_URL": ""}}.run(t, "doctor", "--schema", schema, "--database-url", dsn)
+	wantCode(t, res, 0)
+	wantCheck(t, res.stdout, "database URL", statusOK, "from --database-url")
+	wantCheck(t, res.stdout, "password", statusWarn, "--database-url holds a password", "process list", "secret manager or PGPASSFILE")
+	wantHidden(t, res, password)
 }
 
 func TestDoctorUnreachable(t *testing.T) {
@@ -185,13 +193,37 @@ func TestDoctorCommandLine(t *testing.T) {
 
 	res = agentpgCLI(t, "doctor", "--help")
 	wantCode(t, res, 0)
-	wantContains(t, "stdout", res.stdout, "Usage: agentpg doctor", "ok, warn or fail", "-schema", "DATABASE_URL", "ANTHROPIC_API_KEY")
+	wantContains(t, "stdout", res.stdout, "Usage: agentpg doctor", "ok, warn or fail", "--schema", "DATABASE_URL", "ANTHROPIC_API_KEY")
 
-	for _, args := range [][]string{{"doctor", "--schema", "Not-Valid"}, {"doctor", "now"}} {
+	for _, args := range [][]string{{"doctor", "--schema", "Not-Valid"}, {"doctor", "now"}, {"doctor", "--tenant", "t"}} {
 		res = agentpgCLI(t, args...)
 		wantCode(t, res, 2)
-		wantContains(t, "stderr", res.stderr, "Usage: agentpg doctor")
+		wantContains(t, "stderr", res.stderr, `see "agentpg doctor --help"`)
 	}
+}
+
+func TestDoctorJSON(t *testing.T) {
+	t.Parallel()
+	schema := testSchema(t)
+	res := agentpgCLI(t, "doctor", "--json", "--schema", schema)
+	wantCode(t, res, 1)
+	var got struct {
+		Checks []struct {
+			Name, Status, Message string
+		}
+		Failed, Warnings int
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil {
+		t.Fatalf("doctor --json: %v\n%s", err, res.stdout)
+	}
+	if got.Failed != 1 || len(got.Checks) != 7 {
+		t.Errorf("doctor --json = %+v, want 7 checks, 1 failed", got)
+	}
+	last := got.Checks[len(got.Checks)-1]
+	if last.Name != "migrations" || last.Status != "fail" || !strings.Contains(last.Message, "does not exist") {
+		t.Errorf("last check %+v, want migrations failing", last)
+	}
+	wantContains(t, "stderr", res.stderr, "agentpg: 1 check failed")
 }
 
 func TestSSLMode(t *testing.T) {

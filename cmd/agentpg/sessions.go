@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -14,49 +13,64 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/spf13/cobra"
+
 	"github.com/agentpg/agentpg"
 )
 
-// sessionsCommands are the subcommands of "agentpg sessions".
-var sessionsCommands = []command{
-	{"list", "list a tenant's sessions, most recently active first", (*cli).sessionsList},
-	{"show", "show a session with its messages and runs", (*cli).sessionsShow},
+// sessionsCmd returns "agentpg sessions" and its subcommands.
+func (c *cli) sessionsCmd() *cobra.Command {
+	cmd := c.group(&cobra.Command{
+		Use:   "sessions",
+		Short: "list a tenant's sessions, or show one",
+		Long:  "Inspect the sessions stored in the schema, tenant by tenant.",
+	})
+	cmd.AddCommand(c.sessionsListCmd(), c.sessionsShowCmd())
+	return cmd
 }
 
-// sessions runs the subcommands that inspect sessions.
-func (c *cli) sessions(ctx context.Context, args []string) error {
-	return c.dispatch(ctx, "agentpg sessions", sessionsCommands, args)
+// sessionsListCmd returns "agentpg sessions list".
+func (c *cli) sessionsListCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "list a tenant's sessions, most recently active first",
+		Long:  "List the tenant's sessions, most recently active first.",
+	}
+	limit := cmd.Flags().Int("limit", 20, "list at most `n` sessions")
+	return c.leaf(cmd, []string{flagDatabaseURL, flagSchema, flagTenant}, func(ctx context.Context) error {
+		tenant, err := c.tenantOr("")
+		if err != nil {
+			return err
+		}
+		if err := checkLimit(*limit); err != nil {
+			return err
+		}
+		return c.sessionsList(ctx, tenant, *limit)
+	})
 }
 
-// sessionsList lists a tenant's sessions.
-func (c *cli) sessionsList(ctx context.Context, args []string) error {
-	fs := newFlagSet("sessions list", "--tenant <id> [flags]",
-		"List the tenant's sessions, most recently active first.", databaseHelp)
-	schema := schemaFlag(fs)
-	tenant := tenantFlag(fs, "")
-	limit := fs.Int("limit", 20, "list at most `n` sessions")
-	if err := c.parse(fs, args); err != nil {
-		return err
+// checkLimit checks the value of a --limit flag.
+func checkLimit(limit int) error {
+	if limit < 1 || limit > agentpg.MaxPageSize {
+		return usageErrorf("--limit must be from 1 to %d, not %d", agentpg.MaxPageSize, limit)
 	}
-	if err := c.requireTenant(fs, *tenant); err != nil {
-		return err
-	}
-	if *limit < 1 {
-		return c.usageError(fs, fmt.Errorf("--limit must be at least 1, got %d", *limit))
-	}
+	return nil
+}
 
-	agent, db, err := c.storageAgent(ctx, fs, *schema)
+// sessionsList lists the tenant's sessions.
+func (c *cli) sessionsList(ctx context.Context, tenant string, limit int) error {
+	agent, db, err := c.storageAgent(ctx)
 	if err != nil {
 		return err
 	}
 	defer db.close()
-	page, err := agent.ListSessions(ctx, *tenant, agentpg.ListOptions{Limit: *limit})
-	sessions := page.Items
+	page, err := agent.ListSessions(ctx, tenant, agentpg.ListOptions{Limit: limit})
 	if err != nil {
 		return err
 	}
+	sessions := page.Items
 	if len(sessions) == 0 {
-		fmt.Fprintf(c.stdout, "Tenant %q has no sessions.\n", *tenant)
+		fmt.Fprintf(c.stdout, "Tenant %q has no sessions.\n", tenant)
 		return nil
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
@@ -67,51 +81,57 @@ func (c *cli) sessionsList(ctx context.Context, args []string) error {
 	return tw.Flush()
 }
 
-// sessionsShow shows a session with its messages and runs.
-func (c *cli) sessionsShow(ctx context.Context, args []string) error {
-	fs := newFlagSet("sessions show", "--tenant <id> (--id <id> | --identifier <identifier>) [flags]",
-		"Show a session of the tenant with its messages and runs.", databaseHelp)
-	schema := schemaFlag(fs)
-	tenant := tenantFlag(fs, "")
-	id := fs.String("id", "", "the session's `id`")
-	identifier := fs.String("identifier", "", "the session's `identifier`")
-	if err := c.parse(fs, args); err != nil {
-		return err
+// sessionsShowCmd returns "agentpg sessions show".
+func (c *cli) sessionsShowCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "show (--id <id> | --identifier <identifier>)",
+		Short: "show a session with its messages and runs",
+		Long:  "Show a session of the tenant with its messages and runs.",
 	}
-	if err := c.requireTenant(fs, *tenant); err != nil {
-		return err
-	}
-	if (*id == "") == (*identifier == "") {
-		return c.usageError(fs, errors.New("give one of --id and --identifier"))
-	}
+	id := cmd.Flags().String("id", "", "the session's `id`")
+	identifier := cmd.Flags().String("identifier", "", "the session's `identifier`")
+	return c.leaf(cmd, []string{flagDatabaseURL, flagSchema, flagTenant}, func(ctx context.Context) error {
+		tenant, err := c.tenantOr("")
+		if err != nil {
+			return err
+		}
+		if (*id == "") == (*identifier == "") {
+			return usageErrorf("give one of --id and --identifier")
+		}
+		return c.sessionsShow(ctx, tenant, *id, *identifier)
+	})
+}
 
-	agent, db, err := c.storageAgent(ctx, fs, *schema)
+// sessionsShow shows the tenant's session with id, or else identifier,
+// with its messages and runs.
+func (c *cli) sessionsShow(ctx context.Context, tenant, id, identifier string) error {
+	agent, db, err := c.storageAgent(ctx)
 	if err != nil {
 		return err
 	}
 	defer db.close()
 	var session *agentpg.Session
-	if *id != "" {
-		session, err = agent.LoadSession(ctx, *tenant, *id)
+	if id != "" {
+		session, err = agent.LoadSession(ctx, tenant, id)
 	} else {
-		session, err = agent.LoadSessionByIdentifier(ctx, *tenant, *identifier)
+		session, err = agent.LoadSessionByIdentifier(ctx, tenant, identifier)
 	}
 	if errors.Is(err, agentpg.ErrSessionNotFound) {
-		return fmt.Errorf("tenant %q has no session %s", *tenant, cmp.Or(*id, *identifier))
+		return fmt.Errorf("tenant %q has no session %s", tenant, cmp.Or(id, identifier))
 	}
 	if err != nil {
 		return err
 	}
 	msgsPage, err := session.Messages(ctx, agentpg.ListOptions{Limit: agentpg.MaxPageSize})
+	if err != nil {
+		return err
+	}
 	msgs := msgsPage.Items
-	if err != nil {
-		return err
-	}
 	runsPage, err := session.Runs(ctx, agentpg.ListOptions{Limit: agentpg.MaxPageSize})
-	runs := runsPage.Items
 	if err != nil {
 		return err
 	}
+	runs := runsPage.Items
 
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "Session\t%s\nID\t%s\nTenant\t%s\nCreated\t%s\n",
@@ -128,19 +148,6 @@ func (c *cli) sessionsShow(ctx context.Context, args []string) error {
 	printMessages(c.stdout, msgs, runs)
 	fmt.Fprintln(c.stdout)
 	printRuns(c.stdout, runs)
-	return nil
-}
-
-// tenantFlag defines the --tenant flag.
-func tenantFlag(fs *flag.FlagSet, value string) *string {
-	return fs.String("tenant", value, "`id` of the tenant owning the sessions")
-}
-
-// requireTenant rejects a blank --tenant.
-func (c *cli) requireTenant(fs *flag.FlagSet, tenant string) error {
-	if strings.TrimSpace(tenant) == "" {
-		return c.usageError(fs, errors.New("--tenant is required"))
-	}
 	return nil
 }
 

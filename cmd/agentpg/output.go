@@ -1,0 +1,17 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+)
+
+// writeJSON writes v to w as indented JSON, for --json.
+func writeJSON(w io.Writer, v any) error {
+	out, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding the output: %w", err)
+	}
+	_, err = w.Write(append(out, '\n'))
+	return err
+}
