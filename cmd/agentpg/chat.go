@@ -61,7 +61,7 @@ func (c *cli) chat(ctx context.Context, tenant, identifier, model string) error 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "%s session %s of tenant %q.\n", opened, identifier, tenant)
+	fmt.Fprintf(c.stdout, "%s session %s of tenant %s.\n", opened, escapeLine(identifier), quote(tenant))
 	fmt.Fprintln(c.stdout, "Type a message; /history shows the stored messages, /quit leaves.")
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -92,7 +92,7 @@ func (c *cli) chat(ctx context.Context, tenant, identifier, model string) error 
 				return err
 			}
 		case strings.HasPrefix(line, "/"):
-			fmt.Fprintf(c.stderr, "unknown command %s: try /history or /quit\n", line)
+			fmt.Fprintf(c.stderr, "unknown command %s: try /history or /quit\n", escapeLine(line))
 		default:
 			// A failed run is stored as such and leaves the session
 			// usable: say why and go on, unless agentpg is stopping.
@@ -106,14 +106,14 @@ func (c *cli) chat(ctx context.Context, tenant, identifier, model string) error 
 	}
 }
 
-// ask runs prompt in the session, writing the answer's text to w as it
-// streams in.
+// ask runs prompt in the session, writing the answer's text to w, escaped,
+// as it streams in.
 func ask(ctx context.Context, w io.Writer, session *agentpg.Session, prompt string) error {
 	fmt.Fprint(w, "agent: ")
 	_, err := session.RunWithOptions(ctx, prompt, agentpg.RunOptions{
 		OnEvent: func(e agentpg.Event) {
 			if e.Kind == agentpg.EventText {
-				io.WriteString(w, e.Text)
+				io.WriteString(w, escapeText(e.Text))
 			}
 		},
 	})

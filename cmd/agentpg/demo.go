@@ -65,7 +65,7 @@ func (c *cli) demo(ctx context.Context, tenant, model string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "Created session %s (id %s) of tenant %q.\n\n", identifier, session.ID, tenant)
+	fmt.Fprintf(c.stdout, "Created session %s (id %s) of tenant %s.\n\n", identifier, session.ID, quote(tenant))
 	for _, prompt := range []string{demoIntroduce, demoQuestion} {
 		if err := c.demoAsk(ctx, session, prompt); err != nil {
 			return err
@@ -100,7 +100,7 @@ func (c *cli) demo(ctx context.Context, tenant, model string) error {
 	fmt.Fprintf(c.stdout, "The session holds %d stored messages.\n", len(msgs))
 	printRuns(c.stdout, runs)
 	if db.cluster == nil {
-		fmt.Fprintf(c.stdout, "\nSee it again with: agentpg sessions show --schema %s --tenant %s --identifier %s\n", c.schema, tenant, identifier)
+		fmt.Fprintf(c.stdout, "\nSee it again with: agentpg sessions show --schema %s --tenant %s --identifier %s\n", c.schema, escapeLine(tenant), identifier)
 	}
 	return nil
 }

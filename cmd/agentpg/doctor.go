@@ -155,7 +155,7 @@ func (c *cli) doctor(ctx context.Context) error {
 func (c *cli) printReport(report doctorReport) {
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	for _, r := range report.Checks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Status, r.Name, r.Message)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Status, r.Name, escapeLine(r.Message)) // it may quote the server
 	}
 	tw.Flush()
 	if len(report.Skipped) > 0 {

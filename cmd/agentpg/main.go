@@ -100,7 +100,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	case err == nil:
 		return 0
 	case !c.started || errors.As(err, &usage):
-		fmt.Fprintf(c.stderr, "agentpg: %s; see \"%s --help\"\n", usageMessage(err), cmd.CommandPath())
+		fmt.Fprintf(c.stderr, "agentpg: %s; see \"%s --help\"\n", escapeLine(usageMessage(err)), cmd.CommandPath())
 		return 2
 	case ctx.Err() != nil:
 		fmt.Fprintln(c.stderr, "agentpg: interrupted")
@@ -113,9 +113,10 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	return 1
 }
 
-// printError reports err on stderr as "agentpg: " and its message.
+// printError reports err on stderr as "agentpg: " and its message,
+// escaped: it may quote the database or the model.
 func (c *cli) printError(err error) {
-	fmt.Fprintf(c.stderr, "agentpg: %s\n", message(err))
+	fmt.Fprintf(c.stderr, "agentpg: %s\n", escapeText(message(err)))
 }
 
 // message returns the message of err without the prefix "agentpg: " of

@@ -70,13 +70,13 @@ func (c *cli) sessionsList(ctx context.Context, tenant string, limit int) error 
 	}
 	sessions := page.Items
 	if len(sessions) == 0 {
-		fmt.Fprintf(c.stdout, "Tenant %q has no sessions.\n", tenant)
+		fmt.Fprintf(c.stdout, "Tenant %s has no sessions.\n", quote(tenant))
 		return nil
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "IDENTIFIER\tID\tCREATED")
 	for _, s := range sessions {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Identifier, s.ID, formatTime(s.CreatedAt))
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", escapeLine(s.Identifier), escapeLine(s.ID), formatTime(s.CreatedAt))
 	}
 	return tw.Flush()
 }
@@ -135,13 +135,13 @@ func (c *cli) sessionsShow(ctx context.Context, tenant, id, identifier string) e
 
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "Session\t%s\nID\t%s\nTenant\t%s\nCreated\t%s\n",
-		session.Identifier, session.ID, session.TenantID, formatTime(session.CreatedAt))
+		escapeLine(session.Identifier), escapeLine(session.ID), escapeLine(session.TenantID), formatTime(session.CreatedAt))
 	if session.ParentID != "" {
-		fmt.Fprintf(tw, "Parent\t%s\n", session.ParentID)
+		fmt.Fprintf(tw, "Parent\t%s\n", escapeLine(session.ParentID))
 	}
 	if len(session.Metadata) > 0 {
 		metadata, _ := json.Marshal(session.Metadata) // it was decoded from JSON
-		fmt.Fprintf(tw, "Metadata\t%s\n", metadata)
+		fmt.Fprintf(tw, "Metadata\t%s\n", escapeJSON(metadata))
 	}
 	tw.Flush()
 	fmt.Fprintln(c.stdout)
@@ -167,7 +167,7 @@ func printMessages(w io.Writer, msgs []agentpg.Message, runs []agentpg.RunInfo) 
 	fmt.Fprintf(w, "Messages (%d):\n", len(msgs))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, m := range msgs {
-		text := cmp.Or(excerpt(m.Text(), 100), "(no text)")
+		text := cmp.Or(escapeLine(excerpt(m.Text(), 100)), "(no text)")
 		if failed[m.RunID] {
 			text += "  [failed run: not sent to the model]"
 		}
@@ -187,8 +187,8 @@ func printRuns(w io.Writer, runs []agentpg.RunInfo) {
 	for _, r := range runs {
 		u := r.Usage
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n",
-			formatTime(r.StartedAt), r.Status, cmp.Or(r.StopReason, "-"), r.Iterations,
-			u.InputTokens, u.OutputTokens, u.CacheReadInputTokens, u.CacheCreationInputTokens, excerpt(r.Error, 80))
+			formatTime(r.StartedAt), escapeLine(r.Status), escapeLine(cmp.Or(r.StopReason, "-")), r.Iterations,
+			u.InputTokens, u.OutputTokens, u.CacheReadInputTokens, u.CacheCreationInputTokens, escapeLine(excerpt(r.Error, 80)))
 	}
 	tw.Flush()
 }
