@@ -88,7 +88,7 @@ func (c *cli) chat(ctx context.Context, tenant, identifier, model string) error 
 		case line == "/quit":
 			return nil
 		case line == "/history":
-			if err := printHistory(ctx, c.stdout, session); err != nil {
+			if err := c.printHistory(ctx, session); err != nil {
 				return err
 			}
 		case strings.HasPrefix(line, "/"):
@@ -121,19 +121,17 @@ func ask(ctx context.Context, w io.Writer, session *agentpg.Session, prompt stri
 	return err
 }
 
-// printHistory prints the session's stored messages.
-func printHistory(ctx context.Context, w io.Writer, session *agentpg.Session) error {
-	msgsPage, err := session.Messages(ctx, agentpg.ListOptions{Limit: agentpg.MaxPageSize})
-	msgs := msgsPage.Items
+// printHistory prints the first page of the session's stored messages and
+// how to see the next.
+func (c *cli) printHistory(ctx context.Context, session *agentpg.Session) error {
+	t, err := loadTranscript(ctx, session, agentpg.ListOptions{})
 	if err != nil {
 		return err
 	}
-	runsPage, err := session.Runs(ctx, agentpg.ListOptions{Limit: agentpg.MaxPageSize})
-	runs := runsPage.Items
-	if err != nil {
-		return err
+	t.printMessages(c.stdout)
+	if t.Next != "" {
+		fmt.Fprintf(c.stdout, "More messages follow: %s --after %s\n", c.showCommand(session), escapeLine(t.Next))
 	}
-	printMessages(w, msgs, runs)
 	return nil
 }
 

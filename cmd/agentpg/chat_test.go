@@ -19,8 +19,10 @@ func TestChat(t *testing.T) {
 		"Created session s1",
 		`agent: I am a scripted model, so all I can say is that I received "hello" after 0 earlier messages.`,
 		"Messages (2):",
-		"1  user       hello",
-		"2  assistant  I am a scripted model",
+		"  #1 user, ",
+		"\n    hello\n",
+		"  #2 assistant, ",
+		"\n    I am a scripted model",
 	)
 	if strings.Contains(res.stdout, "not read") {
 		t.Errorf("chat went on after /quit:\n%s", res.stdout)
@@ -35,8 +37,9 @@ func TestChat(t *testing.T) {
 		"agent: Nice to meet you, Grace!",
 		"agent: Your name is Grace",
 		"Messages (6):",
-		"1  user       hello",
-		"5  user       What is my name?",
+		"\n    hello\n",
+		"  #5 user, ",
+		"\n    What is my name?\n",
 	)
 
 	res = agentpgCLI(t, "sessions", "show", "--schema", schema, "--tenant", "acme", "--identifier", "s1")

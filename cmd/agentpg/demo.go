@@ -86,21 +86,14 @@ func (c *cli) demo(ctx context.Context, tenant, model string) error {
 		return err
 	}
 
-	msgsPage, err := session.Messages(ctx, agentpg.ListOptions{Limit: agentpg.MaxPageSize})
-
-	msgs := msgsPage.Items
+	t, err := loadTranscript(ctx, session, agentpg.ListOptions{})
 	if err != nil {
 		return err
 	}
-	runsPage, err := session.Runs(ctx, agentpg.ListOptions{Limit: agentpg.MaxPageSize})
-	runs := runsPage.Items
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.stdout, "The session holds %d stored messages.\n", len(msgs))
-	printRuns(c.stdout, runs)
+	fmt.Fprintf(c.stdout, "The session holds %d stored messages.\n", len(t.Messages))
+	printRuns(c.stdout, t.Runs)
 	if db.cluster == nil {
-		fmt.Fprintf(c.stdout, "\nSee it again with: agentpg sessions show --schema %s --tenant %s --identifier %s\n", c.schema, escapeLine(tenant), identifier)
+		fmt.Fprintf(c.stdout, "\nSee it again with: %s\n", c.showCommand(session))
 	}
 	return nil
 }

@@ -20,11 +20,6 @@ const hostile = "a\x1b]0;pwned\x07\x1b[2J b\u202etxt.exe c\u2066d\u2069\u0085\x7
 // hostileEscaped is hostile as the command prints it.
 const hostileEscaped = `a\x1b]0;pwned\x07\x1b[2J b\u202etxt.exe c\u2066d\u2069\u0085\x7f\u009b\r`
 
-// hostileStart is the start of hostileEscaped, up to its first white
-// space but for spaces, which the one-line excerpts of messages make
-// spaces.
-const hostileStart = `a\x1b]0;pwned\x07\x1b[2J b\u202etxt.exe c\u2066d\u2069`
-
 // wantNoUnsafe checks that out, which the test names, has no rune that
 // escape would escape, and no invalid UTF-8.
 func wantNoUnsafe(t *testing.T, name, out string, keepLines bool) {
@@ -102,7 +97,7 @@ func TestStoredTextIsEscaped(t *testing.T) {
 	}
 	res := invocation{stdin: "/history\n"}.run(t, "chat", "--schema", schema, "--tenant", "acme", "--session", "evil\u202etxt.exe")
 	wantCode(t, res, 0)
-	wantContains(t, "chat", res.stdout, `evil\u202etxt.exe`, "prompt: "+hostileStart, "answer: "+hostileStart)
+	wantContains(t, "chat", res.stdout, `evil\u202etxt.exe`, "prompt: "+hostileEscaped, "answer: "+hostileEscaped)
 	wantNoUnsafe(t, "chat", res.stdout, true)
 
 	// The library refuses control characters in identifiers; an older
@@ -123,6 +118,23 @@ func TestStoredTextIsEscaped(t *testing.T) {
 
 	res = agentpgCLI(t, "sessions", "show", "--schema", schema, "--tenant", "acme", "--id", session.ID)
 	wantCode(t, res, 0)
-	wantContains(t, "sessions show", res.stdout, `evil\u202etxt.exe\x1b[2J`, "prompt: "+hostileStart, "answer: "+hostileStart)
+	wantContains(t, "sessions show", res.stdout, `evil\u202etxt.exe\x1b[2J`, "prompt: "+hostileEscaped, "answer: "+hostileEscaped,
+		`{"note":"a\u001b]0;pwned\u0007\u001b[2J b\u202etxt.exe`)
 	wantNoUnsafe(t, "sessions show", res.stdout, true)
+
+	for _, args := range [][]string{{"list"}, {"show", "--id", session.ID}} {
+		res = agentpgCLI(t, append([]string{"sessions", "--json", "--schema", schema, "--tenant", "acme"}, args...)...)
+		wantCode(t, res, 0)
+		wantNoUnsafe(t, "sessions --json", res.stdout, true)
+		if !strings.Contains(res.stdout, `"identifier": "evil\u202etxt.exe\u001b[2J"`) {
+			t.Errorf("sessions %s --json does not show the identifier escaped:\n%s", args[0], res.stdout)
+		}
+	}
+	var shown showJSON
+	if err := json.Unmarshal([]byte(res.stdout), &shown); err != nil {
+		t.Fatal(err)
+	}
+	if got := shown.Messages[0].Content[0].Text; got != "prompt: "+hostile {
+		t.Errorf("sessions show --json has the prompt %q, want %q", got, "prompt: "+hostile)
+	}
 }

@@ -11,7 +11,7 @@
 //	demo             a three-prompt conversation that survives a reload
 //	chat             talk in a stored session, line by line from stdin
 //	sessions list    list a tenant's sessions, most recently active first
-//	sessions show    show a session with its messages and runs
+//	sessions show    show a session: a page of its messages, tool calls included, and their runs
 //	doctor           check the deployment: API key, database, TLS, migrations
 //	version          print agentpg's version and the Go version it was built with
 //	completion       generate the completion script of a shell
@@ -24,7 +24,7 @@
 //	                    postgres://root@127.0.0.1:5432/test?sslmode=disable)
 //	--schema name       the schema of AgentPG's tables (default "agentpg")
 //	--tenant id         the tenant, for demo, chat and sessions
-//	--json              machine-readable output, for doctor and version
+//	--json              machine-readable output, for sessions, doctor and version
 //
 // When nothing answers at the default database, demo starts a throwaway
 // cluster of its own. ANTHROPIC_API_KEY lets demo and chat talk to Claude;

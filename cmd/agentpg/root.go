@@ -83,7 +83,7 @@ func (c *cli) rootCmd() *cobra.Command {
 	f.StringVar(&c.dbURL, flagDatabaseURL, "", "PostgreSQL `URL` (default: DATABASE_URL, else "+defaultLocalDSN+")")
 	f.StringVar(&c.schema, flagSchema, defaultSchema, "PostgreSQL `schema` of AgentPG's tables")
 	f.StringVar(&c.tenant, flagTenant, "", "`id` of the tenant (required by sessions; chat: \"default\", demo: \"demo\")")
-	f.BoolVar(&c.json, flagJSON, false, "print JSON, for doctor and version")
+	f.BoolVar(&c.json, flagJSON, false, "print JSON, for sessions, doctor and version")
 
 	root.AddCommand(
 		c.migrateCmd(),
