@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -21,8 +22,16 @@ streams to stdout as it arrives. The session, named by --session, is continued
 if the tenant has it and created otherwise; without --session, chat starts a
 new one. Lines starting with a slash are commands:
 
-  /history  show the session's stored messages
+  /history  show the session's stored messages (the first page of them)
   /quit     leave (as does the end of the input)
+
+A line over the limit of a prompt (1 MiB) is not sent: chat says so and goes on
+with the next, as it does after a turn that failed. The exit status is 0 when
+every turn succeeded, 1 when one failed or was not sent, or chat could not
+start, and 2 for a mistake in the command line.
+
+When another run holds the session, chat says so and waits for it: at most the
+lease TTL (1m) if the process of that run stopped.
 
 chat does not migrate: run "agentpg migrate" first.`
 
@@ -45,9 +54,10 @@ func (c *cli) chatCmd() *cobra.Command {
 }
 
 // chat runs the interactive conversation in the tenant's session named
-// identifier, which it creates if need be.
+// identifier, which it creates if need be. It returns an error if a turn
+// failed.
 func (c *cli) chat(ctx context.Context, tenant, identifier, model string) error {
-	agent, _, _, release, err := c.modelAgent(ctx, false, agentpg.Config{Model: model})
+	agent, cfg, _, release, err := c.modelAgent(ctx, false, agentpg.Config{Model: model})
 	if err != nil {
 		return err
 	}
@@ -66,14 +76,16 @@ func (c *cli) chat(ctx context.Context, tenant, identifier, model string) error 
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends scanLines
-	lines, readErr := scanLines(ctx, c.stdin)
+	maxPrompt := cmp.Or(cfg.MaxPromptBytes, agentpg.DefaultMaxPromptBytes)
+	lines, readErr := scanLines(ctx, c.stdin, maxPrompt)
 	prompt := ""
 	if isTerminal(c.stdin) {
 		prompt = "you: "
 	}
-	for {
+	var turns, failed int
+	for quit := false; !quit; {
 		fmt.Fprint(c.stdout, prompt)
-		var line string
+		var line inputLine
 		var ok bool
 		select {
 		case <-ctx.Done():
@@ -81,44 +93,91 @@ func (c *cli) chat(ctx context.Context, tenant, identifier, model string) error 
 		case line, ok = <-lines:
 		}
 		if !ok {
-			return readErr()
+			if err := readErr(); err != nil {
+				return fmt.Errorf("reading the input: %w", err)
+			}
+			break
 		}
-		switch line = strings.TrimSpace(line); {
-		case line == "":
-		case line == "/quit":
-			return nil
-		case line == "/history":
+		switch text := strings.TrimSpace(line.text); {
+		case line.size > maxPrompt:
+			turns++
+			failed++
+			fmt.Fprintf(c.stderr, "agentpg: line of %d bytes is over the limit of %s; not sent\n", line.size, formatBytes(maxPrompt))
+		case text == "":
+		case text == "/quit":
+			quit = true
+		case text == "/history":
 			if err := c.printHistory(ctx, session); err != nil {
 				return err
 			}
-		case strings.HasPrefix(line, "/"):
-			fmt.Fprintf(c.stderr, "unknown command %s: try /history or /quit\n", escapeLine(line))
+		case strings.HasPrefix(text, "/"):
+			fmt.Fprintf(c.stderr, "unknown command %s: try /history or /quit\n", escapeLine(text))
 		default:
 			// A failed run is stored as such and leaves the session
 			// usable: say why and go on, unless agentpg is stopping.
-			if err := ask(ctx, c.stdout, session, line); err != nil {
+			turns++
+			if err := c.ask(ctx, session, text, leaseTTL(cfg)); err != nil {
 				if ctx.Err() != nil {
 					return err
 				}
-				fmt.Fprintf(c.stderr, "agentpg: %v\n", err)
+				c.printError(err)
+				failed++
 			}
 		}
 	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %s failed", failed, count(turns, "turn"))
+	}
+	return nil
 }
 
-// ask runs prompt in the session, writing the answer's text to w, escaped,
-// as it streams in.
-func ask(ctx context.Context, w io.Writer, session *agentpg.Session, prompt string) error {
-	fmt.Fprint(w, "agent: ")
-	_, err := session.RunWithOptions(ctx, prompt, agentpg.RunOptions{
+// ask runs prompt in the session, writing the answer's text to c.stdout,
+// escaped, as it streams in. It first tries not to wait for the session:
+// when another run holds it, it says so, and that it waits at most
+// leaseTTL for a run whose process stopped, then waits.
+func (c *cli) ask(ctx context.Context, session *agentpg.Session, prompt string, leaseTTL time.Duration) error {
+	answering := false
+	opts := agentpg.RunOptions{
+		NoWait: true,
 		OnEvent: func(e agentpg.Event) {
-			if e.Kind == agentpg.EventText {
-				io.WriteString(w, escapeText(e.Text))
+			if e.Kind != agentpg.EventText {
+				return
 			}
+			if !answering {
+				fmt.Fprint(c.stdout, "agent: ")
+				answering = true
+			}
+			io.WriteString(c.stdout, escapeText(e.Text))
 		},
-	})
-	fmt.Fprintln(w)
+	}
+	_, err := session.RunWithOptions(ctx, prompt, opts)
+	if errors.Is(err, agentpg.ErrSessionBusy) && ctx.Err() == nil {
+		fmt.Fprintf(c.stderr, "Session %s is held by another run: waiting for it to end; a run whose process stopped holds it at most %v (the lease TTL).\n",
+			escapeLine(session.Identifier), leaseTTL)
+		opts.NoWait = false
+		_, err = session.RunWithOptions(ctx, prompt, opts)
+	}
+	if answering {
+		fmt.Fprintln(c.stdout)
+	}
 	return err
+}
+
+// leaseTTL returns the lease TTL of an Agent with cfg.
+func leaseTTL(cfg agentpg.Config) time.Duration {
+	return cmp.Or(cfg.LeaseTTL, agentpg.DefaultLeaseTTL)
+}
+
+// formatBytes formats n bytes for people, in MiB or KiB when it is a whole
+// number of them.
+func formatBytes(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // printHistory prints the first page of the session's stored messages and
@@ -135,26 +194,76 @@ func (c *cli) printHistory(ctx context.Context, session *agentpg.Session) error 
 	return nil
 }
 
+// inputLine is a line of chat's input, without its end (\n or \r\n): its
+// text and size in bytes. A line over the limit of scanLines has its size
+// only.
+type inputLine struct {
+	text string
+	size int
+}
+
 // scanLines reads the lines of r in a goroutine, so that chat waiting for
-// input still notices ctx ending. The channel is closed at the end of the
-// input, or once ctx ends; err then returns the read error, if any.
-func scanLines(ctx context.Context, r io.Reader) (lines <-chan string, err func() error) {
-	ch := make(chan string)
-	var scanErr error
+// input still notices ctx ending; it keeps the text of lines of at most max
+// bytes only. The channel is closed at the end of the input, or once ctx
+// ends; err then returns the read error, if any.
+func scanLines(ctx context.Context, r io.Reader, max int) (lines <-chan inputLine, err func() error) {
+	ch := make(chan inputLine)
+	var readErr error
 	go func() {
 		defer close(ch)
-		sc := bufio.NewScanner(r)
-		sc.Buffer(nil, agentpg.DefaultMaxPromptBytes+1) // room for the longest prompt and its newline
-		for sc.Scan() {
-			select {
-			case ch <- sc.Text():
-			case <-ctx.Done():
+		br := bufio.NewReader(r)
+		for {
+			line, err := readLine(br, max)
+			if err == nil || line.size > 0 {
+				select {
+				case ch <- line:
+				case <-ctx.Done():
+					return
+				}
+			}
+			if err != nil {
+				if err != io.EOF {
+					readErr = err
+				}
 				return
 			}
 		}
-		scanErr = sc.Err()
 	}()
-	return ch, func() error { return scanErr }
+	return ch, func() error { return readErr }
+}
+
+// readLine reads the next line of br, keeping its text if it has at most
+// max bytes. At the end of the input, it returns the last line, if it does
+// not end with a newline, with io.EOF.
+func readLine(br *bufio.Reader, max int) (inputLine, error) {
+	var kept []byte
+	var size int
+	var last [2]byte // the line's last two bytes
+	for {
+		chunk, err := br.ReadSlice('\n')
+		size += len(chunk)
+		if room := max + 2 - len(kept); room > 0 { // the line and its end
+			kept = append(kept, chunk[:min(room, len(chunk))]...)
+		}
+		if n := len(chunk); n >= 2 {
+			last = [2]byte{chunk[n-2], chunk[n-1]}
+		} else if n == 1 {
+			last = [2]byte{last[1], chunk[0]}
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if size > 0 && last[1] == '\n' {
+			size--
+			if size > 0 && last[0] == '\r' {
+				size--
+			}
+		}
+		if size > max {
+			return inputLine{size: size}, err
+		}
+		return inputLine{string(kept[:size]), size}, err
+	}
 }
 
 // isTerminal reports whether r is a terminal, where chat shows a prompt.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -67,7 +68,7 @@ func (c *cli) demo(ctx context.Context, tenant, model string) error {
 	}
 	fmt.Fprintf(c.stdout, "Created session %s (id %s) of tenant %s.\n\n", identifier, session.ID, quote(tenant))
 	for _, prompt := range []string{demoIntroduce, demoQuestion} {
-		if err := c.demoAsk(ctx, session, prompt); err != nil {
+		if err := c.demoAsk(ctx, session, prompt, leaseTTL(cfg)); err != nil {
 			return err
 		}
 	}
@@ -82,7 +83,7 @@ func (c *cli) demo(ctx context.Context, tenant, model string) error {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "Loaded session %s again, by identifier, with a new Agent.\n\n", identifier)
-	if err := c.demoAsk(ctx, session, demoRecall); err != nil {
+	if err := c.demoAsk(ctx, session, demoRecall, leaseTTL(cfg)); err != nil {
 		return err
 	}
 
@@ -99,9 +100,9 @@ func (c *cli) demo(ctx context.Context, tenant, model string) error {
 }
 
 // demoAsk shows prompt and runs it in the session, streaming the answer.
-func (c *cli) demoAsk(ctx context.Context, session *agentpg.Session, prompt string) error {
+func (c *cli) demoAsk(ctx context.Context, session *agentpg.Session, prompt string, leaseTTL time.Duration) error {
 	fmt.Fprintf(c.stdout, "you: %s\n", prompt)
-	if err := ask(ctx, c.stdout, session, prompt); err != nil {
+	if err := c.ask(ctx, session, prompt, leaseTTL); err != nil {
 		return err
 	}
 	fmt.Fprintln(c.stdout)
