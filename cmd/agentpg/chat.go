@@ -4,16 +4,19 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/agentpg/agentpg"
+	"github.com/agentpg/agentpg/tool"
 )
 
 // chatHelp describes chat, for its usage.
@@ -31,7 +34,9 @@ every turn succeeded, 1 when one failed or was not sent, or chat could not
 start, and 2 for a mistake in the command line.
 
 When another run holds the session, chat says so and waits for it: at most the
-lease TTL (1m) if the process of that run stopped.
+lease TTL (1m) if the process of that run stopped. A session whose runs called
+tools that chat cannot run (those of the application that made it) can be
+continued: chat offers those tools to the model as unavailable.
 
 chat does not migrate: run "agentpg migrate" first.`
 
@@ -69,6 +74,9 @@ func (c *cli) chat(ctx context.Context, tenant, identifier, model string) error 
 		opened = "Created"
 	}
 	if err != nil {
+		return err
+	}
+	if err := c.offerUsedTools(ctx, agent, session); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "%s session %s of tenant %s.\n", opened, escapeLine(identifier), quote(tenant))
@@ -178,6 +186,77 @@ func formatBytes(n int) string {
 		return fmt.Sprintf("%d KiB", n>>10)
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// offerUsedTools offers the model, as unavailable, the tools that the
+// session's messages call. The Messages API refuses a conversation with
+// tool_use or tool_result blocks unless the request defines tools, and
+// chat cannot run the tools of the application that made the session.
+func (c *cli) offerUsedTools(ctx context.Context, agent *agentpg.Agent, session *agentpg.Session) error {
+	names, err := toolNames(ctx, session)
+	if err != nil {
+		return err
+	}
+	registry := agent.Executor().Registry()
+	for _, name := range names {
+		if err := registry.Register(unavailableTool(name)); err != nil {
+			return fmt.Errorf("offering the tool %s as unavailable: %w", escapeLine(name), err)
+		}
+	}
+	if len(names) > 0 {
+		fmt.Fprintf(c.stderr, "This session used tools that chat cannot run (%s): they are offered to the model as unavailable.\n",
+			escapeLine(strings.Join(names, ", ")))
+	}
+	return nil
+}
+
+// toolNames returns the names of the tools that the session's messages
+// call, in the order of their first call. It reads the messages a page at
+// a time.
+func toolNames(ctx context.Context, session *agentpg.Session) ([]string, error) {
+	var names []string
+	opts := agentpg.ListOptions{Limit: agentpg.MaxPageSize}
+	for {
+		page, err := session.Messages(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("reading the session's messages: %w", err)
+		}
+		for _, m := range page.Items {
+			for _, b := range m.Content {
+				if b.OfToolUse != nil && !slices.Contains(names, b.OfToolUse.Name) {
+					names = append(names, b.OfToolUse.Name)
+				}
+			}
+		}
+		if page.Next == "" {
+			return names, nil
+		}
+		opts.After = page.Next
+	}
+}
+
+// unavailableTool returns a stand-in for the tool name, which a session
+// used and chat cannot run: it tells the model so, and fails if called.
+func unavailableTool(name string) tool.Tool { return unavailable(name) }
+
+// unavailable is a tool that chat offers by name only.
+type unavailable string
+
+// Name returns the tool's name.
+func (u unavailable) Name() string { return string(u) }
+
+// Description tells the model not to call the tool.
+func (u unavailable) Description() string {
+	return "Not available in this chat: this conversation called " + string(u) +
+		" earlier, but agentpg chat cannot run it. Do not call it; answer without it."
+}
+
+// InputSchema accepts any object.
+func (u unavailable) InputSchema() tool.ToolSchema { return tool.ToolSchema{Type: "object"} }
+
+// Execute fails: the tool is not available.
+func (u unavailable) Execute(context.Context, json.RawMessage) (string, error) {
+	return "", fmt.Errorf("%s is not available in agentpg chat: answer without it", string(u))
 }
 
 // printHistory prints the first page of the session's stored messages and

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +139,40 @@ func TestChatWaitsForLease(t *testing.T) {
 	wantContains(t, "stdout", res.stdout, `received "again"`)
 	if waited := time.Since(start); waited < time.Second {
 		t.Errorf("chat ran after %v, before the lease expired", waited)
+	}
+}
+
+// TestChatAfterTools continues in chat a session whose run called tools,
+// which chat cannot run: the conversation sent holds tool_use and
+// tool_result blocks, which the Messages API accepts only with tools.
+func TestChatAfterTools(t *testing.T) {
+	t.Parallel()
+	schema := migrated(t)
+	toolSession(t, schema)
+
+	res := invocation{stdin: "My name is Ada\nWhat is my name?\n"}.run(t, "chat", "--schema", schema, "--tenant", "acme", "--session", "tools")
+	wantCode(t, res, 0)
+	wantContains(t, "stdout", res.stdout, "Continuing session tools", "agent: Nice to meet you, Ada!", "agent: Your name is Ada")
+	wantContains(t, "stderr", res.stderr, "This session used tools that chat cannot run (get_weather): they are offered to the model as unavailable.")
+
+	res = agentpgCLI(t, "sessions", "show", "--schema", schema, "--tenant", "acme", "--identifier", "tools")
+	wantCode(t, res, 0)
+	wantContains(t, "sessions show", res.stdout, "Messages (8):", "Runs (3):")
+	if strings.Contains(res.stdout, "failed") {
+		t.Errorf("a run failed:\n%s", res.stdout)
+	}
+}
+
+// TestUnavailableTool checks what the model gets if it calls a tool chat
+// offers as unavailable.
+func TestUnavailableTool(t *testing.T) {
+	t.Parallel()
+	tl := unavailableTool("get_weather")
+	if tl.Name() != "get_weather" || !strings.Contains(tl.Description(), "Not available") {
+		t.Errorf("tool %s: %s", tl.Name(), tl.Description())
+	}
+	out, err := tl.Execute(t.Context(), json.RawMessage(`{"city":"Paris"}`))
+	if err == nil || out != "" || !strings.Contains(err.Error(), "get_weather is not available in agentpg chat") {
+		t.Errorf("Execute = %q, %v", out, err)
 	}
 }
