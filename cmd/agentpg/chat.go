@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -171,21 +172,14 @@ func (c *cli) ask(ctx context.Context, session *agentpg.Session, prompt string, 
 	return err
 }
 
+// newIdentifier returns a fresh session identifier, such as "demo-k3j5x2ab".
+func newIdentifier(prefix string) string {
+	return prefix + "-" + strings.ToLower(rand.Text()[:8])
+}
+
 // leaseTTL returns the lease TTL of an Agent with cfg.
 func leaseTTL(cfg agentpg.Config) time.Duration {
 	return cmp.Or(cfg.LeaseTTL, agentpg.DefaultLeaseTTL)
-}
-
-// formatBytes formats n bytes for people, in MiB or KiB when it is a whole
-// number of them.
-func formatBytes(n int) string {
-	switch {
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%d MiB", n>>20)
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%d KiB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
 }
 
 // offerUsedTools offers the model, as unavailable, the tools that the

@@ -170,14 +170,6 @@ func (c *cli) printReport(report doctorReport) {
 	}
 }
 
-// count returns "1 check", "2 checks" and so on.
-func count(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
-}
-
 // checkAPIKey tells whether ANTHROPIC_API_KEY is set, never showing any of
 // it.
 func checkAPIKey(_ context.Context, cu *checkup) finding {

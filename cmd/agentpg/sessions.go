@@ -3,15 +3,12 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -246,23 +243,4 @@ func (c *cli) sessionsShow(ctx context.Context, tenant, id, identifier string, o
 	printRuns(c.stdout, t.Runs)
 	printNext(c.stdout, "messages", t.Next)
 	return nil
-}
-
-// newIdentifier returns a fresh session identifier, such as "demo-k3j5x2ab".
-func newIdentifier(prefix string) string {
-	return prefix + "-" + strings.ToLower(rand.Text()[:8])
-}
-
-// formatTime formats t for people, in the local time zone.
-func formatTime(t time.Time) string {
-	return t.Local().Format(time.DateTime)
-}
-
-// excerpt returns s on one line, cut to n characters.
-func excerpt(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	return string([]rune(s)[:n-1]) + "…"
 }

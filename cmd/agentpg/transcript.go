@@ -270,15 +270,6 @@ func printBlock(w io.Writer, b blockView) {
 	}
 }
 
-// formatDuration formats d for people: in milliseconds, or microseconds
-// under one.
-func formatDuration(d time.Duration) string {
-	if d < time.Millisecond {
-		return d.Round(time.Microsecond).String()
-	}
-	return d.Round(time.Millisecond).String()
-}
-
 // printShown prints text, cut at maxShownBytes and escaped, each line with
 // indent, and says so if it was cut.
 func printShown(w io.Writer, indent, text string) {
