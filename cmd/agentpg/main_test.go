@@ -174,6 +174,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"migrate", "--schema", "Not-Valid"}, `agentpg: schema "Not-Valid" must match`},
 		{[]string{"sessions", "list", "--tenant", "t", "--schema", "1st"}, `agentpg: schema "1st" must match`},
 		{[]string{"completion", "tcsh"}, `agentpg: unknown command "tcsh"`},
+		{[]string{"help", "launch"}, `agentpg: unknown command "launch"; see "agentpg help --help"`},
+		{[]string{"help", "sessions", "drop"}, `agentpg: unknown command "sessions drop"; see "agentpg help --help"`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()
@@ -217,9 +219,11 @@ func TestCompletion(t *testing.T) {
 		wantContains(t, "completion "+shell, res.stdout, "agentpg")
 	}
 	// The shells ask the command itself for the completions.
-	res := agentpgCLI(t, "__complete", "sessions", "")
-	wantCode(t, res, 0)
-	wantContains(t, "__complete", res.stdout, "list", "show")
+	for _, args := range [][]string{{"sessions", ""}, {"help", "sessions", ""}} {
+		res := agentpgCLI(t, append([]string{"__complete"}, args...)...)
+		wantCode(t, res, 0)
+		wantContains(t, "__complete "+strings.Join(args, " "), res.stdout, "list", "show")
+	}
 }
 
 func TestMigrate(t *testing.T) {

@@ -93,20 +93,45 @@ func (c *cli) rootCmd() *cobra.Command {
 		c.doctorCmd(),
 		c.versionCmd(),
 	)
-	// cobra's help and completion commands, made now to be like the
-	// others.
-	root.InitDefaultHelpCmd()
+	root.SetHelpCommand(helpCmd(root))
+	// cobra's completion command, made now to be a group like the others.
 	root.InitDefaultCompletionCmd()
 	for _, cmd := range root.Commands() {
-		switch cmd.Name() {
-		case "help":
-			cmd.Short = "help about any command"
-		case "completion":
+		if cmd.Name() == "completion" {
 			cmd.Short = "generate the completion script of a shell"
 			c.group(cmd)
 		}
 	}
 	return root
+}
+
+// helpCmd returns "agentpg help", which, unlike cobra's, refuses an
+// unknown command.
+func helpCmd(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "help about any command",
+		Long:  `Show the help of a command, such as "agentpg help sessions show".`,
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(_ *cobra.Command, args []string) error {
+			cmd, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 {
+				return usageErrorf("unknown command %q", strings.Join(args, " "))
+			}
+			return cmd.Help()
+		},
+		ValidArgsFunction: func(_ *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			var names []cobra.Completion
+			if cmd, rest, err := root.Find(args); err == nil && len(rest) == 0 {
+				for _, sub := range cmd.Commands() {
+					if sub.IsAvailableCommand() && strings.HasPrefix(sub.Name(), toComplete) {
+						names = append(names, cobra.CompletionWithDesc(sub.Name(), sub.Short))
+					}
+				}
+			}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+	}
 }
 
 // group completes cmd, a command that only holds subcommands: run without
