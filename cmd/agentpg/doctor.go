@@ -300,8 +300,8 @@ func isLocal(addr net.Addr) bool {
 	return false
 }
 
-// checkPassword tells whether DATABASE_URL holds a password, never showing
-// it.
+// checkPassword tells whether the database URL holds a password, never
+// showing it: a password on the command line is visible to every user.
 func checkPassword(_ context.Context, cu *checkup) finding {
 	switch {
 	case cu.source == "":

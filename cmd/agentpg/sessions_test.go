@@ -290,3 +290,22 @@ func TestSessionsPaging(t *testing.T) {
 		t.Errorf("sessions list --json of a tenant without sessions = %q, want %q", res.stdout, want)
 	}
 }
+
+// TestPrintShown checks that long texts are cut at a rune's start, and
+// escaped.
+func TestPrintShown(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		text, want string
+	}{
+		{"short\nand sweet", "  short\n  and sweet\n"},
+		{strings.Repeat("日", 1000), "  " + strings.Repeat("日", 666) + "\n  [cut: 1998 of 3000 bytes shown; --json shows everything]\n"},
+		{"\xff" + strings.Repeat("日", 1000), `  \xff` + strings.Repeat("日", 666) + "\n  [cut: 1999 of 3001 bytes shown; --json shows everything]\n"},
+	} {
+		var b strings.Builder
+		printShown(&b, "  ", tc.text)
+		if b.String() != tc.want {
+			t.Errorf("printShown(%.20q...) = %.80q..., want %.80q...", tc.text, b.String(), tc.want)
+		}
+	}
+}

@@ -274,11 +274,12 @@ func printBlock(w io.Writer, b blockView) {
 // indent, and says so if it was cut.
 func printShown(w io.Writer, indent, text string) {
 	shown := text
-	if len(shown) > maxShownBytes {
-		shown = shown[:maxShownBytes]
-		for !utf8.ValidString(shown) { // not in the middle of a rune
-			shown = shown[:len(shown)-1]
+	if len(text) > maxShownBytes {
+		cut := maxShownBytes
+		for cut > maxShownBytes-utf8.UTFMax && !utf8.RuneStart(text[cut]) { // not in the middle of a rune
+			cut--
 		}
+		shown = text[:cut]
 	}
 	for line := range strings.Lines(escapeText(shown)) {
 		fmt.Fprintf(w, "%s%s", indent, strings.TrimSuffix(line, "\n")+"\n")
