@@ -2,15 +2,16 @@ package main
 
 import (
 	"cmp"
-	"flag"
 	"fmt"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
+	"github.com/spf13/cobra"
 )
 
 // defaultModel is the Claude model used without --model or ANTHROPIC_MODEL.
-const defaultModel = "claude-sonnet-4-5"
+// (claude-sonnet-4-5 reached its end of life on 2026-11-30.)
+const defaultModel = string(anthropic.ModelClaudeSonnet5_5)
 
 // claudeHelp describes the choice of the model, for the usage of the
 // commands that talk to it.
@@ -18,10 +19,10 @@ const claudeHelp = `ANTHROPIC_API_KEY lets agentpg talk to Claude. Without it, a
 model answers instead, with canned answers derived from the conversation it is
 sent. ANTHROPIC_MODEL sets the default of --model.`
 
-// modelFlag defines the --model flag, whose default is ANTHROPIC_MODEL or
-// defaultModel.
-func (c *cli) modelFlag(fs *flag.FlagSet) *string {
-	return fs.String("model", cmp.Or(c.getenv("ANTHROPIC_MODEL"), defaultModel), "Claude `model`")
+// modelFlag defines the --model flag of cmd, whose default is
+// ANTHROPIC_MODEL or defaultModel.
+func (c *cli) modelFlag(cmd *cobra.Command) *string {
+	return cmd.Flags().String("model", cmp.Or(c.getenv("ANTHROPIC_MODEL"), defaultModel), "Claude `model`")
 }
 
 // openClaude returns a client of Claude when ANTHROPIC_API_KEY is set.

@@ -1,8 +1,8 @@
 package main
 
 import (
+	"cmp"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -17,22 +17,19 @@ import (
 )
 
 const (
-	// defaultLocalServer is where the PostgreSQL used without DATABASE_URL
-	// listens.
+	// defaultLocalServer is where the PostgreSQL used without
+	// --database-url or DATABASE_URL listens.
 	defaultLocalServer = "127.0.0.1:5432"
+	// defaultLocalDSN is the database used without --database-url or
+	// DATABASE_URL: localDSN(defaultLocalServer).
+	defaultLocalDSN = "postgres://root@" + defaultLocalServer + "/test?sslmode=disable"
 	// defaultSchema is AgentPG's default schema.
 	defaultSchema = "agentpg"
 )
 
-// databaseHelp describes the choice of the database, for the commands'
-// usage.
-var databaseHelp = `DATABASE_URL selects the PostgreSQL database, as a URL such as
-postgres://user:password@host:5432/dbname or as key=value settings. Without it,
-agentpg uses the local server with trust authentication:
-` + localDSN(defaultLocalServer)
-
-// localDSN is the database used without DATABASE_URL: the PostgreSQL
-// listening at addr, user root and database test, with trust authentication.
+// localDSN is the database used without --database-url or DATABASE_URL: the
+// PostgreSQL listening at addr, user root and database test, with trust
+// authentication.
 func localDSN(addr string) string {
 	return "postgres://root@" + addr + "/test?sslmode=disable"
 }
@@ -47,15 +44,26 @@ type database struct {
 	stderr  io.Writer
 }
 
-// openDB connects to the database of DATABASE_URL, or else of
-// localDSN(c.localServer). With throwaway, when DATABASE_URL is unset and
-// nothing answers at c.localServer, it starts a throwaway cluster instead,
-// which close stops and removes.
+// databaseURL returns the URL of the database and where it comes from:
+// --database-url, DATABASE_URL, or "" for localDSN(c.localServer), the
+// default.
+func (c *cli) databaseURL() (dsn, source string) {
+	if c.dbURL != "" {
+		return c.dbURL, "--" + flagDatabaseURL
+	}
+	if dsn := c.getenv("DATABASE_URL"); dsn != "" {
+		return dsn, "DATABASE_URL"
+	}
+	return localDSN(c.localServer), ""
+}
+
+// openDB connects to the database of databaseURL. With throwaway, when it
+// is the default and nothing answers at c.localServer, it starts a
+// throwaway cluster instead, which close stops and removes.
 func (c *cli) openDB(ctx context.Context, throwaway bool) (*database, error) {
 	db := &database{stderr: c.stderr}
-	dsn := c.getenv("DATABASE_URL")
-	if dsn == "" {
-		dsn = localDSN(c.localServer)
+	dsn, source := c.databaseURL()
+	if source == "" {
 		if throwaway && !answers(ctx, c.localServer) {
 			cl, err := startCluster(ctx)
 			if err != nil {
@@ -65,7 +73,7 @@ func (c *cli) openDB(ctx context.Context, throwaway bool) (*database, error) {
 			db.cluster, dsn = cl, cl.dsn
 		}
 	}
-	pool, err := connect(ctx, dsn)
+	pool, err := connect(ctx, dsn, cmp.Or(source, "the default database URL"))
 	if err != nil {
 		db.close()
 		return nil, err
@@ -86,13 +94,13 @@ func (db *database) close() {
 	}
 }
 
-// connect opens a pool on dsn and checks that the database answers. Its
-// errors never show a password: it names the database by describeDB, and
-// pgx redacts the DSNs it quotes.
-func connect(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+// connect opens a pool on dsn, which source names, and checks that the
+// database answers. Its errors never show a password: it names the database
+// by describeDB, and pgx redacts the DSNs it quotes.
+func connect(ctx context.Context, dsn, source string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
@@ -122,7 +130,10 @@ func describeDB(cfg *pgxpool.Config) string {
 func schemaExists(ctx context.Context, pool *pgxpool.Pool, schema string) (bool, error) {
 	var exists bool
 	err := pool.QueryRow(ctx, `SELECT to_regnamespace($1) IS NOT NULL`, schema).Scan(&exists)
-	return exists, err
+	if err != nil {
+		return false, fmt.Errorf("looking for schema %q: %w", schema, err)
+	}
+	return exists, nil
 }
 
 // answers reports whether anything accepts TCP connections at addr.
@@ -144,26 +155,27 @@ func storageConfig(db *database, schema string) agentpg.Config {
 	return agentpg.Config{DB: db.pool, Client: &client, Model: defaultModel, Schema: schema}
 }
 
-// storageAgent opens the database and an Agent over it for the commands
-// that only migrate or read storage. The caller closes the database.
-func (c *cli) storageAgent(ctx context.Context, fs *flag.FlagSet, schema string) (*agentpg.Agent, *database, error) {
+// storageAgent opens the database and an Agent over it, in --schema, for
+// the commands that only migrate or read storage. The caller closes the
+// database.
+func (c *cli) storageAgent(ctx context.Context) (*agentpg.Agent, *database, error) {
 	db, err := c.openDB(ctx, false)
 	if err != nil {
 		return nil, nil, err
 	}
-	agent, err := agentpg.New(storageConfig(db, schema))
+	agent, err := agentpg.New(storageConfig(db, c.schema))
 	if err != nil {
 		db.close()
-		return nil, nil, c.usageError(fs, err) // the configuration comes from the flags
+		return nil, nil, &usageError{err} // the configuration comes from the flags
 	}
 	return agent, db, nil
 }
 
 // modelAgent opens the database (with throwaway, starting a throwaway
 // cluster where no server answers), the model client, and an Agent with
-// cfg over both. It returns the Config it completed, for more Agents, and a
-// func that releases everything.
-func (c *cli) modelAgent(ctx context.Context, fs *flag.FlagSet, throwaway bool, cfg agentpg.Config) (*agentpg.Agent, agentpg.Config, *database, func(), error) {
+// cfg over both, in --schema. It returns the Config it completed, for more
+// Agents, and a func that releases everything.
+func (c *cli) modelAgent(ctx context.Context, throwaway bool, cfg agentpg.Config) (*agentpg.Agent, agentpg.Config, *database, func(), error) {
 	db, err := c.openDB(ctx, throwaway)
 	if err != nil {
 		return nil, cfg, nil, nil, err
@@ -174,11 +186,11 @@ func (c *cli) modelAgent(ctx context.Context, fs *flag.FlagSet, throwaway bool, 
 		return nil, cfg, nil, nil, err
 	}
 	release := func() { stopClient(); db.close() }
-	cfg.DB, cfg.Client = db.pool, client
+	cfg.DB, cfg.Client, cfg.Schema = db.pool, client, c.schema
 	agent, err := agentpg.New(cfg)
 	if err != nil {
 		release()
-		return nil, cfg, nil, nil, c.usageError(fs, err) // the configuration comes from the flags
+		return nil, cfg, nil, nil, &usageError{err} // the configuration comes from the flags
 	}
 	return agent, cfg, db, release, nil
 }

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/agentpg/agentpg"
 )
@@ -15,10 +18,10 @@ history stored in PostgreSQL. The answers stream in as they arrive. demo first
 migrates the schema, then creates a session with a fresh identifier.`
 
 // clusterHelp describes the throwaway cluster of the demo, for its usage.
-const clusterHelp = `When DATABASE_URL is unset and nothing answers at ` + defaultLocalServer + `, demo starts a
-throwaway cluster with the installed initdb and postgres (as the OS user
-postgres when agentpg runs as root) in a temporary directory, listening on a
-Unix socket there only, and removes it on exit.`
+const clusterHelp = `When neither --database-url nor DATABASE_URL is set and nothing answers at
+` + defaultLocalServer + `, demo starts a throwaway cluster with the installed initdb and
+postgres (as the OS user postgres when agentpg runs as root) in a temporary
+directory, listening on a Unix socket there only, and removes it on exit.`
 
 // The demo's conversation. The last prompt goes to the session loaded again
 // by a new Agent.
@@ -29,21 +32,26 @@ const (
 	demoRecall       = "What is my name?"
 )
 
-// demo runs the demonstration conversation.
-func (c *cli) demo(ctx context.Context, args []string) error {
-	fs := newFlagSet("demo", "[flags]", demoHelp, databaseHelp, clusterHelp, claudeHelp)
-	schema := schemaFlag(fs)
-	tenant := tenantFlag(fs, "demo")
-	model := c.modelFlag(fs)
-	if err := c.parse(fs, args); err != nil {
-		return err
+// demoCmd returns "agentpg demo".
+func (c *cli) demoCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "a three-prompt conversation that survives a reload",
+		Long:  demoHelp + "\n\n" + clusterHelp + "\n\n" + claudeHelp,
 	}
-	if err := c.requireTenant(fs, *tenant); err != nil {
-		return err
-	}
+	model := c.modelFlag(cmd)
+	return c.leaf(cmd, []string{flagDatabaseURL, flagSchema, flagTenant}, func(ctx context.Context) error {
+		tenant, err := c.tenantOr("demo")
+		if err != nil {
+			return err
+		}
+		return c.demo(ctx, tenant, *model)
+	})
+}
 
-	agent, cfg, db, release, err := c.modelAgent(ctx, fs, true,
-		agentpg.Config{Model: *model, Schema: *schema, SystemPrompt: demoSystemPrompt})
+// demo runs the demonstration conversation in a new session of tenant.
+func (c *cli) demo(ctx context.Context, tenant, model string) error {
+	agent, cfg, db, release, err := c.modelAgent(ctx, true, agentpg.Config{Model: model, SystemPrompt: demoSystemPrompt})
 	if err != nil {
 		return err
 	}
@@ -51,16 +59,16 @@ func (c *cli) demo(ctx context.Context, args []string) error {
 	if err := agent.Migrate(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "Migrated schema %q in %s.\n", *schema, db.name)
+	fmt.Fprintf(c.stdout, "Migrated schema %q in %s.\n", c.schema, db.name)
 
 	identifier := newIdentifier("demo")
-	session, err := agent.NewSession(ctx, *tenant, identifier, nil)
+	session, err := agent.NewSession(ctx, tenant, identifier, nil)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "Created session %s (id %s) of tenant %q.\n\n", identifier, session.ID, *tenant)
+	fmt.Fprintf(c.stdout, "Created session %s (id %s) of tenant %s.\n\n", identifier, session.ID, quote(tenant))
 	for _, prompt := range []string{demoIntroduce, demoQuestion} {
-		if err := c.demoAsk(ctx, session, prompt); err != nil {
+		if err := c.demoAsk(ctx, session, prompt, leaseTTL(cfg)); err != nil {
 			return err
 		}
 	}
@@ -70,38 +78,31 @@ func (c *cli) demo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	session, err = agent.LoadSessionByIdentifier(ctx, *tenant, identifier)
+	session, err = agent.LoadSessionByIdentifier(ctx, tenant, identifier)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "Loaded session %s again, by identifier, with a new Agent.\n\n", identifier)
-	if err := c.demoAsk(ctx, session, demoRecall); err != nil {
+	if err := c.demoAsk(ctx, session, demoRecall, leaseTTL(cfg)); err != nil {
 		return err
 	}
 
-	msgsPage, err := session.Messages(ctx, agentpg.ListOptions{Limit: agentpg.MaxPageSize})
-
-	msgs := msgsPage.Items
+	t, err := loadTranscript(ctx, session, agentpg.ListOptions{})
 	if err != nil {
 		return err
 	}
-	runsPage, err := session.Runs(ctx, agentpg.ListOptions{Limit: agentpg.MaxPageSize})
-	runs := runsPage.Items
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.stdout, "The session holds %d stored messages.\n", len(msgs))
-	printRuns(c.stdout, runs)
+	fmt.Fprintf(c.stdout, "The session holds %d stored messages.\n", len(t.Messages))
+	printRuns(c.stdout, t.Runs)
 	if db.cluster == nil {
-		fmt.Fprintf(c.stdout, "\nSee it again with: agentpg sessions show --schema %s --tenant %s --identifier %s\n", *schema, *tenant, identifier)
+		fmt.Fprintf(c.stdout, "\nSee it again with: %s\n", c.showCommand(session))
 	}
 	return nil
 }
 
 // demoAsk shows prompt and runs it in the session, streaming the answer.
-func (c *cli) demoAsk(ctx context.Context, session *agentpg.Session, prompt string) error {
+func (c *cli) demoAsk(ctx context.Context, session *agentpg.Session, prompt string, leaseTTL time.Duration) error {
 	fmt.Fprintf(c.stdout, "you: %s\n", prompt)
-	if err := ask(ctx, c.stdout, session, prompt); err != nil {
+	if err := c.ask(ctx, session, prompt, leaseTTL); err != nil {
 		return err
 	}
 	fmt.Fprintln(c.stdout)

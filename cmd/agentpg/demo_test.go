@@ -39,8 +39,10 @@ func TestDemo(t *testing.T) {
 		wantContains(t, "sessions show", res.stdout,
 			identifier, id, "acme",
 			"Messages (6):",
-			"1  user       Hi! My name is Ada. Please remember it.",
-			"assistant  Your name is Ada",
+			"  #1 user, ",
+			"\n    Hi! My name is Ada. Please remember it.\n",
+			"  #6 assistant, ",
+			"\n    Your name is Ada",
 			"Runs (3):",
 		)
 	}

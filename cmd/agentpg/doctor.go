@@ -11,17 +11,26 @@ import (
 	"text/tabwriter"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/spf13/cobra"
 
 	"github.com/agentpg/agentpg/internal/store"
 )
 
 // doctorHelp describes the checks, for the usage of doctor.
 const doctorHelp = `Check the deployment agentpg is pointed at, as the Checklist of the security
-guide (docs/security.md) asks: whether ANTHROPIC_API_KEY is set, whether the
-database answers, over TLS, whether DATABASE_URL holds a password, the server's
-version and whether the schema has every migration. Each check prints a line:
-ok, warn or fail, and what to do. The output never shows the API key or the
-password. The exit status is 0 when no check failed, 1 otherwise.`
+guide (docs/security.md) asks: whether ANTHROPIC_API_KEY is set, where the
+database's URL comes from (a warning when DATABASE_URL is unset and the local
+default is used), whether the database answers, over TLS, whether the URL holds
+a password, the server's version and whether the schema has every migration.
+
+TLS is judged by sslmode: disable, allow and prefer warn (they fall back to
+plaintext silently and never verify the server), require warns for a remote
+server (it encrypts but does not verify the server), verify-ca and verify-full
+verify it; the guide asks for verify-full.
+
+Each check prints a line: ok, warn or fail, and what to do. The output never
+shows the API key or the password. The exit status is 0 when no check failed,
+1 otherwise.`
 
 // status is the outcome of a check.
 type status string
@@ -50,7 +59,10 @@ func failf(format string, args ...any) finding {
 // checkup is what the checks look at.
 type checkup struct {
 	getenv func(string) string
-	schema string
+	// dsn is the database's URL; source says where it comes from, as
+	// databaseURL does.
+	dsn, source string
+	schema      string
 	// db is the database, or nil when connecting failed with dbErr.
 	db    *database
 	dbErr error
@@ -67,6 +79,7 @@ type doctorCheck struct {
 // doctorChecks are the checks of doctor, in the order they print.
 var doctorChecks = []doctorCheck{
 	{"API key", false, checkAPIKey},
+	{"database URL", false, checkDatabaseURL},
 	{"database", false, checkDatabase},
 	{"TLS", true, checkTLS},
 	{"password", false, checkPassword},
@@ -74,62 +87,87 @@ var doctorChecks = []doctorCheck{
 	{"migrations", true, checkMigrations},
 }
 
-// doctor checks the deployment: a line per check, and an error when one
-// failed.
-func (c *cli) doctor(ctx context.Context, args []string) error {
-	fs := newFlagSet("doctor", "[flags]", doctorHelp, databaseHelp)
-	schema := schemaFlag(fs)
-	if err := c.parse(fs, args); err != nil {
-		return err
+// doctorCmd returns "agentpg doctor".
+func (c *cli) doctorCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "check the deployment: API key, database, TLS, migrations",
+		Long:  doctorHelp,
 	}
-	if err := store.ValidateSchema(*schema); err != nil {
-		return c.usageError(fs, err)
-	}
+	return c.leaf(cmd, []string{flagDatabaseURL, flagSchema, flagJSON}, c.doctor)
+}
 
-	cu := &checkup{getenv: c.getenv, schema: *schema}
+// doctorReport is the outcome of doctor, as --json prints it.
+type doctorReport struct {
+	Checks []checkResult `json:"checks"`
+	// Skipped names the checks that need a connection, when there is none.
+	Skipped  []string `json:"skipped"`
+	Failed   int      `json:"failed"`
+	Warnings int      `json:"warnings"`
+}
+
+// checkResult is the outcome of one check.
+type checkResult struct {
+	Name    string `json:"name"`
+	Status  status `json:"status"`
+	Message string `json:"message"`
+}
+
+// doctor checks the deployment: a line per check, or a JSON report, and an
+// error when a check failed.
+func (c *cli) doctor(ctx context.Context) error {
+	cu := &checkup{getenv: c.getenv, schema: c.schema}
+	cu.dsn, cu.source = c.databaseURL()
 	cu.db, cu.dbErr = c.openDB(ctx, false) // the deployment's database: never a throwaway cluster
 	if cu.db != nil {
 		defer cu.db.close()
 	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	var failed, warned int
-	var skipped []string
+	report := doctorReport{Checks: []checkResult{}, Skipped: []string{}}
 	for _, check := range doctorChecks {
 		if check.needsDB && cu.db == nil {
-			skipped = append(skipped, check.name)
+			report.Skipped = append(report.Skipped, check.name)
 			continue
 		}
 		f := check.run(ctx, cu)
 		text := strings.Join(strings.Fields(f.text), " ") // a line, even for pgx's errors of several
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", f.status, check.name, text)
+		report.Checks = append(report.Checks, checkResult{check.name, f.status, text})
 		switch f.status {
 		case statusFail:
-			failed++
+			report.Failed++
 		case statusWarn:
-			warned++
+			report.Warnings++
 		}
 	}
-	tw.Flush()
-	if len(skipped) > 0 {
-		fmt.Fprintf(c.stdout, "\nNot checked, for want of a connection: %s.\n", strings.Join(skipped, ", "))
-	}
-	if failed > 0 {
-		return fmt.Errorf("%s failed", count(failed, "check"))
-	}
-	if warned > 0 {
-		fmt.Fprintf(c.stdout, "\nNo check failed; %s.\n", count(warned, "warning"))
+	if c.json {
+		if err := writeJSON(c.stdout, report); err != nil {
+			return err
+		}
 	} else {
-		fmt.Fprintln(c.stdout, "\nAll checks passed.")
+		c.printReport(report)
+	}
+	if report.Failed > 0 {
+		return fmt.Errorf("%s failed", count(report.Failed, "check"))
 	}
 	return nil
 }
 
-// count returns "1 check", "2 checks" and so on.
-func count(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
+// printReport prints the report of doctor for people.
+func (c *cli) printReport(report doctorReport) {
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	for _, r := range report.Checks {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Status, r.Name, escapeLine(r.Message)) // it may quote the server
 	}
-	return fmt.Sprintf("%d %ss", n, noun)
+	tw.Flush()
+	if len(report.Skipped) > 0 {
+		fmt.Fprintf(c.stdout, "\nNot checked, for want of a connection: %s.\n", strings.Join(report.Skipped, ", "))
+	}
+	switch {
+	case report.Failed > 0:
+	case report.Warnings > 0:
+		fmt.Fprintf(c.stdout, "\nNo check failed; %s.\n", count(report.Warnings, "warning"))
+	default:
+		fmt.Fprintln(c.stdout, "\nAll checks passed.")
+	}
 }
 
 // checkAPIKey tells whether ANTHROPIC_API_KEY is set, never showing any of
@@ -145,6 +183,16 @@ func checkAPIKey(_ context.Context, cu *checkup) finding {
 		return warnf("ANTHROPIC_API_KEY is set, from the environment, but does not look like an Anthropic API key")
 	}
 	return okf("ANTHROPIC_API_KEY is set, from the environment")
+}
+
+// checkDatabaseURL tells where the database's URL comes from: a deployment
+// names its database, where the default is the local server of a
+// developer's machine.
+func checkDatabaseURL(_ context.Context, cu *checkup) finding {
+	if cu.source == "" {
+		return warnf("DATABASE_URL is not set: using the default %s, the local server with trust authentication; set DATABASE_URL to the deployment's database", cu.dsn)
+	}
+	return okf("from %s", cu.source)
 }
 
 // checkDatabase tells whether the database answered.
@@ -175,30 +223,34 @@ func checkTLS(ctx context.Context, cu *checkup) finding {
 
 // tlsFinding judges a connection with TLS (ssl) of version or without, to a
 // local server or not, made with sslmode mode ("" when only Unix sockets
-// were configured).
+// were configured). Below require, a setting is a warning even where TLS
+// was used this time: the next connection may silently go without, and no
+// setting below verify-ca verifies the server. A local connection needs no
+// verification, so require is enough there.
 func tlsFinding(ssl bool, version string, local bool, mode string) finding {
 	setting := ""
 	if mode != "" {
-		setting = " (sslmode=" + mode + ")"
+		setting = " (sslmode=" + mode + " " + sslModes[mode] + ")"
 	}
 	switch {
 	case !ssl && local:
 		return warnf("local connection without TLS%s; use sslmode=verify-full for a remote server", setting)
 	case !ssl:
 		return failf("connection without TLS%s: use sslmode=verify-full", setting)
-	case !local && weakSSLModes[mode] != "":
-		return warnf("%s, but sslmode=%s %s: use sslmode=verify-full", version, mode, weakSSLModes[mode])
+	case mode == "allow" || mode == "prefer" || (mode == "require" && !local):
+		return warnf("%s, but sslmode=%s %s: use sslmode=verify-full", version, mode, sslModes[mode])
 	}
 	return okf("%s%s", version, setting)
 }
 
-// weakSSLModes are the sslmode settings that leave a remote connection open
-// to an attacker in the middle, and why.
-var weakSSLModes = map[string]string{
-	"disable": "never uses TLS",
-	"allow":   "falls back to no TLS",
-	"prefer":  "falls back to no TLS",
-	"require": "does not check the server's certificate",
+// sslModes says what each sslmode setting does.
+var sslModes = map[string]string{
+	"disable":     "never encrypts",
+	"allow":       "connects in plaintext unless the server insists on TLS, and does not verify the server",
+	"prefer":      "falls back to plaintext silently and does not verify the server",
+	"require":     "encrypts but does not verify the server's certificate",
+	"verify-ca":   "verifies the server's certificate, not its host name",
+	"verify-full": "verifies the server's certificate and host name",
 }
 
 // sslMode names the sslmode of cfg, read back from the TLS configurations
@@ -248,17 +300,18 @@ func isLocal(addr net.Addr) bool {
 	return false
 }
 
-// checkPassword tells whether DATABASE_URL holds a password, never showing
-// it.
+// checkPassword tells whether the database URL holds a password, never
+// showing it: a password on the command line is visible to every user.
 func checkPassword(_ context.Context, cu *checkup) finding {
-	dsn := cu.getenv("DATABASE_URL")
 	switch {
-	case dsn == "":
-		return okf("DATABASE_URL is not set: the local server, with trust authentication")
-	case hasPassword(dsn):
-		return warnf("DATABASE_URL holds a password: keep credentials in a secret manager or PGPASSFILE")
+	case cu.source == "":
+		return okf("the default URL holds no password")
+	case hasPassword(cu.dsn) && cu.source == "--"+flagDatabaseURL:
+		return warnf("%s holds a password, which any user can read in the process list: keep credentials in a secret manager or PGPASSFILE", cu.source)
+	case hasPassword(cu.dsn):
+		return warnf("%s holds a password: keep credentials in a secret manager or PGPASSFILE", cu.source)
 	}
-	return okf("DATABASE_URL holds no password")
+	return okf("%s holds no password", cu.source)
 }
 
 // hasPassword reports whether dsn, a URL or keyword/value settings, sets a

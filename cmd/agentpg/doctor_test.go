@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net/url"
 	"strings"
 	"testing"
@@ -67,6 +68,7 @@ func TestDoctorMigrated(t *testing.T) {
 	res := invocation{env: map[string]string{"DATABASE_URL": plainDSN(t)}}.run(t, "doctor", "--schema", schema)
 	wantCode(t, res, 0)
 	wantCheck(t, res.stdout, "API key", statusWarn, "ANTHROPIC_API_KEY is not set", "scripted model")
+	wantCheck(t, res.stdout, "database URL", statusOK, "from DATABASE_URL")
 	wantCheck(t, res.stdout, "database", statusOK, "connected to postgres://")
 	wantCheck(t, res.stdout, "TLS", statusWarn, "local connection without TLS", "sslmode=disable")
 	wantCheck(t, res.stdout, "password", statusOK, "DATABASE_URL holds no password")
@@ -142,6 +144,13 @@ func TestDoctorPasswordInURL(t *testing.T) {
 	wantCheck(t, res.stdout, "database", statusOK, "connected to postgres://")
 	wantCheck(t, res.stdout, "password", statusWarn, "DATABASE_URL holds a password", "secret manager or PGPASSFILE")
 	wantHidden(t, res, password)
+
+	// On the command line, a password is worse: any user can read it.
+	res = invocation{env: map[string]string{"DATABASE_URL": ""}}.run(t, "doctor", "--schema", schema, "--database-url", dsn)
+	wantCode(t, res, 0)
+	wantCheck(t, res.stdout, "database URL", statusOK, "from --database-url")
+	wantCheck(t, res.stdout, "password", statusWarn, "--database-url holds a password", "process list", "secret manager or PGPASSFILE")
+	wantHidden(t, res, password)
 }
 
 func TestDoctorUnreachable(t *testing.T) {
@@ -161,6 +170,11 @@ func TestDoctorUnreachable(t *testing.T) {
 			res := tc.inv.run(t, "doctor")
 			wantCode(t, res, 1)
 			wantCheck(t, res.stdout, "database", statusFail, "connecting to postgres://root@127.0.0.1:1/test")
+			if tc.name == "local" {
+				wantCheck(t, res.stdout, "database URL", statusWarn,
+					"DATABASE_URL is not set: using the default postgres://root@127.0.0.1:1/test?sslmode=disable")
+				wantCheck(t, res.stdout, "password", statusOK, "the default URL holds no password")
+			}
 			wantContains(t, "stdout", res.stdout, "Not checked, for want of a connection: TLS, server version, migrations.")
 			wantContains(t, "stderr", res.stderr, "agentpg: 1 check failed")
 			wantHidden(t, res, password)
@@ -179,13 +193,37 @@ func TestDoctorCommandLine(t *testing.T) {
 
 	res = agentpgCLI(t, "doctor", "--help")
 	wantCode(t, res, 0)
-	wantContains(t, "stdout", res.stdout, "Usage: agentpg doctor", "ok, warn or fail", "-schema", "DATABASE_URL", "ANTHROPIC_API_KEY")
+	wantContains(t, "stdout", res.stdout, "Usage: agentpg doctor", "ok, warn or fail", "--schema", "DATABASE_URL", "ANTHROPIC_API_KEY")
 
-	for _, args := range [][]string{{"doctor", "--schema", "Not-Valid"}, {"doctor", "now"}} {
+	for _, args := range [][]string{{"doctor", "--schema", "Not-Valid"}, {"doctor", "now"}, {"doctor", "--tenant", "t"}} {
 		res = agentpgCLI(t, args...)
 		wantCode(t, res, 2)
-		wantContains(t, "stderr", res.stderr, "Usage: agentpg doctor")
+		wantContains(t, "stderr", res.stderr, `see "agentpg doctor --help"`)
 	}
+}
+
+func TestDoctorJSON(t *testing.T) {
+	t.Parallel()
+	schema := testSchema(t)
+	res := agentpgCLI(t, "doctor", "--json", "--schema", schema)
+	wantCode(t, res, 1)
+	var got struct {
+		Checks []struct {
+			Name, Status, Message string
+		}
+		Failed, Warnings int
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil {
+		t.Fatalf("doctor --json: %v\n%s", err, res.stdout)
+	}
+	if got.Failed != 1 || len(got.Checks) != 7 {
+		t.Errorf("doctor --json = %+v, want 7 checks, 1 failed", got)
+	}
+	last := got.Checks[len(got.Checks)-1]
+	if last.Name != "migrations" || last.Status != "fail" || !strings.Contains(last.Message, "does not exist") {
+		t.Errorf("last check %+v, want migrations failing", last)
+	}
+	wantContains(t, "stderr", res.stderr, "agentpg: 1 check failed")
 }
 
 func TestSSLMode(t *testing.T) {
@@ -220,14 +258,20 @@ func TestTLSFinding(t *testing.T) {
 		status     status
 		want       string
 	}{
-		{false, true, "disable", statusWarn, "local connection without TLS (sslmode=disable)"},
+		{false, true, "disable", statusWarn, "local connection without TLS (sslmode=disable never encrypts)"},
 		{false, true, "", statusWarn, "local connection without TLS;"},
-		{true, true, "prefer", statusOK, "TLSv1.3 (sslmode=prefer)"},
-		{false, false, "prefer", statusFail, "connection without TLS (sslmode=prefer): use sslmode=verify-full"},
-		{true, false, "prefer", statusWarn, "sslmode=prefer falls back to no TLS: use sslmode=verify-full"},
-		{true, false, "require", statusWarn, "sslmode=require does not check the server's certificate"},
-		{true, false, "verify-ca", statusOK, "TLSv1.3 (sslmode=verify-ca)"},
-		{true, false, "verify-full", statusOK, "TLSv1.3 (sslmode=verify-full)"},
+		{false, true, "prefer", statusWarn, "local connection without TLS (sslmode=prefer falls back to plaintext silently and does not verify the server)"},
+		// Below require, a connection that happens to use TLS is no
+		// better: the next one may not, and none verifies the server.
+		{true, true, "prefer", statusWarn, "TLSv1.3, but sslmode=prefer falls back to plaintext silently and does not verify the server: use sslmode=verify-full"},
+		{true, true, "allow", statusWarn, "sslmode=allow connects in plaintext unless the server insists on TLS, and does not verify the server"},
+		{false, false, "prefer", statusFail, "connection without TLS (sslmode=prefer falls back to plaintext silently and does not verify the server): use sslmode=verify-full"},
+		{true, false, "prefer", statusWarn, "sslmode=prefer falls back to plaintext silently and does not verify the server: use sslmode=verify-full"},
+		{true, false, "require", statusWarn, "TLSv1.3, but sslmode=require encrypts but does not verify the server's certificate: use sslmode=verify-full"},
+		{true, true, "require", statusOK, "TLSv1.3 (sslmode=require encrypts but does not verify the server's certificate)"},
+		{true, false, "verify-ca", statusOK, "TLSv1.3 (sslmode=verify-ca verifies the server's certificate, not its host name)"},
+		{true, false, "verify-full", statusOK, "TLSv1.3 (sslmode=verify-full verifies the server's certificate and host name)"},
+		{true, true, "", statusOK, "TLSv1.3"},
 	} {
 		version := ""
 		if tc.ssl {

@@ -29,7 +29,10 @@ var (
 // scriptedReply answers a request from the conversation it carries, which
 // holds every message of the session so far: it recalls a name given in any
 // earlier user message, so that a reloaded session shows that its history
-// was sent.
+// was sent. It answers with text only, never calling a tool, even one the
+// request offers: chat offers those a session called before, as
+// unavailable, for the server (as the Messages API does) refuses a
+// conversation holding tool_use or tool_result blocks without tools.
 func scriptedReply(req agentpgtest.Request) agentpgtest.Reply {
 	prompt := req.LastUserText()
 	name := userName(req.Messages)

@@ -40,3 +40,23 @@ func TestScriptedReply(t *testing.T) {
 		})
 	}
 }
+
+// TestScriptedReplyAfterTools checks that the scripted model answers a
+// conversation with tool calls, offering tools, with text.
+func TestScriptedReplyAfterTools(t *testing.T) {
+	t.Parallel()
+	req := agentpgtest.Request{
+		ToolNames: []string{"get_weather"},
+		Messages: []agentpgtest.Message{
+			{Role: "user", Content: []agentpgtest.ContentBlock{{Type: "text", Text: "My name is Ada. Weather?"}}},
+			{Role: "assistant", Content: []agentpgtest.ContentBlock{{Type: "tool_use", ID: "toolu_1", Name: "get_weather"}}},
+			{Role: "user", Content: []agentpgtest.ContentBlock{{Type: "tool_result", ToolUseID: "toolu_1", Content: []byte(`"sunny"`)}}},
+			{Role: "assistant", Content: []agentpgtest.ContentBlock{{Type: "text", Text: "Sunny."}}},
+			{Role: "user", Content: []agentpgtest.ContentBlock{{Type: "text", Text: "What is my name?"}}},
+		},
+	}
+	reply := scriptedReply(req)
+	if len(reply.Content) != 1 || reply.Content[0].Type != "text" || !strings.Contains(reply.Content[0].Text, "Your name is Ada") {
+		t.Errorf("reply %+v, want a text recalling Ada", reply.Content)
+	}
+}

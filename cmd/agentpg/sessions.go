@@ -3,199 +3,244 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode/utf8"
+
+	"github.com/spf13/cobra"
 
 	"github.com/agentpg/agentpg"
 )
 
-// sessionsCommands are the subcommands of "agentpg sessions".
-var sessionsCommands = []command{
-	{"list", "list a tenant's sessions, most recently active first", (*cli).sessionsList},
-	{"show", "show a session with its messages and runs", (*cli).sessionsShow},
+// sessionsCmd returns "agentpg sessions" and its subcommands.
+func (c *cli) sessionsCmd() *cobra.Command {
+	cmd := c.group(&cobra.Command{
+		Use:   "sessions",
+		Short: "list a tenant's sessions, or show one",
+		Long:  "Inspect the sessions stored in the schema, tenant by tenant.",
+	})
+	cmd.AddCommand(c.sessionsListCmd(), c.sessionsShowCmd())
+	return cmd
 }
 
-// sessions runs the subcommands that inspect sessions.
-func (c *cli) sessions(ctx context.Context, args []string) error {
-	return c.dispatch(ctx, "agentpg sessions", sessionsCommands, args)
+// sessionsListHelp describes sessions list, for its help.
+const sessionsListHelp = `List the tenant's sessions, most recently active first, a page at a time: when
+more follow, the last line gives the --after cursor of the next page.
+
+With --json, it prints an object: "sessions", an array of sessions, each with
+"id", "tenant_id", "identifier", "parent_id" (absent for a top-level session),
+"metadata", "created_at" and "updated_at" (RFC 3339 times); and "next", the
+cursor of the next page, "" on the last.`
+
+// sessionsListCmd returns "agentpg sessions list".
+func (c *cli) sessionsListCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "list a tenant's sessions, most recently active first",
+		Long:  sessionsListHelp,
+	}
+	limit := cmd.Flags().Int("limit", 20, "list at most `n` sessions (at most 1000)")
+	after := cmd.Flags().String("after", "", "list the page after this `cursor`, printed by the previous page")
+	return c.leaf(cmd, []string{flagDatabaseURL, flagSchema, flagTenant, flagJSON}, func(ctx context.Context) error {
+		tenant, err := c.tenantOr("")
+		if err != nil {
+			return err
+		}
+		if err := checkLimit(*limit); err != nil {
+			return err
+		}
+		return c.sessionsList(ctx, tenant, agentpg.ListOptions{After: *after, Limit: *limit})
+	})
 }
 
-// sessionsList lists a tenant's sessions.
-func (c *cli) sessionsList(ctx context.Context, args []string) error {
-	fs := newFlagSet("sessions list", "--tenant <id> [flags]",
-		"List the tenant's sessions, most recently active first.", databaseHelp)
-	schema := schemaFlag(fs)
-	tenant := tenantFlag(fs, "")
-	limit := fs.Int("limit", 20, "list at most `n` sessions")
-	if err := c.parse(fs, args); err != nil {
-		return err
+// checkLimit checks the value of a --limit flag.
+func checkLimit(limit int) error {
+	if limit < 1 || limit > agentpg.MaxPageSize {
+		return usageErrorf("--limit must be from 1 to %d, not %d", agentpg.MaxPageSize, limit)
 	}
-	if err := c.requireTenant(fs, *tenant); err != nil {
-		return err
-	}
-	if *limit < 1 {
-		return c.usageError(fs, fmt.Errorf("--limit must be at least 1, got %d", *limit))
-	}
+	return nil
+}
 
-	agent, db, err := c.storageAgent(ctx, fs, *schema)
+// flagError makes err, from the library, a usage error when it is one of
+// the arguments, which come from the flags: a tenant or a cursor.
+func flagError(err error) error {
+	if errors.Is(err, agentpg.ErrInvalidArgument) {
+		return &usageError{err}
+	}
+	return err
+}
+
+// sessionView is a session, for --json.
+type sessionView struct {
+	ID         string         `json:"id"`
+	TenantID   string         `json:"tenant_id"`
+	Identifier string         `json:"identifier"`
+	ParentID   string         `json:"parent_id,omitempty"`
+	Metadata   map[string]any `json:"metadata"`
+	CreatedAt  time.Time      `json:"created_at"`
+	UpdatedAt  time.Time      `json:"updated_at"`
+}
+
+// newSessionView returns the view of s.
+func newSessionView(s *agentpg.Session) sessionView {
+	v := sessionView{s.ID, s.TenantID, s.Identifier, s.ParentID, s.Metadata, s.CreatedAt, s.UpdatedAt}
+	if v.Metadata == nil {
+		v.Metadata = map[string]any{}
+	}
+	return v
+}
+
+// sessionsList lists the page of the tenant's sessions that opts selects.
+func (c *cli) sessionsList(ctx context.Context, tenant string, opts agentpg.ListOptions) error {
+	agent, db, err := c.storageAgent(ctx)
 	if err != nil {
 		return err
 	}
 	defer db.close()
-	page, err := agent.ListSessions(ctx, *tenant, agentpg.ListOptions{Limit: *limit})
-	sessions := page.Items
+	page, err := agent.ListSessions(ctx, tenant, opts)
 	if err != nil {
-		return err
+		return flagError(err)
 	}
-	if len(sessions) == 0 {
-		fmt.Fprintf(c.stdout, "Tenant %q has no sessions.\n", *tenant)
+	if c.json {
+		out := struct {
+			Sessions []sessionView `json:"sessions"`
+			Next     string        `json:"next"`
+		}{[]sessionView{}, page.Next}
+		for _, s := range page.Items {
+			out.Sessions = append(out.Sessions, newSessionView(s))
+		}
+		return writeJSON(c.stdout, out)
+	}
+	if len(page.Items) == 0 {
+		fmt.Fprintf(c.stdout, "Tenant %s has no sessions.\n", quote(tenant))
 		return nil
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "IDENTIFIER\tID\tCREATED")
-	for _, s := range sessions {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Identifier, s.ID, formatTime(s.CreatedAt))
+	fmt.Fprintln(tw, "IDENTIFIER\tID\tCREATED\tLAST ACTIVE")
+	for _, s := range page.Items {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", escapeLine(s.Identifier), escapeLine(s.ID), formatTime(s.CreatedAt), formatTime(s.UpdatedAt))
 	}
-	return tw.Flush()
+	tw.Flush()
+	printNext(c.stdout, "sessions", page.Next)
+	return nil
 }
 
-// sessionsShow shows a session with its messages and runs.
-func (c *cli) sessionsShow(ctx context.Context, args []string) error {
-	fs := newFlagSet("sessions show", "--tenant <id> (--id <id> | --identifier <identifier>) [flags]",
-		"Show a session of the tenant with its messages and runs.", databaseHelp)
-	schema := schemaFlag(fs)
-	tenant := tenantFlag(fs, "")
-	id := fs.String("id", "", "the session's `id`")
-	identifier := fs.String("identifier", "", "the session's `identifier`")
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	if err := c.requireTenant(fs, *tenant); err != nil {
-		return err
-	}
-	if (*id == "") == (*identifier == "") {
-		return c.usageError(fs, errors.New("give one of --id and --identifier"))
-	}
+// showCommand returns the command line that shows session, escaped.
+func (c *cli) showCommand(session *agentpg.Session) string {
+	return fmt.Sprintf("agentpg sessions show --schema %s --tenant %s --identifier %s",
+		c.schema, escapeLine(session.TenantID), escapeLine(session.Identifier))
+}
 
-	agent, db, err := c.storageAgent(ctx, fs, *schema)
+// printNext tells the cursor of the next page of a listing of what, if
+// there is one.
+func printNext(w io.Writer, what, next string) {
+	if next != "" {
+		fmt.Fprintf(w, "\nMore %s follow: run again with --after %s\n", what, escapeLine(next))
+	}
+}
+
+// sessionsShowHelp describes sessions show, for its help.
+const sessionsShowHelp = `Show a session of the tenant: a page of its messages, oldest first, and the
+runs they belong to. Each message shows its blocks: text, thinking, tool calls
+with their input, tool results with their output and whether they failed (and
+how long the call took, from the tool ledger); texts, inputs and outputs are cut
+at 2000 bytes. When more messages follow, the last line gives the --after
+cursor of the next page.
+
+With --json, it prints an object with:
+  "session"   the session, as sessions list --json prints it;
+  "messages"  the page of messages, each with "id", "run_id", "seq", "role",
+              "created_at", "run_failed" (its run failed: the model never saw
+              it), "usage" (of an answer, else null) and "content", an array
+              of blocks, each with "type" and, by type:
+                text: "text"; thinking: "text"; tool_use: "id", "name",
+                "input"; tool_result: "tool_use_id", "name" (when known),
+                "is_error", "output"; other types: nothing more;
+  "next"      the cursor of the next page, "" on the last;
+  "runs"      the runs of those messages, oldest first, each with "id",
+              "parent_run_id" (for the run of an agent called as a tool),
+              "status", "model", "stop_reason", "error", "iterations",
+              "usage", "started_at", "finished_at" (null while running) and
+              "tool_calls", the tool ledger: "tool_use_id", "name", "input",
+              "output", "is_error", "started_at", "finished_at".
+Nothing is cut in JSON.`
+
+// sessionsShowCmd returns "agentpg sessions show".
+func (c *cli) sessionsShowCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "show (--id <id> | --identifier <identifier>)",
+		Short: "show a session: a page of its messages, tool calls included, and their runs",
+		Long:  sessionsShowHelp,
+	}
+	id := cmd.Flags().String("id", "", "the session's `id`")
+	identifier := cmd.Flags().String("identifier", "", "the session's `identifier`")
+	limit := cmd.Flags().Int("limit", agentpg.DefaultPageSize, "show at most `n` messages (at most 1000)")
+	after := cmd.Flags().String("after", "", "show the page of messages after this `cursor`, printed by the previous page")
+	return c.leaf(cmd, []string{flagDatabaseURL, flagSchema, flagTenant, flagJSON}, func(ctx context.Context) error {
+		tenant, err := c.tenantOr("")
+		if err != nil {
+			return err
+		}
+		if (*id == "") == (*identifier == "") {
+			return usageErrorf("give one of --id and --identifier")
+		}
+		if err := checkLimit(*limit); err != nil {
+			return err
+		}
+		return c.sessionsShow(ctx, tenant, *id, *identifier, agentpg.ListOptions{After: *after, Limit: *limit})
+	})
+}
+
+// sessionsShow shows the tenant's session with id, or else identifier: the
+// page of its messages that opts selects, and their runs.
+func (c *cli) sessionsShow(ctx context.Context, tenant, id, identifier string, opts agentpg.ListOptions) error {
+	agent, db, err := c.storageAgent(ctx)
 	if err != nil {
 		return err
 	}
 	defer db.close()
 	var session *agentpg.Session
-	if *id != "" {
-		session, err = agent.LoadSession(ctx, *tenant, *id)
+	if id != "" {
+		session, err = agent.LoadSession(ctx, tenant, id)
 	} else {
-		session, err = agent.LoadSessionByIdentifier(ctx, *tenant, *identifier)
+		session, err = agent.LoadSessionByIdentifier(ctx, tenant, identifier)
 	}
 	if errors.Is(err, agentpg.ErrSessionNotFound) {
-		return fmt.Errorf("tenant %q has no session %s", *tenant, cmp.Or(*id, *identifier))
+		return fmt.Errorf("tenant %s has no session %s", quote(tenant), escapeLine(cmp.Or(id, identifier)))
 	}
 	if err != nil {
-		return err
+		return flagError(err)
 	}
-	msgsPage, err := session.Messages(ctx, agentpg.ListOptions{Limit: agentpg.MaxPageSize})
-	msgs := msgsPage.Items
+	t, err := loadTranscript(ctx, session, opts)
 	if err != nil {
-		return err
+		return flagError(err)
 	}
-	runsPage, err := session.Runs(ctx, agentpg.ListOptions{Limit: agentpg.MaxPageSize})
-	runs := runsPage.Items
-	if err != nil {
-		return err
+	if c.json {
+		return writeJSON(c.stdout, struct {
+			Session sessionView `json:"session"`
+			*transcript
+		}{newSessionView(session), t})
 	}
 
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "Session\t%s\nID\t%s\nTenant\t%s\nCreated\t%s\n",
-		session.Identifier, session.ID, session.TenantID, formatTime(session.CreatedAt))
+	fmt.Fprintf(tw, "Session\t%s\nID\t%s\nTenant\t%s\nCreated\t%s\nLast active\t%s\n",
+		escapeLine(session.Identifier), escapeLine(session.ID), escapeLine(session.TenantID),
+		formatTime(session.CreatedAt), formatTime(session.UpdatedAt))
 	if session.ParentID != "" {
-		fmt.Fprintf(tw, "Parent\t%s\n", session.ParentID)
+		fmt.Fprintf(tw, "Parent\t%s\n", escapeLine(session.ParentID))
 	}
 	if len(session.Metadata) > 0 {
 		metadata, _ := json.Marshal(session.Metadata) // it was decoded from JSON
-		fmt.Fprintf(tw, "Metadata\t%s\n", metadata)
+		fmt.Fprintf(tw, "Metadata\t%s\n", escapeJSON(metadata))
 	}
 	tw.Flush()
 	fmt.Fprintln(c.stdout)
-	printMessages(c.stdout, msgs, runs)
+	t.printMessages(c.stdout)
 	fmt.Fprintln(c.stdout)
-	printRuns(c.stdout, runs)
+	printRuns(c.stdout, t.Runs)
+	printNext(c.stdout, "messages", t.Next)
 	return nil
-}
-
-// tenantFlag defines the --tenant flag.
-func tenantFlag(fs *flag.FlagSet, value string) *string {
-	return fs.String("tenant", value, "`id` of the tenant owning the sessions")
-}
-
-// requireTenant rejects a blank --tenant.
-func (c *cli) requireTenant(fs *flag.FlagSet, tenant string) error {
-	if strings.TrimSpace(tenant) == "" {
-		return c.usageError(fs, errors.New("--tenant is required"))
-	}
-	return nil
-}
-
-// newIdentifier returns a fresh session identifier, such as "demo-k3j5x2ab".
-func newIdentifier(prefix string) string {
-	return prefix + "-" + strings.ToLower(rand.Text()[:8])
-}
-
-// printMessages lists msgs, a line each: sequence number, role and the start
-// of the text. It marks the messages of failed runs, which are left out of
-// the conversation sent to the model.
-func printMessages(w io.Writer, msgs []agentpg.Message, runs []agentpg.RunInfo) {
-	failed := make(map[string]bool)
-	for _, r := range runs {
-		failed[r.ID] = r.Status == "failed"
-	}
-	fmt.Fprintf(w, "Messages (%d):\n", len(msgs))
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, m := range msgs {
-		text := cmp.Or(excerpt(m.Text(), 100), "(no text)")
-		if failed[m.RunID] {
-			text += "  [failed run: not sent to the model]"
-		}
-		fmt.Fprintf(tw, "  %d\t%s\t%s\n", m.Seq, m.Role, text)
-	}
-	tw.Flush()
-}
-
-// printRuns lists runs, a line each, with their usage in tokens.
-func printRuns(w io.Writer, runs []agentpg.RunInfo) {
-	fmt.Fprintf(w, "Runs (%d):\n", len(runs))
-	if len(runs) == 0 {
-		return
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  STARTED\tSTATUS\tSTOP REASON\tCALLS\tINPUT\tOUTPUT\tCACHE READ\tCACHE WRITE\tERROR")
-	for _, r := range runs {
-		u := r.Usage
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n",
-			formatTime(r.StartedAt), r.Status, cmp.Or(r.StopReason, "-"), r.Iterations,
-			u.InputTokens, u.OutputTokens, u.CacheReadInputTokens, u.CacheCreationInputTokens, excerpt(r.Error, 80))
-	}
-	tw.Flush()
-}
-
-// formatTime formats t for people, in the local time zone.
-func formatTime(t time.Time) string {
-	return t.Local().Format(time.DateTime)
-}
-
-// excerpt returns s on one line, cut to n characters.
-func excerpt(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	return string([]rune(s)[:n-1]) + "…"
 }
