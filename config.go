@@ -52,6 +52,12 @@ type Config struct {
 	// Tools are offered to the model. Their inputs are validated against
 	// their schemas before they run; see Agent.Executor for limits.
 	Tools []tool.Tool
+	// ApprovalRequired names the tools whose calls wait for a person: a run
+	// whose model calls one commits the call as awaiting approval, releases
+	// its session and returns (Result.StopReason StopAwaitingApproval);
+	// nothing of that step runs until Agent.DecideToolCall has decided
+	// each such call and the run is resumed (Agent.ResumeRun).
+	ApprovalRequired []string
 	// MaxIterations caps the model calls of one run, tool loops included
 	// (default DefaultMaxIterations); a run that needs more fails with
 	// ErrMaxIterations.

@@ -58,6 +58,27 @@ var (
 	// ErrToolCallDenied: an OnBeforeToolCall hook denied a tool call. The
 	// model receives it as an error tool_result; the run goes on.
 	ErrToolCallDenied = errors.New("tool call denied")
+	// ErrRunNotFound: the tenant has no run with that id. A run of another
+	// tenant is not found either.
+	ErrRunNotFound = errors.New("run not found")
+	// ErrRunFinished: the run has already ended; it cannot be cancelled or
+	// resumed.
+	ErrRunFinished = errors.New("run already finished")
+	// ErrRunCancelled: the run was cancelled by CancelRun.
+	ErrRunCancelled = errors.New("run cancelled")
+	// ErrRunInterrupted: the run's process went away in the middle of it,
+	// and it could not be resumed.
+	ErrRunInterrupted = errors.New("run interrupted")
+	// ErrApprovalPending: tool calls of the run wait for DecideToolCall, so
+	// it cannot be resumed yet; a session with such a run takes no new run
+	// until they are decided or the run is cancelled.
+	ErrApprovalPending = errors.New("tool calls await approval")
+	// ErrNotPending: DecideToolCall on a call that does not wait for a
+	// decision, such as one decided already.
+	ErrNotPending = errors.New("tool call not awaiting approval")
+	// ErrInvalidResponse: the model's answer broke the API's rules (such as
+	// two tool calls with one id); nothing of it was executed.
+	ErrInvalidResponse = errors.New("invalid model response")
 	// ErrRateLimited matches an *APIError with status 429.
 	ErrRateLimited = errors.New("rate limited by the Anthropic API")
 	// ErrOverloaded matches an *APIError with status 529.
@@ -117,4 +138,68 @@ func apiError(err error) error {
 		Message:    sdkErr.Message,
 		err:        sdkErr,
 	}
+}
+
+// Failure classes: why a run failed, stored with it so that any process can
+// tell (RunInfo.ErrorClass), and matched by the RunError of a stored run
+// with errors.Is.
+var failureClasses = []struct {
+	class string
+	err   error
+}{
+	{"cancelled", ErrRunCancelled},
+	{"interrupted", ErrRunInterrupted},
+	{"lease_lost", ErrLeaseLost},
+	{"panic", ErrCallbackPanic},
+	{"hook_rejected", ErrHookRejected},
+	{"max_iterations", ErrMaxIterations},
+	{"max_tokens", ErrMaxTokens},
+	{"refused", ErrRefused},
+	{"empty_response", ErrEmptyResponse},
+	{"incomplete_response", ErrIncompleteResponse},
+	{"invalid_response", ErrInvalidResponse},
+	{"context_window", ErrContextWindowExceeded},
+	{"no_tools", ErrNoTools},
+	{"rate_limited", ErrRateLimited},
+	{"overloaded", ErrOverloaded},
+}
+
+// failureClass names the class of a run's failure: one of failureClasses,
+// "api_error" for another error of the API, or "error".
+func failureClass(err error) string {
+	for _, c := range failureClasses {
+		if errors.Is(err, c.err) {
+			return c.class
+		}
+	}
+	if _, ok := errors.AsType[*APIError](err); ok {
+		return "api_error"
+	}
+	return "error"
+}
+
+// RunError is the error of a run that ended without an answer, as stored:
+// what WaitRun and ResumeRun return for a failed or cancelled run, from any
+// process. errors.Is matches the sentinel of its Class, such as
+// ErrMaxIterations or ErrRunCancelled.
+type RunError struct {
+	RunID  string
+	Status string // "failed" or "cancelled"
+	Class  string // see RunInfo.ErrorClass
+	Reason string // the error the run failed with, as text
+}
+
+// Error says which run failed, and why.
+func (e *RunError) Error() string {
+	return fmt.Sprintf("agentpg: run %s %s: %s", e.RunID, e.Status, e.Reason)
+}
+
+// Is matches the sentinel error of the failure's class.
+func (e *RunError) Is(target error) bool {
+	for _, c := range failureClasses {
+		if c.class == e.Class {
+			return target == c.err
+		}
+	}
+	return false
 }

@@ -141,3 +141,13 @@ func responseText(resp *anthropic.Message) string {
 	}
 	return b.String()
 }
+
+// hasToolUse reports whether the message asks for tools.
+func hasToolUse(m Message) bool {
+	for _, block := range m.Content {
+		if block.OfToolUse != nil {
+			return true
+		}
+	}
+	return false
+}

@@ -27,6 +27,8 @@ const (
 	EventToolCall EventKind = "tool_call"
 	// EventToolResult reports a tool call's result.
 	EventToolResult EventKind = "tool_result"
+	// EventApproval reports a tool call that waits for DecideToolCall.
+	EventApproval EventKind = "approval"
 )
 
 // Event is something that happened during a run, delivered to

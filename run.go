@@ -1,6 +1,7 @@
 package agentpg
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,8 +40,24 @@ type Result struct {
 	Usage Usage
 	// Iterations is the number of model calls the run made.
 	Iterations int
-	// Response is the model's final response, as the SDK returned it.
+	// Response is the model's final response, as the SDK returned it (nil
+	// for a Result read back from storage, as WaitRun's).
 	Response *anthropic.Message
+	// PendingApprovals are the tool calls a run awaiting approval waits for
+	// (StopReason StopAwaitingApproval); decide them with
+	// Agent.DecideToolCall.
+	PendingApprovals []PendingToolCall
+}
+
+// StopAwaitingApproval is the StopReason of a run that paused because
+// tool calls need a person's approval (Config.ApprovalRequired).
+const StopAwaitingApproval = "awaiting_approval"
+
+// PendingToolCall is a tool call waiting for approval.
+type PendingToolCall struct {
+	ToolUseID string
+	Name      string
+	Input     json.RawMessage
 }
 
 // Run sends prompt as the user's next message and returns the model's
@@ -116,7 +133,7 @@ func (s *Session) begin(ctx context.Context, noWait bool, parentRunID *string) (
 // while another process holds it, until ctx ends; with noWait it fails at
 // once with ErrSessionBusy.
 func waitForLease(ctx context.Context, noWait bool, acquire func() (store.Lease, error)) (store.Lease, error) {
-	backoff := 20 * time.Millisecond
+	backoff := newBackoff()
 	for {
 		lease, err := acquire()
 		switch {
@@ -124,17 +141,32 @@ func waitForLease(ctx context.Context, noWait bool, acquire func() (store.Lease,
 			return lease, nil
 		case errors.Is(err, store.ErrNotFound):
 			return lease, fmt.Errorf("agentpg: %w", ErrSessionNotFound)
+		case errors.Is(err, store.ErrApprovalPending):
+			return lease, fmt.Errorf("agentpg: %w: a run of the session waits for approvals", ErrApprovalPending)
 		case !errors.Is(err, store.ErrBusy):
 			return lease, fmt.Errorf("agentpg: taking the session: %w", err)
 		case noWait:
 			return lease, fmt.Errorf("agentpg: %w", ErrSessionBusy)
 		}
-		select {
-		case <-time.After(backoff):
-			backoff = min(2*backoff, time.Second)
-		case <-ctx.Done():
+		if backoff.wait(ctx) != nil {
 			return lease, busyErr(ctx)
 		}
+	}
+}
+
+// backoff waits between polls: 20 ms, doubling up to a second.
+type backoff struct{ next time.Duration }
+
+func newBackoff() *backoff { return &backoff{next: 20 * time.Millisecond} }
+
+// wait waits for the next poll, or returns ctx's cause when it ends first.
+func (b *backoff) wait(ctx context.Context) error {
+	select {
+	case <-time.After(b.next):
+		b.next = min(2*b.next, time.Second)
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
 	}
 }
 
@@ -179,7 +211,7 @@ func (r *run) execute(ctx context.Context, begun store.Begun, prompt string) (re
 	if r.conv, err = r.session.conversationSince(begun); err != nil {
 		return nil, r.fail(ctx, err)
 	}
-	if err := r.add("user", []anthropic.ContentBlockParamUnion{anthropic.NewTextBlock(prompt)}, nil); err != nil {
+	if err := r.start(ctx, begun, prompt); err != nil {
 		return nil, r.fail(ctx, err)
 	}
 	for {
@@ -205,9 +237,41 @@ func (r *run) execute(ctx context.Context, begun store.Begun, prompt string) (re
 			r.keepForAudit(resp)
 			return nil, r.fail(ctx, fmt.Errorf("%w (%d)", ErrMaxIterations, r.calls))
 		}
-		if err := r.toolStep(ctx, resp); err != nil {
+		paused, err := r.toolStep(ctx, resp)
+		if err != nil {
 			return nil, r.fail(ctx, err)
 		}
+		if paused != nil {
+			return paused, nil
+		}
+	}
+}
+
+// start readies the run for its next model call: a new run adds its
+// prompt, a queued one its stored prompt, and a resumed one finishes the
+// tool step it was in, if any.
+func (r *run) start(ctx context.Context, begun store.Begun, prompt string) error {
+	switch {
+	case prompt != "":
+		return r.add("user", []anthropic.ContentBlockParamUnion{anthropic.NewTextBlock(prompt)}, nil)
+	case len(begun.Prompt) > 0:
+		var content []anthropic.ContentBlockParamUnion
+		if err := json.Unmarshal(begun.Prompt, &content); err != nil {
+			return fmt.Errorf("decoding the queued prompt: %w", err)
+		}
+		return r.add("user", content, nil)
+	}
+	stored, _ := r.conv.split()
+	if len(stored) == 0 || stored[len(stored)-1].RunID != r.lease.RunID {
+		return fmt.Errorf("%w before its first step: its prompt was not stored", ErrRunInterrupted)
+	}
+	switch last := stored[len(stored)-1]; {
+	case last.Role == "user":
+		return nil // tool results: the model is next
+	case hasToolUse(last):
+		return r.resumeTools(ctx, last)
+	default:
+		return fmt.Errorf("%w: its last answer ends no step", ErrRunInterrupted)
 	}
 }
 
@@ -230,7 +294,7 @@ func (r *run) finish(ctx context.Context, resp *response) (*Result, error) {
 	if err := r.add("assistant", assistantContent(resp.Message), &usage); err != nil {
 		return nil, r.fail(ctx, err)
 	}
-	if err := r.commit(ctx, store.StepParams{Finish: true, StopReason: result.StopReason}); err != nil {
+	if err := r.commit(ctx, store.StepParams{Status: store.RunCompleted, StopReason: result.StopReason}); err != nil {
 		return nil, r.fail(ctx, err)
 	}
 	r.session.remember(r.conv)
@@ -239,67 +303,208 @@ func (r *run) finish(ctx context.Context, resp *response) (*Result, error) {
 	return result, nil
 }
 
-// toolStep stores the response asking for tools, runs the tools, and stores
-// their results, with their ledger rows, as the next user message.
-func (r *run) toolStep(ctx context.Context, resp *response) error {
+// plannedCall is a tool call of a step with what is to become of it: a
+// result known without running it (denied, interrupted, completed before),
+// a ledger status to wait in, or neither: it runs.
+type plannedCall struct {
+	call   tool.Call
+	result *tool.Result
+	status string // the ledger status it waits in, for a call that does not run yet
+}
+
+// toolStep stores the response asking for tools with the ledger rows of
+// its calls, then runs them and stores their results as the next user
+// message. When a call needs approval, nothing runs: the run pauses,
+// releasing the session, and toolStep returns the paused run's Result.
+func (r *run) toolStep(ctx context.Context, resp *response) (*Result, error) {
 	a := r.session.agent
 	usage := usageOf(resp.Usage)
 	if err := r.add("assistant", assistantContent(resp.Message), &usage); err != nil {
-		return err
+		return nil, err
 	}
-	if err := r.commit(ctx, store.StepParams{}); err != nil {
-		return err
+	calls, err := r.toolCalls(resp)
+	if err != nil {
+		return nil, err
 	}
-	results, err := r.runTools(ctx, resp)
+	planned := make([]plannedCall, len(calls))
+	var pending []PendingToolCall
+	for i, call := range calls {
+		planned[i].call = call
+		r.emit(Event{Kind: EventToolCall, ToolUseID: call.ID, ToolName: call.Name, Input: call.Input})
+		if err := a.beforeToolCall(ctx, r, call); err != nil {
+			res := deniedResult(call, err)
+			planned[i].result = &res
+		} else if a.needsApproval(call.Name) {
+			planned[i].status = store.ToolAwaitingApproval
+			pending = append(pending, PendingToolCall{ToolUseID: call.ID, Name: call.Name, Input: call.Input})
+		}
+	}
+	if len(pending) > 0 {
+		return r.pause(ctx, resp, planned, pending)
+	}
+	if err := r.commit(ctx, store.StepParams{ToolCalls: ledgerRows(planned, store.ToolStarted)}); err != nil {
+		return nil, err
+	}
+	return nil, r.completeTools(ctx, planned)
+}
+
+// toolCalls returns the tool calls of a response, each with the input the
+// model sent. Two calls with one id, in the response or earlier in the
+// run, make the response invalid: their results could not be told apart.
+func (r *run) toolCalls(resp *response) ([]tool.Call, error) {
+	var calls []tool.Call
+	ids := make(map[string]bool)
+	for _, block := range resp.Content {
+		if block.Type != "tool_use" {
+			continue
+		}
+		if ids[block.ID] {
+			return nil, fmt.Errorf("%w: tool_use id %q is used twice", ErrInvalidResponse, block.ID)
+		}
+		ids[block.ID] = true
+		calls = append(calls, tool.Call{ID: block.ID, Name: block.Name, Input: resp.input(block)})
+	}
+	earlier := r.conv.messages[:len(r.conv.messages)-1] // the response was just added
+	for _, m := range earlier {
+		if m.RunID != r.lease.RunID || m.Role != "assistant" {
+			continue
+		}
+		for _, block := range m.Content {
+			if u := block.OfToolUse; u != nil && ids[u.ID] {
+				return nil, fmt.Errorf("%w: tool_use id %q was used before in this run", ErrInvalidResponse, u.ID)
+			}
+		}
+	}
+	return calls, nil
+}
+
+// pause stores the step with its calls waiting for approval (the others
+// approved, none started) and releases the session.
+func (r *run) pause(ctx context.Context, resp *response, planned []plannedCall, pending []PendingToolCall) (*Result, error) {
+	rows := ledgerRows(planned, store.ToolApproved)
+	if err := r.commit(ctx, store.StepParams{ToolCalls: rows, Status: store.RunAwaitingApproval, StopReason: StopAwaitingApproval}); err != nil {
+		return nil, err
+	}
+	for _, p := range pending {
+		r.emit(Event{Kind: EventApproval, ToolUseID: p.ToolUseID, ToolName: p.Name, Input: p.Input})
+	}
+	r.log.InfoContext(ctx, "run awaits approval", "tool_calls", len(pending))
+	return &Result{
+		RunID: r.lease.RunID, StopReason: StopAwaitingApproval, Usage: r.usage, Iterations: r.calls,
+		Response: resp.Message, PendingApprovals: pending,
+	}, nil
+}
+
+// resumeTools finishes the tool step of a resumed run, whose last stored
+// message asked for tools, from the ledger: completed calls keep their
+// results and never run again; a call a crash left started runs again only
+// if its tool is idempotent, and is reported to the model as interrupted
+// otherwise; approved calls run, denied ones answer with the note.
+func (r *run) resumeTools(ctx context.Context, msg Message) error {
+	a := r.session.agent
+	rows, err := a.store.ListToolCalls(ctx, r.session.TenantID, nil, r.lease.RunID)
 	if err != nil {
 		return err
 	}
+	ledger := make(map[string]store.ToolCall, len(rows))
+	for _, row := range rows {
+		ledger[row.ToolUseID] = row
+	}
+	var planned, starting []plannedCall
+	for _, block := range msg.Content {
+		u := block.OfToolUse
+		if u == nil {
+			continue
+		}
+		row, recorded := ledger[u.ID]
+		call := tool.Call{ID: u.ID, Name: u.Name, Input: row.Input}
+		if !recorded {
+			call.Input, _ = json.Marshal(u.Input)
+		}
+		p := plannedCall{call: call}
+		switch {
+		case row.Status == store.ToolCompleted:
+			p.result = &tool.Result{Call: call, Output: row.Output, IsError: row.IsError, StartedAt: row.StartedAt, FinishedAt: row.FinishedAt}
+			if row.IsError {
+				p.result.Err = errors.New(row.Output)
+			}
+		case row.Status == store.ToolDenied:
+			res := deniedResult(call, fmt.Errorf("denied by a person: %s", cmp.Or(row.DecisionNote, "no reason given")))
+			p.result = &res
+		case row.Status == store.ToolStarted && !a.idempotent(call.Name):
+			now := time.Now()
+			err := fmt.Errorf("%w: the call was interrupted by a crash and its effect is unknown; it was not run again", ErrRunInterrupted)
+			p.result = &tool.Result{Call: call, Output: err.Error(), IsError: true, Err: err, StartedAt: now, FinishedAt: now}
+		case row.Status != store.ToolStarted:
+			starting = append(starting, p) // not started yet: record it started before it runs
+		}
+		planned = append(planned, p)
+	}
+	if len(starting) > 0 {
+		if err := r.commit(ctx, store.StepParams{ToolCalls: ledgerRows(starting, store.ToolStarted)}); err != nil {
+			return err
+		}
+	}
+	return r.completeTools(ctx, planned)
+}
+
+// completeTools runs the planned calls without a result, in parallel, and
+// stores every result as the next user message with the calls' ledger
+// rows completed.
+func (r *run) completeTools(ctx context.Context, planned []plannedCall) error {
+	a := r.session.agent
+	results := make([]tool.Result, len(planned))
+	var runnable []tool.Call
+	var at []int
+	for i, p := range planned {
+		if p.result != nil {
+			results[i] = *p.result
+		} else {
+			runnable = append(runnable, p.call)
+			at = append(at, i)
+		}
+	}
+	for i, res := range a.executor.Execute(ctx, runnable) {
+		results[at[i]] = res
+	}
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
 	content := make([]anthropic.ContentBlockParamUnion, len(results))
-	ledger := make([]store.ToolCall, len(results))
+	rows := make([]store.ToolCall, len(results))
 	for i, res := range results {
 		output := storableOutput(res.Output)
 		content[i] = anthropic.NewToolResultBlock(res.ID, output, res.IsError)
-		ledger[i] = ledgerRow(res, output)
+		rows[i] = ledgerRow(res, output)
 		r.emit(Event{Kind: EventToolResult, ToolUseID: res.ID, ToolName: res.Name, Text: output, IsError: res.IsError})
 	}
 	if err := r.add("user", content, nil); err != nil {
 		return err
 	}
-	if err := r.commit(ctx, store.StepParams{ToolCalls: ledger}); err != nil {
+	if err := r.commit(ctx, store.StepParams{ToolCalls: rows}); err != nil {
 		return err
 	}
 	return a.afterToolCalls(ctx, results)
 }
 
-// runTools runs the tool calls of a response, in their order: each with
-// the input the model sent, which the executor validates (a malformed one
-// never runs), unless an OnBeforeToolCall hook denies it.
-func (r *run) runTools(ctx context.Context, resp *response) ([]tool.Result, error) {
-	a := r.session.agent
-	var results []tool.Result
-	var allowed []tool.Call
-	var at []int // allowed[i] is the call of results[at[i]]
-	for _, block := range resp.Content {
-		if block.Type != "tool_use" {
+// ledgerRows are the ledger rows of planned calls before they run: those
+// with a result completed, those waiting in their status, the others in
+// status.
+func ledgerRows(planned []plannedCall, status string) []store.ToolCall {
+	rows := make([]store.ToolCall, len(planned))
+	now := time.Now()
+	for i, p := range planned {
+		if p.result != nil {
+			rows[i] = ledgerRow(*p.result, storableOutput(p.result.Output))
 			continue
 		}
-		call := tool.Call{ID: block.ID, Name: block.Name, Input: resp.input(block)}
-		r.emit(Event{Kind: EventToolCall, ToolUseID: call.ID, ToolName: call.Name, Input: call.Input})
-		if err := a.beforeToolCall(ctx, r, call); err != nil {
-			results = append(results, deniedResult(call, err))
-			continue
+		rows[i] = ledgerRow(tool.Result{Call: p.call}, "")
+		rows[i].Status = cmp.Or(p.status, status)
+		if rows[i].Status == store.ToolStarted {
+			rows[i].StartedAt = now
 		}
-		at = append(at, len(results))
-		results = append(results, tool.Result{})
-		allowed = append(allowed, call)
 	}
-	for i, res := range a.executor.Execute(ctx, allowed) {
-		results[at[i]] = res
-	}
-	if err := context.Cause(ctx); err != nil {
-		return nil, err
-	}
-	return results, nil
+	return rows
 }
 
 // deniedResult is the result of a call an OnBeforeToolCall hook denied.
@@ -328,7 +533,7 @@ func ledgerRow(res tool.Result, output string) store.ToolCall {
 	name, _ := storableText(res.Name)
 	input, _ := storableJSON(ledgerInput(res.Input))
 	return store.ToolCall{
-		ID: newID(), ToolUseID: id, Name: name, Input: input,
+		ID: newID(), ToolUseID: id, Name: name, Input: input, Status: store.ToolCompleted,
 		Output: output, IsError: res.IsError, StartedAt: res.StartedAt, FinishedAt: res.FinishedAt,
 	}
 }
@@ -380,7 +585,7 @@ func (r *run) commit(ctx context.Context, step store.StepParams) error {
 	defer cancel()
 	step.Messages, step.Usage, step.Iterations = r.pending, r.unsaved.store(), r.unsavedCalls
 	step.LeaseTTL = r.session.agent.cfg.LeaseTTL
-	seq, err := r.session.agent.store.CommitStep(ctx, r.lease, step)
+	committed, err := r.session.agent.store.CommitStep(ctx, r.lease, step)
 	if errors.Is(err, store.ErrLeaseLost) {
 		return ErrLeaseLost
 	}
@@ -389,9 +594,12 @@ func (r *run) commit(ctx context.Context, step store.StepParams) error {
 	}
 	_, pending := r.conv.split()
 	for i := range pending {
-		pending[i].Seq = seq + int64(i)
+		pending[i].Seq = committed.FirstSeq + int64(i)
 	}
 	r.pending, r.unsaved, r.unsavedCalls = nil, Usage{}, 0
+	if committed.CancelRequested && step.Status == "" {
+		return ErrRunCancelled // at the step boundary, with the step stored
+	}
 	return nil
 }
 
@@ -453,7 +661,8 @@ func (r *run) fail(ctx context.Context, cause error) error {
 	defer cancel()
 	err := fmt.Errorf("agentpg: run %s: %w", r.lease.RunID, cause)
 	reason, _ := storableText(cause.Error())
-	failed := store.FailedRun{Reason: reason, Messages: r.pending, Usage: r.unsaved.store(), Iterations: r.unsavedCalls}
+	failed := store.FailedRun{Reason: reason, Class: failureClass(cause), Cancelled: errors.Is(cause, ErrRunCancelled),
+		Messages: r.pending, Usage: r.unsaved.store(), Iterations: r.unsavedCalls}
 	if ferr := r.session.agent.store.FailRun(cleanupCtx, r.lease, failed); ferr != nil {
 		r.log.ErrorContext(ctx, "recording the failed run", "error", ferr)
 		err = errors.Join(err, fmt.Errorf("agentpg: recording the failed run: %w", ferr))

@@ -109,20 +109,41 @@ func (s *Session) Archive(ctx context.Context, opts ListOptions) (Page[ArchivedM
 	}), nil
 }
 
+// Run statuses, as RunInfo.Status reports them. A run moves from queued
+// (enqueued, not started) to running, possibly to awaiting_approval and
+// back, and ends completed, failed or cancelled.
+const (
+	RunQueued           = store.RunQueued
+	RunRunning          = store.RunRunning
+	RunAwaitingApproval = store.RunAwaitingApproval
+	RunCompleted        = store.RunCompleted
+	RunFailed           = store.RunFailed
+	RunCancelled        = store.RunCancelled
+)
+
 // RunInfo describes a stored run.
 type RunInfo struct {
-	ID string
+	ID        string
+	SessionID string
 	// ParentRunID is the run that called this one, for a run of an agent
 	// offered as a tool (Agent.AsTool).
 	ParentRunID string
-	Status      string // "running", "completed" or "failed"
-	Model       string
-	StopReason  string
-	Error       string // why a failed run failed
-	Iterations  int    // model calls made
-	Usage       Usage
-	StartedAt   time.Time
-	FinishedAt  time.Time // zero while running
+	Status      string // RunQueued, RunRunning, ... RunCancelled
+	// Stuck reports a running run that no process holds: its process went
+	// away. ResumeRun continues it; the next run of its session fails it.
+	Stuck      bool
+	Model      string
+	StopReason string
+	Error      string // why a failed or cancelled run ended
+	// ErrorClass classifies Error, such as "max_iterations",
+	// "hook_rejected", "overloaded", "interrupted" or "cancelled"; the
+	// RunError of the run matches the class's sentinel error.
+	ErrorClass string
+	Iterations int // model calls made
+	Usage      Usage
+	CreatedAt  time.Time
+	StartedAt  time.Time // zero while queued
+	FinishedAt time.Time // zero until it ends
 }
 
 // Runs returns a page of the session's runs, oldest first.
@@ -146,12 +167,17 @@ func (s *Session) Runs(ctx context.Context, opts ListOptions) (Page[RunInfo], er
 // runInfo converts a stored run.
 func runInfo(r store.Run) RunInfo {
 	info := RunInfo{
-		ID: r.ID, Status: r.Status, Model: r.Model, Iterations: r.Iterations, StartedAt: r.StartedAt,
+		ID: r.ID, SessionID: r.SessionID, Status: r.Status, Stuck: r.LeaseExpired, Model: r.Model,
+		Iterations: r.Iterations, CreatedAt: r.CreatedAt,
 		ParentRunID: deref(r.ParentRunID), StopReason: deref(r.StopReason), Error: deref(r.Error),
+		ErrorClass: deref(r.ErrorClass),
 		Usage: Usage{
 			InputTokens: r.Usage.InputTokens, OutputTokens: r.Usage.OutputTokens,
 			CacheReadInputTokens: r.Usage.CacheReadTokens, CacheCreationInputTokens: r.Usage.CacheWriteTokens,
 		},
+	}
+	if r.StartedAt != nil {
+		info.StartedAt = *r.StartedAt
 	}
 	if r.FinishedAt != nil {
 		info.FinishedAt = *r.FinishedAt
@@ -244,28 +270,43 @@ func deref(p *string) string {
 
 // ToolCall is a row of the tool ledger: one call of a tool by a run.
 type ToolCall struct {
-	ToolUseID  string
-	Name       string
-	Input      json.RawMessage
+	ToolUseID string
+	Name      string
+	// Input is the input exactly as the model sent it (as a JSON string
+	// when it was not valid JSON).
+	Input json.RawMessage
+	// Status is "started" (committed before the tool ran; a crash left its
+	// effect unknown), "completed", "awaiting_approval", "approved" or
+	// "denied".
+	Status     string
 	Output     string
 	IsError    bool
 	StartedAt  time.Time
 	FinishedAt time.Time
+	// DecisionNote is what the person who approved or denied the call said.
+	DecisionNote string
 }
 
-// ToolCalls returns the ledger of the run's tool calls.
+// ToolCalls returns the ledger of the tool calls of one of the session's
+// runs; nothing for a run of another session.
 func (s *Session) ToolCalls(ctx context.Context, runID string) ([]ToolCall, error) {
+	return s.agent.toolCalls(ctx, s.TenantID, &s.ID, runID)
+}
+
+// toolCalls returns the ledger of the tenant's run, if a run of the session
+// sessionID (nil: of any); nothing for a run of another tenant.
+func (a *Agent) toolCalls(ctx context.Context, tenantID string, sessionID *string, runID string) ([]ToolCall, error) {
 	if !validID(runID) {
 		return nil, nil
 	}
-	rows, err := s.agent.store.ListToolCalls(ctx, s.TenantID, s.ID, runID)
+	rows, err := a.store.ListToolCalls(ctx, tenantID, sessionID, runID)
 	if err != nil {
 		return nil, fmt.Errorf("agentpg: %w", err)
 	}
 	calls := make([]ToolCall, len(rows))
 	for i, r := range rows {
-		calls[i] = ToolCall{ToolUseID: r.ToolUseID, Name: r.Name, Input: r.Input, Output: r.Output,
-			IsError: r.IsError, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt}
+		calls[i] = ToolCall{ToolUseID: r.ToolUseID, Name: r.Name, Input: r.Input, Status: r.Status, Output: r.Output,
+			IsError: r.IsError, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, DecisionNote: r.DecisionNote}
 	}
 	return calls, nil
 }

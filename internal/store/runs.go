@@ -66,8 +66,11 @@ type Begun struct {
 	// message.
 	Summary *Summary
 	// History holds the messages of completed runs stored after
-	// CachedSeq, or all of them when Summary is set.
+	// CachedSeq, or all of them when Summary is set; for a resumed run,
+	// its own too.
 	History []Message
+	// Prompt is the stored prompt of a resumed run not yet started.
+	Prompt json.RawMessage
 }
 
 const beginRunSQL = `
@@ -79,15 +82,16 @@ WITH s AS (
         updated_at = now()
     WHERE tenant_id = $1 AND id = $2
       AND (lease_run_id IS NULL OR lease_expires_at <= now())
+      AND NOT EXISTS (SELECT 1 FROM {{schema}}.runs w WHERE w.session_id = $2 AND w.status = 'awaiting_approval')
     RETURNING id, tenant_id, lease_token, compaction_gen,
               summary, first_intent, compacted_at_seq
 ), abandoned AS (
     UPDATE {{schema}}.runs
-    SET status = 'failed', error = 'abandoned: its lease expired', finished_at = now()
+    SET status = 'failed', error = 'abandoned: its lease expired', error_class = 'interrupted', finished_at = now()
     WHERE session_id IN (SELECT id FROM s) AND status = 'running'
 ), run AS (
-    INSERT INTO {{schema}}.runs (id, session_id, tenant_id, lease_token, model, parent_run_id)
-    SELECT $3, id, tenant_id, lease_token, $5, $6 FROM s
+    INSERT INTO {{schema}}.runs (id, session_id, tenant_id, lease_token, model, parent_run_id, status, started_at)
+    SELECT $3, id, tenant_id, lease_token, $5, $6, 'running', now() FROM s
 )
 SELECT lease_token, compaction_gen, compaction_gen <> $7,
        CASE WHEN compaction_gen <> $7 THEN coalesce(summary, '') ELSE '' END,
@@ -143,16 +147,22 @@ func (s *Store) BeginRun(ctx context.Context, p BeginRunParams) (Begun, error) {
 	return begun, nil
 }
 
-const sessionExistsSQL = `SELECT EXISTS (SELECT 1 FROM {{schema}}.sessions WHERE tenant_id = $1 AND id = $2)`
+const sessionExistsSQL = `
+SELECT EXISTS (SELECT 1 FROM {{schema}}.sessions WHERE tenant_id = $1 AND id = $2),
+       EXISTS (SELECT 1 FROM {{schema}}.runs WHERE tenant_id = $1 AND session_id = $2 AND status = 'awaiting_approval')`
 
-// whyNoLease explains a failed lease acquisition: ErrNotFound or ErrBusy.
+// whyNoLease explains a failed lease acquisition: ErrNotFound,
+// ErrApprovalPending or ErrBusy.
 func (s *Store) whyNoLease(ctx context.Context, tenantID, sessionID string) error {
-	var exists bool
-	if err := s.db.QueryRow(ctx, s.q(sessionExistsSQL), tenantID, sessionID).Scan(&exists); err != nil {
+	var exists, awaiting bool
+	if err := s.db.QueryRow(ctx, s.q(sessionExistsSQL), tenantID, sessionID).Scan(&exists, &awaiting); err != nil {
 		return err
 	}
-	if !exists {
+	switch {
+	case !exists:
 		return ErrNotFound
+	case awaiting:
+		return ErrApprovalPending
 	}
 	return ErrBusy
 }
@@ -216,37 +226,68 @@ type Usage struct {
 	CacheWriteTokens int64
 }
 
+// Tool call statuses in the ledger.
+const (
+	ToolStarted          = "started"           // committed before the tool runs
+	ToolCompleted        = "completed"         // its result is stored
+	ToolAwaitingApproval = "awaiting_approval" // waits for DecideToolCall
+	ToolApproved         = "approved"          // may run; not started yet
+	ToolDenied           = "denied"            // refused by a person
+)
+
 // ToolCall is a row of the tool ledger.
 type ToolCall struct {
-	ID         string
-	ToolUseID  string
-	Name       string
-	Input      json.RawMessage
+	ID        string
+	ToolUseID string
+	Name      string
+	Input     json.RawMessage
+	Status    string
+	// Output, IsError and FinishedAt are set once the call completed.
 	Output     string
 	IsError    bool
 	StartedAt  time.Time
 	FinishedAt time.Time
+	// DecisionNote is what the person who approved or denied it said.
+	DecisionNote string
 }
 
+// Run statuses.
+const (
+	RunQueued           = "queued"
+	RunRunning          = "running"
+	RunAwaitingApproval = "awaiting_approval"
+	RunCompleted        = "completed"
+	RunFailed           = "failed"
+	RunCancelled        = "cancelled"
+)
+
 // StepParams commit one step of a run: the messages it produced, the tool
-// calls they answer, what it used, and, when Finish is set, the run's
-// completion and the release of the lease.
+// calls they start or answer, what it used, and the run's status after it.
 type StepParams struct {
 	Messages   []NewMessage
-	ToolCalls  []ToolCall
+	ToolCalls  []ToolCall // inserted, or updated when already in the ledger
 	Usage      Usage
 	Iterations int
-	Finish     bool
+	// Status is the run's status after the step: RunRunning (the default),
+	// RunCompleted or RunAwaitingApproval; the last two release the lease.
+	Status     string
 	StopReason string
-	LeaseTTL   time.Duration // the lease is renewed by this much when not finishing
+	LeaseTTL   time.Duration // the lease is renewed by this much while running
+}
+
+// Step is what a committed step reports.
+type Step struct {
+	FirstSeq int64 // the seq of the first message stored
+	// CancelRequested reports that CancelRun asked the run to stop.
+	CancelRequested bool
 }
 
 const commitStepSQL = `
 WITH s AS (
     UPDATE {{schema}}.sessions
     SET last_seq = last_seq + cardinality($5::uuid[]),
-        lease_run_id = CASE WHEN $6 THEN NULL ELSE lease_run_id END,
-        lease_expires_at = CASE WHEN $6 THEN NULL ELSE now() + make_interval(secs => $7) END,
+        lease_run_id = CASE WHEN $6 = 'running' THEN lease_run_id END,
+        lease_expires_at = CASE WHEN $6 = 'running' THEN now() + make_interval(secs => $7) END,
         updated_at = now()
     WHERE tenant_id = $1 AND id = $2 AND lease_run_id = $3 AND lease_token = $4
     RETURNING id, tenant_id, last_seq - cardinality($5::uuid[]) AS base_seq
@@ -256,57 +297,71 @@ WITH s AS (
     FROM s, unnest($5::uuid[], $8::text[], $9::jsonb[], $10::jsonb[]) WITH ORDINALITY AS m(id, role, content, usage, n)
 ), ledger AS (
     INSERT INTO {{schema}}.tool_executions
-        (id, run_id, session_id, tenant_id, tool_use_id, name, input, output, is_error, started_at, finished_at)
-    SELECT t.id, $3, s.id, s.tenant_id, t.tool_use_id, t.name, t.input, t.output, t.is_error, t.started_at, t.finished_at
-    FROM s, unnest($17::uuid[], $18::text[], $19::text[], $20::jsonb[], $21::text[], $22::boolean[], $23::timestamptz[], $24::timestamptz[])
-        AS t(id, tool_use_id, name, input, output, is_error, started_at, finished_at)
+        (id, run_id, session_id, tenant_id, tool_use_id, name, input, status, output, is_error, started_at, finished_at)
+    SELECT t.id, $3, s.id, s.tenant_id, t.tool_use_id, t.name, t.input, t.status, t.output, t.is_error, t.started_at, t.finished_at
+    FROM s, unnest($17::uuid[], $18::text[], $19::text[], $20::jsonb[], $21::text[], $22::text[], $23::boolean[],
+                   $24::timestamptz[], $25::timestamptz[])
+        AS t(id, tool_use_id, name, input, status, output, is_error, started_at, finished_at)
+    ON CONFLICT (run_id, tool_use_id) DO UPDATE
+    SET status = EXCLUDED.status, output = EXCLUDED.output, is_error = EXCLUDED.is_error,
+        started_at = coalesce(EXCLUDED.started_at, {{schema}}.tool_executions.started_at),
+        finished_at = EXCLUDED.finished_at
 ), run AS (
     UPDATE {{schema}}.runs
-    SET status = CASE WHEN $6 THEN 'completed' ELSE status END,
+    SET status = $6,
         stop_reason = $11,
+        prompt = NULL,
         iterations = iterations + $12,
         input_tokens = input_tokens + $13,
         output_tokens = output_tokens + $14,
         cache_read_tokens = cache_read_tokens + $15,
         cache_write_tokens = cache_write_tokens + $16,
-        finished_at = CASE WHEN $6 THEN now() END
+        finished_at = CASE WHEN $6 = 'completed' THEN now() END
     WHERE id = $3 AND EXISTS (SELECT 1 FROM s)
+    RETURNING cancel_requested
 )
-SELECT base_seq FROM s`
+SELECT base_seq, coalesce((SELECT cancel_requested FROM run), false) FROM s`
 
-// CommitStep appends the step's messages, adds its usage to the run and,
-// with Finish, completes the run and releases the lease, all in one
-// statement fenced by the lease. It returns the seq of the first appended
-// message, or ErrLeaseLost when the lease was taken over (nothing is
+// CommitStep appends the step's messages, writes its ledger rows, adds its
+// usage to the run and moves the run to the step's status, releasing the
+// lease unless it is still running, all in one statement fenced by the
+// lease. It returns ErrLeaseLost when the lease was taken over (nothing is
 // written then).
-func (s *Store) CommitStep(ctx context.Context, l Lease, p StepParams) (int64, error) {
+func (s *Store) CommitStep(ctx context.Context, l Lease, p StepParams) (Step, error) {
 	m := messageColumns(p.Messages)
 	calls := toolCallColumns(p.ToolCalls)
 	var stopReason *string
 	if p.StopReason != "" {
 		stopReason = &p.StopReason
 	}
-	var baseSeq int64
+	status := p.Status
+	if status == "" {
+		status = RunRunning
+	}
+	var step Step
 	err := s.db.QueryRow(ctx, s.q(commitStepSQL),
 		l.TenantID, l.SessionID, l.RunID, l.Token,
-		m.ids, p.Finish, p.LeaseTTL.Seconds(), m.roles, m.contents, m.usages,
+		m.ids, status, p.LeaseTTL.Seconds(), m.roles, m.contents, m.usages,
 		stopReason, p.Iterations,
 		p.Usage.InputTokens, p.Usage.OutputTokens, p.Usage.CacheReadTokens, p.Usage.CacheWriteTokens,
-		calls.ids, calls.toolUseIDs, calls.names, calls.inputs, calls.outputs, calls.isErrors, calls.started, calls.finished,
-	).Scan(&baseSeq)
+		calls.ids, calls.toolUseIDs, calls.names, calls.inputs, calls.statuses, calls.outputs, calls.isErrors,
+		calls.started, calls.finished,
+	).Scan(&step.FirstSeq, &step.CancelRequested)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, ErrLeaseLost
+		return step, ErrLeaseLost
 	}
-	return baseSeq + 1, err
+	step.FirstSeq++
+	return step, err
 }
 
 // toolCallArrays are the ledger rows of a step, column by column, as
-// CommitStep binds them.
+// CommitStep binds them; a zero time or an unfinished call binds NULL.
 type toolCallArrays struct {
-	ids, toolUseIDs, names, outputs []string
-	inputs                          []json.RawMessage
-	isErrors                        []bool
-	started, finished               []time.Time
+	ids, toolUseIDs, names, statuses []string
+	outputs                          []*string
+	inputs                           []json.RawMessage
+	isErrors                         []*bool
+	started, finished                []*time.Time
 }
 
 func toolCallColumns(calls []ToolCall) toolCallArrays {
@@ -316,12 +371,24 @@ func toolCallColumns(calls []ToolCall) toolCallArrays {
 		c.toolUseIDs = append(c.toolUseIDs, t.ToolUseID)
 		c.names = append(c.names, t.Name)
 		c.inputs = append(c.inputs, t.Input)
-		c.outputs = append(c.outputs, t.Output)
-		c.isErrors = append(c.isErrors, t.IsError)
-		c.started = append(c.started, t.StartedAt)
-		c.finished = append(c.finished, t.FinishedAt)
+		c.statuses = append(c.statuses, t.Status)
+		c.started = append(c.started, timeOrNil(t.StartedAt))
+		if t.Status == ToolCompleted {
+			c.outputs = append(c.outputs, &t.Output)
+			c.isErrors = append(c.isErrors, &t.IsError)
+			c.finished = append(c.finished, timeOrNil(t.FinishedAt))
+		} else {
+			c.outputs, c.isErrors, c.finished = append(c.outputs, nil), append(c.isErrors, nil), append(c.finished, nil)
+		}
 	}
 	return c
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 const failRunSQL = `
@@ -337,7 +404,7 @@ WITH s AS (
     FROM s, unnest($5::uuid[], $6::text[], $7::jsonb[], $8::jsonb[]) WITH ORDINALITY AS m(id, role, content, usage, n)
 )
 UPDATE {{schema}}.runs
-SET status = 'failed', error = $9, finished_at = now(),
+SET status = $15, error = $9, error_class = $16, finished_at = now(), prompt = NULL,
     iterations = iterations + $10,
     input_tokens = input_tokens + $11,
     output_tokens = output_tokens + $12,
@@ -348,6 +415,9 @@ WHERE tenant_id = $1 AND id = $3 AND status = 'running'`
 // FailedRun is how a run failed, with what it had not yet stored.
 type FailedRun struct {
 	Reason string
+	Class  string // why, as a class: see the root package's RunInfo
+	// Cancelled records the run as cancelled rather than failed.
+	Cancelled bool
 	// Messages are the run's messages not yet stored, kept for the audit
 	// trail (never in the conversation: the run failed). They are stored
 	// only while the run still holds its lease.
@@ -357,13 +427,18 @@ type FailedRun struct {
 	Iterations int
 }
 
-// FailRun marks the run failed, adds what it used and stores its unsaved
-// messages, and releases its lease if it still holds it, in one statement.
+// FailRun marks the running run failed (or cancelled), adds what it used
+// and stores its unsaved messages, and releases its lease if it still holds
+// it, in one statement.
 func (s *Store) FailRun(ctx context.Context, l Lease, f FailedRun) error {
 	m := messageColumns(f.Messages)
+	status := RunFailed
+	if f.Cancelled {
+		status = RunCancelled
+	}
 	_, err := s.db.Exec(ctx, s.q(failRunSQL), l.TenantID, l.SessionID, l.RunID, l.Token,
 		m.ids, m.roles, m.contents, m.usages, f.Reason, f.Iterations,
-		f.Usage.InputTokens, f.Usage.OutputTokens, f.Usage.CacheReadTokens, f.Usage.CacheWriteTokens)
+		f.Usage.InputTokens, f.Usage.OutputTokens, f.Usage.CacheReadTokens, f.Usage.CacheWriteTokens, status, f.Class)
 	return err
 }
 
@@ -392,43 +467,95 @@ type Run struct {
 	Model       string
 	StopReason  *string
 	Error       *string
+	ErrorClass  *string
+	Async       bool
 	Iterations  int
 	Usage       Usage
-	StartedAt   time.Time
+	CreatedAt   time.Time
+	StartedAt   *time.Time
 	FinishedAt  *time.Time
+	// LeaseExpired reports, for a running run, that no process holds its
+	// session: the run is stuck until resumed or rescued.
+	LeaseExpired bool
+}
+
+const runColumns = `r.id::text, r.session_id::text, r.parent_run_id::text, r.status, r.model, r.stop_reason, r.error,
+       r.error_class, r.async, r.iterations, r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens,
+       r.created_at, r.started_at, r.finished_at,
+       r.status = 'running' AND NOT EXISTS (
+           SELECT 1 FROM {{schema}}.sessions s
+           WHERE s.id = r.session_id AND s.lease_run_id = r.id AND s.lease_expires_at > now())`
+
+func scanRun(row pgx.CollectableRow) (Run, error) {
+	var r Run
+	err := row.Scan(&r.ID, &r.SessionID, &r.ParentRunID, &r.Status, &r.Model, &r.StopReason, &r.Error,
+		&r.ErrorClass, &r.Async, &r.Iterations,
+		&r.Usage.InputTokens, &r.Usage.OutputTokens, &r.Usage.CacheReadTokens, &r.Usage.CacheWriteTokens,
+		&r.CreatedAt, &r.StartedAt, &r.FinishedAt, &r.LeaseExpired)
+	return r, err
 }
 
 const listRunsSQL = `
-SELECT id::text, session_id::text, parent_run_id::text, status, model, stop_reason, error, iterations,
-       input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, started_at, finished_at
-FROM {{schema}}.runs
-WHERE tenant_id = $1 AND session_id = $2 AND ($3::uuid IS NULL OR id > $3)
-ORDER BY id
+SELECT ` + runColumns + `
+FROM {{schema}}.runs r
+WHERE r.tenant_id = $1 AND r.session_id = $2 AND ($3::uuid IS NULL OR r.id > $3)
+ORDER BY r.id
 LIMIT $4`
 
 // ListRuns returns up to limit of the session's runs after the run afterID
 // (nil: from the first), oldest first: run ids are time-ordered.
 func (s *Store) ListRuns(ctx context.Context, tenantID, sessionID string, afterID *string, limit int) ([]Run, error) {
-	return queryAll(ctx, s.db, "runs", s.q(listRunsSQL), func(row pgx.CollectableRow) (Run, error) {
-		var r Run
-		err := row.Scan(&r.ID, &r.SessionID, &r.ParentRunID, &r.Status, &r.Model, &r.StopReason, &r.Error, &r.Iterations,
-			&r.Usage.InputTokens, &r.Usage.OutputTokens, &r.Usage.CacheReadTokens, &r.Usage.CacheWriteTokens,
-			&r.StartedAt, &r.FinishedAt)
-		return r, err
-	}, tenantID, sessionID, afterID, limit)
+	return queryAll(ctx, s.db, "runs", s.q(listRunsSQL), scanRun, tenantID, sessionID, afterID, limit)
+}
+
+const listTenantRunsSQL = `
+SELECT ` + runColumns + `
+FROM {{schema}}.runs r
+WHERE r.tenant_id = $1 AND ($2::text IS NULL OR r.status = $2) AND ($3::uuid IS NULL OR r.id > $3)
+ORDER BY r.id
+LIMIT $4`
+
+// ListTenantRuns returns up to limit of the tenant's runs in status (nil:
+// any), after the run afterID, oldest first.
+func (s *Store) ListTenantRuns(ctx context.Context, tenantID string, status, afterID *string, limit int) ([]Run, error) {
+	return queryAll(ctx, s.db, "runs", s.q(listTenantRunsSQL), scanRun, tenantID, status, afterID, limit)
+}
+
+const getRunSQL = `SELECT ` + runColumns + ` FROM {{schema}}.runs r WHERE r.tenant_id = $1 AND r.id = $2`
+
+// GetRun returns the tenant's run, or ErrNotFound.
+func (s *Store) GetRun(ctx context.Context, tenantID, runID string) (Run, error) {
+	runs, err := queryAll(ctx, s.db, "run", s.q(getRunSQL), scanRun, tenantID, runID)
+	if err != nil {
+		return Run{}, err
+	}
+	if len(runs) == 0 {
+		return Run{}, ErrNotFound
+	}
+	return runs[0], nil
 }
 
 const listToolCallsSQL = `
-SELECT id::text, tool_use_id, name, input, output, is_error, started_at, finished_at
+SELECT id::text, tool_use_id, name, input, status, coalesce(output, ''), coalesce(is_error, false),
+       started_at, finished_at, coalesce(decision_note, '')
 FROM {{schema}}.tool_executions
-WHERE tenant_id = $1 AND session_id = $2 AND run_id = $3
-ORDER BY started_at, tool_use_id`
+WHERE tenant_id = $1 AND run_id = $2 AND ($3::uuid IS NULL OR session_id = $3)
+ORDER BY started_at NULLS LAST, tool_use_id`
 
-// ListToolCalls returns the ledger rows of a run of the tenant's session.
-func (s *Store) ListToolCalls(ctx context.Context, tenantID, sessionID, runID string) ([]ToolCall, error) {
+// ListToolCalls returns the ledger rows of the tenant's run, if it is a run
+// of the session sessionID (nil: of any session).
+func (s *Store) ListToolCalls(ctx context.Context, tenantID string, sessionID *string, runID string) ([]ToolCall, error) {
 	return queryAll(ctx, s.db, "tool calls", s.q(listToolCallsSQL), func(row pgx.CollectableRow) (ToolCall, error) {
 		var t ToolCall
-		err := row.Scan(&t.ID, &t.ToolUseID, &t.Name, &t.Input, &t.Output, &t.IsError, &t.StartedAt, &t.FinishedAt)
+		var started, finished *time.Time
+		err := row.Scan(&t.ID, &t.ToolUseID, &t.Name, &t.Input, &t.Status, &t.Output, &t.IsError,
+			&started, &finished, &t.DecisionNote)
+		if started != nil {
+			t.StartedAt = *started
+		}
+		if finished != nil {
+			t.FinishedAt = *finished
+		}
 		return t, err
-	}, tenantID, sessionID, runID)
+	}, tenantID, runID, sessionID)
 }

@@ -1,0 +1,205 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Errors of run transitions.
+var (
+	// ErrApprovalPending: the run, or a run of the session, waits for
+	// tool calls to be decided.
+	ErrApprovalPending = errors.New("approval pending")
+	// ErrFinished: the run has already ended.
+	ErrFinished = errors.New("run finished")
+	// ErrNotPending: the tool call does not wait for a decision.
+	ErrNotPending = errors.New("tool call not pending")
+)
+
+// ResumeRunParams resume a run that is queued, was interrupted or waited
+// for approvals.
+type ResumeRunParams struct {
+	TenantID  string
+	RunID     string
+	LeaseTTL  time.Duration
+	CachedGen int
+	CachedSeq int64
+}
+
+const resumeRunSQL = `
+WITH r AS (
+    SELECT id, session_id, prompt FROM {{schema}}.runs
+    WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'running', 'awaiting_approval')
+      AND NOT EXISTS (SELECT 1 FROM {{schema}}.tool_executions t WHERE t.run_id = $2 AND t.status = 'awaiting_approval')
+), s AS (
+    UPDATE {{schema}}.sessions
+    SET lease_token = lease_token + 1,
+        lease_run_id = $2,
+        lease_expires_at = now() + make_interval(secs => $3),
+        updated_at = now()
+    WHERE tenant_id = $1 AND id = (SELECT session_id FROM r)
+      AND (lease_run_id IS NULL OR lease_expires_at <= now())
+    RETURNING id, lease_token, compaction_gen, summary, first_intent, compacted_at_seq
+), run AS (
+    UPDATE {{schema}}.runs
+    SET status = 'running', lease_token = s.lease_token, started_at = coalesce(started_at, now())
+    FROM s WHERE runs.id = $2
+)
+SELECT s.id::text, s.lease_token, s.compaction_gen, s.compaction_gen <> $4,
+       CASE WHEN s.compaction_gen <> $4 THEN coalesce(s.summary, '') ELSE '' END,
+       CASE WHEN s.compaction_gen <> $4 THEN coalesce(s.first_intent, '') ELSE '' END,
+       s.compacted_at_seq, r.prompt
+FROM s, r`
+
+// ResumeRun takes the lease of the run's session for the run and moves it
+// to running, reading what the conversation gained since the cached copy
+// (the run's own messages included), in one round trip. It returns
+// ErrNotFound for no such run of the tenant, ErrFinished for a run that
+// ended, ErrApprovalPending while calls wait for a decision and ErrBusy
+// while a process holds the session.
+func (s *Store) ResumeRun(ctx context.Context, p ResumeRunParams) (Begun, error) {
+	begun := Begun{Lease: Lease{TenantID: p.TenantID, RunID: p.RunID}}
+	batch := &pgx.Batch{}
+	var stale bool
+	var sum Summary
+	batch.Queue(s.q(resumeRunSQL), p.TenantID, p.RunID, p.LeaseTTL.Seconds(), p.CachedGen).
+		QueryRow(func(row pgx.Row) error {
+			return row.Scan(&begun.Lease.SessionID, &begun.Lease.Token, &begun.Lease.CompactionGen, &stale,
+				&sum.Text, &sum.FirstIntent, &sum.CompactedAtSeq, &begun.Prompt)
+		})
+	batch.Queue(s.q(resumeHistorySQL), p.TenantID, p.RunID, p.CachedGen, p.CachedSeq).
+		Query(func(rows pgx.Rows) error {
+			var err error
+			begun.History, err = pgx.CollectRows(rows, scanMessage)
+			return err
+		})
+	err := s.db.SendBatch(ctx, batch).Close()
+	if errors.Is(err, pgx.ErrNoRows) {
+		return begun, s.whyNotResumed(ctx, p.TenantID, p.RunID)
+	}
+	if err != nil {
+		return begun, err
+	}
+	if stale {
+		sum.Gen = begun.Lease.CompactionGen
+		begun.Summary = &sum
+	}
+	return begun, nil
+}
+
+// resumeHistorySQL is beginHistorySQL for a resumed run: its own messages
+// belong to the conversation too.
+const resumeHistorySQL = `
+SELECT m.id::text, m.run_id::text, m.seq, m.role, m.content, m.usage, m.created_at
+FROM {{schema}}.sessions s
+JOIN {{schema}}.messages m ON m.session_id = s.id AND m.tenant_id = s.tenant_id
+LEFT JOIN {{schema}}.runs r ON r.id = m.run_id
+WHERE s.tenant_id = $1 AND s.lease_run_id = $2
+  AND m.seq > CASE WHEN s.compaction_gen = $3 THEN $4 ELSE 0 END
+  AND (m.run_id IS NULL OR m.run_id = $2 OR r.status = 'completed')
+ORDER BY m.seq`
+
+// whyNotResumed explains a run that could not be resumed.
+func (s *Store) whyNotResumed(ctx context.Context, tenantID, runID string) error {
+	run, err := s.GetRun(ctx, tenantID, runID)
+	if err != nil {
+		return err
+	}
+	switch run.Status {
+	case RunCompleted, RunFailed, RunCancelled:
+		return ErrFinished
+	}
+	calls, err := s.ListToolCalls(ctx, tenantID, nil, runID)
+	if err != nil {
+		return err
+	}
+	for _, c := range calls {
+		if c.Status == ToolAwaitingApproval {
+			return ErrApprovalPending
+		}
+	}
+	return ErrBusy
+}
+
+const cancelRunSQL = `
+WITH r AS (
+    SELECT r.id, r.status IN ('queued', 'awaiting_approval') OR NOT EXISTS (
+               SELECT 1 FROM {{schema}}.sessions s
+               WHERE s.id = r.session_id AND s.lease_run_id = r.id AND s.lease_expires_at > now()) AS now_
+    FROM {{schema}}.runs r
+    WHERE r.tenant_id = $1 AND r.id = $2 AND r.status IN ('queued', 'running', 'awaiting_approval')
+    FOR UPDATE OF r
+)
+UPDATE {{schema}}.runs
+SET cancel_requested = true,
+    status = CASE WHEN r.now_ THEN 'cancelled' ELSE runs.status END,
+    error = CASE WHEN r.now_ THEN $3 ELSE runs.error END,
+    error_class = CASE WHEN r.now_ THEN 'cancelled' ELSE runs.error_class END,
+    finished_at = CASE WHEN r.now_ THEN now() ELSE runs.finished_at END,
+    prompt = CASE WHEN r.now_ THEN NULL ELSE runs.prompt END
+FROM r WHERE runs.id = r.id
+RETURNING runs.status`
+
+// CancelRun cancels the tenant's run: a queued run, one waiting for
+// approvals or one no process runs at once; a running one is asked to stop
+// at its next step boundary. It returns the run's status after, or
+// ErrNotFound, or ErrFinished for a run that ended.
+func (s *Store) CancelRun(ctx context.Context, tenantID, runID, reason string) (string, error) {
+	var status string
+	err := s.db.QueryRow(ctx, s.q(cancelRunSQL), tenantID, runID, reason).Scan(&status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, err := s.GetRun(ctx, tenantID, runID); err != nil {
+			return "", err
+		}
+		return "", ErrFinished
+	}
+	return status, err
+}
+
+const decideToolCallSQL = `
+UPDATE {{schema}}.tool_executions
+SET status = CASE WHEN $4 THEN 'approved' ELSE 'denied' END, decision_note = $5, decided_at = now()
+WHERE tenant_id = $1 AND run_id = $2 AND tool_use_id = $3 AND status = 'awaiting_approval'
+RETURNING (SELECT count(*) FROM {{schema}}.tool_executions
+           WHERE run_id = $2 AND status = 'awaiting_approval' AND tool_use_id <> $3)`
+
+// DecideToolCall approves or denies a call waiting for approval. It
+// returns how many calls of the run still wait, ErrNotPending for a call
+// that does not wait (decided already), or ErrNotFound.
+func (s *Store) DecideToolCall(ctx context.Context, tenantID, runID, toolUseID string, approve bool, note string) (int, error) {
+	var remaining int
+	err := s.db.QueryRow(ctx, s.q(decideToolCallSQL), tenantID, runID, toolUseID, approve, note).Scan(&remaining)
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return remaining, err
+	}
+	calls, err := s.ListToolCalls(ctx, tenantID, nil, runID)
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range calls {
+		if c.ToolUseID == toolUseID {
+			return 0, ErrNotPending
+		}
+	}
+	return 0, ErrNotFound
+}
+
+const lastAnswerSQL = `
+SELECT content FROM {{schema}}.messages
+WHERE tenant_id = $1 AND run_id = $2 AND role = 'assistant'
+ORDER BY seq DESC LIMIT 1`
+
+// LastAnswer returns the content of the run's last assistant message, or
+// nil.
+func (s *Store) LastAnswer(ctx context.Context, tenantID, runID string) (json.RawMessage, error) {
+	var content json.RawMessage
+	err := s.db.QueryRow(ctx, s.q(lastAnswerSQL), tenantID, runID).Scan(&content)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	return content, err
+}
