@@ -6,12 +6,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
+
+	"github.com/agentpg/agentpg/agentpgtest"
 )
 
 // A zero RetryConfig gets the defaults; setting one backoff alone adjusts
@@ -152,4 +155,107 @@ func TestRetryErrorWrapsTheLastError(t *testing.T) {
 	if msg := (&RetryError{Attempts: 1, Last: io.ErrUnexpectedEOF}).Error(); !strings.Contains(msg, "after 1 attempt: unexpected EOF") {
 		t.Fatalf("message %q", msg)
 	}
+}
+
+// retryAgent returns an agent, without a database, that calls model with
+// tiny backoffs.
+func retryAgent(model *agentpgtest.Server) *Agent {
+	cfg := Config{
+		Client: model.Client(),
+		Model:  "claude-sonnet-5-5",
+		Retry:  RetryConfig{InitialBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond},
+	}
+	return &Agent{cfg: cfg.withDefaults()}
+}
+
+func hello() anthropic.MessageNewParams {
+	return anthropic.MessageNewParams{
+		Model:     "claude-sonnet-5-5",
+		MaxTokens: 1024,
+		Messages:  []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hello"))},
+	}
+}
+
+// cutReply is a reply whose stream is cut after its first text delta; its
+// message_start reports usage, as the API's does.
+func cutReply(input int64) agentpgtest.Reply {
+	return agentpgtest.Reply{
+		Content:  []agentpgtest.Block{agentpgtest.TextBlock("a partial answer that never ends")},
+		Usage:    &agentpgtest.Usage{InputTokens: input, OutputTokens: 50},
+		CutAfter: 5, // message_start, ping, content_block_start, two deltas
+	}
+}
+
+// A retried call's answer carries its own usage, and spent() adds the
+// failed attempts' usage to it. A call that gives up returns the usage of
+// every attempt, and no partial answer.
+func TestRetryCallModelCountsEveryAttempt(t *testing.T) {
+	t.Parallel()
+	t.Run("success", func(t *testing.T) {
+		t.Parallel()
+		model := agentpgtest.NewServer(t)
+		model.Push(cutReply(1000), agentpgtest.Reply{
+			Content: []agentpgtest.Block{agentpgtest.TextBlock("the complete answer")},
+			Usage:   &agentpgtest.Usage{InputTokens: 1000, CacheReadInputTokens: 20, OutputTokens: 7},
+		})
+		var events []Event
+		resp, err := retryAgent(model).callModel(t.Context(), hello(), func(e Event) { events = append(events, e) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := responseText(resp.Message); got != "the complete answer" {
+			t.Fatalf("answer %q", got)
+		}
+		if u := resp.Usage; u.InputTokens != 1000 || u.CacheReadInputTokens != 20 || u.OutputTokens != 7 {
+			t.Fatalf("the answer's usage is %+v, want the API's for it", u)
+		}
+		// The cut attempt's message_start reported 1000 input tokens and 1
+		// output token.
+		if u := resp.spent(); u.InputTokens != 2000 || u.CacheReadInputTokens != 20 || u.OutputTokens != 8 {
+			t.Fatalf("spent %+v, want both attempts' usage", u)
+		}
+		if resp.attempts != 2 || len(model.Requests()) != 2 {
+			t.Fatalf("%d attempts, %d requests", resp.attempts, len(model.Requests()))
+		}
+		last := slices.IndexFunc(events, func(e Event) bool { return e.Kind == EventRetry })
+		if last < 0 || !strings.Contains(events[last].Text, ErrIncompleteResponse.Error()) {
+			t.Fatalf("no EventRetry saying why: %+v", events)
+		}
+		var before, after strings.Builder
+		for i, e := range events {
+			if e.Kind == EventText && i < last {
+				before.WriteString(e.Text)
+			} else if e.Kind == EventText {
+				after.WriteString(e.Text)
+			}
+		}
+		if before.Len() == 0 || after.String() != "the complete answer" {
+			t.Fatalf("deltas %q before the retry, %q after", before.String(), after.String())
+		}
+	})
+	t.Run("gave up", func(t *testing.T) {
+		t.Parallel()
+		model := agentpgtest.NewServer(t)
+		model.Push(cutReply(100), agentpgtest.Overloaded(), cutReply(200), cutReply(300))
+		resp, err := retryAgent(model).callModel(t.Context(), hello(), nil)
+		var retryErr *RetryError
+		if !errors.As(err, &retryErr) || retryErr.Attempts != 4 || !errors.Is(err, ErrIncompleteResponse) {
+			t.Fatalf("err = %v, want a RetryError after 4 attempts wrapping ErrIncompleteResponse", err)
+		}
+		if resp == nil || len(resp.Content) != 0 {
+			t.Fatalf("response %+v, want one carrying usage only", resp)
+		}
+		if u := resp.spent(); u.InputTokens != 600 || u.OutputTokens != 3 || resp.Usage.InputTokens != 600 {
+			t.Fatalf("usage %+v, spent %+v, want every attempt's", resp.Usage, u)
+		}
+	})
+	t.Run("refused every time", func(t *testing.T) {
+		t.Parallel()
+		model := agentpgtest.NewServer(t)
+		model.Push(agentpgtest.Overloaded(), agentpgtest.Overloaded(), agentpgtest.Overloaded(), agentpgtest.Overloaded())
+		resp, err := retryAgent(model).callModel(t.Context(), hello(), nil)
+		if !errors.Is(err, ErrOverloaded) || resp != nil {
+			t.Fatalf("%+v, %v: want no response, ErrOverloaded", resp, err)
+		}
+	})
 }
