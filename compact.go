@@ -265,7 +265,7 @@ func (s *Session) summarize(ctx context.Context, conv conversation, msgs []compa
 	if text == "" {
 		return "", Usage{}, fmt.Errorf("summarizing: %w", ErrEmptyResponse)
 	}
-	return text, usageOf(resp.Usage), nil
+	return text, usageOf(resp.spent()), nil
 }
 
 // summaryBlock is the system block carrying the compacted start of the

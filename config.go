@@ -26,6 +26,18 @@ const (
 	// DefaultConversationCacheSize is how many sessions' conversations an
 	// Agent keeps in memory by default.
 	DefaultConversationCacheSize = 256
+
+	// DefaultRetryMaxAttempts is how many times a model call is tried by
+	// default: once, and three retries.
+	DefaultRetryMaxAttempts = 4
+	// DefaultRetryInitialBackoff is the default longest wait before the
+	// first retry.
+	DefaultRetryInitialBackoff = 500 * time.Millisecond
+	// DefaultRetryMaxBackoff is the default longest wait before any retry.
+	DefaultRetryMaxBackoff = 30 * time.Second
+	// DefaultRetryMaxElapsed is the default time after a model call's first
+	// attempt began past which it is no longer retried.
+	DefaultRetryMaxElapsed = 2 * time.Minute
 )
 
 // Config configures an Agent. DB, Client and Model are required.
@@ -89,10 +101,55 @@ type Config struct {
 	// messages stored since, even through a freshly loaded Session. Each
 	// entry holds at most about a context window of messages.
 	ConversationCacheSize int
+	// Retry says how a failed model call is retried; its zero value
+	// retries with the defaults. See RetryConfig.
+	Retry RetryConfig
 	// RequestOptions are passed to every Messages API call, for settings
 	// this Config does not name (headers, sampling parameters the model
-	// accepts, a beta flag).
+	// accepts, a beta flag). The SDK's own retries are turned off on
+	// AgentPG's calls, whatever the Client or these options say
+	// (option.WithMaxRetries(0) comes last): Retry retries them instead,
+	// so that the two never multiply. The Client's other uses keep its
+	// settings.
 	RequestOptions []option.RequestOption
+}
+
+// RetryConfig says how a failed model call is retried: with exponential
+// backoff and full jitter (a random wait up to InitialBackoff, doubling
+// with each retry up to MaxBackoff), or after the wait the API asks for in
+// its retry-after-ms or retry-after header, cut to MaxBackoff.
+//
+// Retried: HTTP 408, 409, 429, 500 and above (529 included), connection
+// failures, a stream that ends before the answer is complete
+// (ErrIncompleteResponse), and an error event in the stream of type
+// overloaded_error, api_error, rate_limit_error or timeout_error. Not
+// retried: any other API error (400, 401, 403, 404, 413...), one whose
+// x-should-retry header is "false", and a call whose context ended. A
+// partial answer is never stored nor returned; its text and thinking
+// deltas were streamed to RunOptions.OnEvent, which gets an EventRetry
+// before the call is tried again.
+//
+// A call that fails after retries, or that could not be retried within
+// MaxElapsed or its context's deadline, fails with a *RetryError wrapping
+// the last attempt's error, so errors.Is(err, ErrOverloaded) and the like
+// still hold. Retries are not iterations: Result.Iterations and
+// Config.MaxIterations count model calls, however many attempts each took.
+// The tokens of every attempt count in the run's usage (see Result.Usage).
+type RetryConfig struct {
+	// MaxAttempts caps the attempts of one model call, the first included
+	// (default DefaultRetryMaxAttempts); 1 turns retries off.
+	MaxAttempts int
+	// InitialBackoff is the longest wait before the first retry (default
+	// DefaultRetryInitialBackoff, or MaxBackoff if that is shorter); it
+	// doubles with each retry.
+	InitialBackoff time.Duration
+	// MaxBackoff caps each wait, a server's retry-after included (default
+	// DefaultRetryMaxBackoff, or InitialBackoff if that is longer).
+	MaxBackoff time.Duration
+	// MaxElapsed is the retry budget: no retry starts, nor is waited for,
+	// past this long after the call's first attempt began (default
+	// DefaultRetryMaxElapsed). An attempt under way is not cut short.
+	MaxElapsed time.Duration
 }
 
 // ThinkingConfig configures extended thinking. Thinking blocks are stored
@@ -164,6 +221,21 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Retry.MaxAttempts == 0 {
+		c.Retry.MaxAttempts = DefaultRetryMaxAttempts
+	}
+	if c.Retry.InitialBackoff == 0 {
+		c.Retry.InitialBackoff = DefaultRetryInitialBackoff
+		if c.Retry.MaxBackoff > 0 {
+			c.Retry.InitialBackoff = min(c.Retry.InitialBackoff, c.Retry.MaxBackoff)
+		}
+	}
+	if c.Retry.MaxBackoff == 0 {
+		c.Retry.MaxBackoff = max(DefaultRetryMaxBackoff, c.Retry.InitialBackoff)
+	}
+	if c.Retry.MaxElapsed == 0 {
+		c.Retry.MaxElapsed = DefaultRetryMaxElapsed
+	}
 	return c
 }
 
@@ -210,6 +282,18 @@ func (c Config) validate() error {
 	}
 	if c.ContextWindow < 0 {
 		problem("ContextWindow must not be negative, got %d", c.ContextWindow)
+	}
+	if r := c.Retry; r.MaxAttempts < 1 {
+		problem("Retry.MaxAttempts must be positive, got %d", r.MaxAttempts)
+	}
+	if r := c.Retry; r.InitialBackoff <= 0 {
+		problem("Retry.InitialBackoff must be positive, got %s", r.InitialBackoff)
+	}
+	if r := c.Retry; r.MaxBackoff < r.InitialBackoff {
+		problem("Retry.MaxBackoff must be at least Retry.InitialBackoff (%s), got %s", r.InitialBackoff, r.MaxBackoff)
+	}
+	if r := c.Retry; r.MaxElapsed <= 0 {
+		problem("Retry.MaxElapsed must be positive, got %s", r.MaxElapsed)
 	}
 	if err := c.compactionOptions(c.Model).Validate(); err != nil {
 		problem("Compaction: %v", err)

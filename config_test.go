@@ -53,17 +53,23 @@ func TestNewValidatesConfig(t *testing.T) {
 		change func(*agentpg.Config)
 		want   string
 	}{
-		"no DB":           {func(c *agentpg.Config) { c.DB = nil }, "Config.DB is required"},
-		"no client":       {func(c *agentpg.Config) { c.Client = nil }, "Config.Client is required"},
-		"no model":        {func(c *agentpg.Config) { c.Model = " " }, "Config.Model is required"},
-		"bad schema":      {func(c *agentpg.Config) { c.Schema = `x"; DROP TABLE y; --` }, "Config.Schema"},
-		"negative tokens": {func(c *agentpg.Config) { c.MaxTokens = -1 }, "Config.MaxTokens must be positive"},
-		"small budget":    {func(c *agentpg.Config) { c.Thinking = &agentpg.ThinkingConfig{BudgetTokens: 100} }, "Config.Thinking.BudgetTokens"},
-		"budget over max": {func(c *agentpg.Config) { c.Thinking = &agentpg.ThinkingConfig{BudgetTokens: 5000} }, "below MaxTokens (4096)"},
-		"short lease":     {func(c *agentpg.Config) { c.LeaseTTL = time.Millisecond }, "Config.LeaseTTL"},
-		"negative prompt": {func(c *agentpg.Config) { c.MaxPromptBytes = -5 }, "Config.MaxPromptBytes"},
-		"zero pool":       {func(c *agentpg.Config) { c.DB = &pgxpool.Pool{} }, "Config.DB is not a pool from pgxpool.New"},
-		"typed nil tool":  {func(c *agentpg.Config) { c.Tools = []tool.Tool{(*rawTool)(nil)} }, "nil tool (*agentpg_test.rawTool)"},
+		"no DB":             {func(c *agentpg.Config) { c.DB = nil }, "Config.DB is required"},
+		"no client":         {func(c *agentpg.Config) { c.Client = nil }, "Config.Client is required"},
+		"no model":          {func(c *agentpg.Config) { c.Model = " " }, "Config.Model is required"},
+		"bad schema":        {func(c *agentpg.Config) { c.Schema = `x"; DROP TABLE y; --` }, "Config.Schema"},
+		"negative tokens":   {func(c *agentpg.Config) { c.MaxTokens = -1 }, "Config.MaxTokens must be positive"},
+		"small budget":      {func(c *agentpg.Config) { c.Thinking = &agentpg.ThinkingConfig{BudgetTokens: 100} }, "Config.Thinking.BudgetTokens"},
+		"budget over max":   {func(c *agentpg.Config) { c.Thinking = &agentpg.ThinkingConfig{BudgetTokens: 5000} }, "below MaxTokens (4096)"},
+		"short lease":       {func(c *agentpg.Config) { c.LeaseTTL = time.Millisecond }, "Config.LeaseTTL"},
+		"negative prompt":   {func(c *agentpg.Config) { c.MaxPromptBytes = -5 }, "Config.MaxPromptBytes"},
+		"zero pool":         {func(c *agentpg.Config) { c.DB = &pgxpool.Pool{} }, "Config.DB is not a pool from pgxpool.New"},
+		"typed nil tool":    {func(c *agentpg.Config) { c.Tools = []tool.Tool{(*rawTool)(nil)} }, "nil tool (*agentpg_test.rawTool)"},
+		"negative attempts": {func(c *agentpg.Config) { c.Retry.MaxAttempts = -1 }, "Config.Retry.MaxAttempts must be positive, got -1"},
+		"negative backoff":  {func(c *agentpg.Config) { c.Retry.InitialBackoff = -time.Second }, "Config.Retry.InitialBackoff must be positive"},
+		"backoff over max": {func(c *agentpg.Config) {
+			c.Retry = agentpg.RetryConfig{InitialBackoff: time.Second, MaxBackoff: time.Millisecond}
+		}, "Config.Retry.MaxBackoff must be at least Retry.InitialBackoff (1s), got 1ms"},
+		"negative budget": {func(c *agentpg.Config) { c.Retry.MaxElapsed = -time.Minute }, "Config.Retry.MaxElapsed must be positive"},
 	}
 	for name, tc := range cases {
 		cfg := valid

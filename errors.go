@@ -85,6 +85,32 @@ var (
 	ErrOverloaded = errors.New("Anthropic API overloaded")
 )
 
+// RetryError is the error of a model call that failed after it was
+// retried, or whose failure could have been retried but not within
+// Config.Retry.MaxElapsed or the context's deadline (see RetryConfig). It
+// wraps the last attempt's error: errors.Is(err, ErrOverloaded),
+// errors.Is(err, ErrIncompleteResponse) and errors.As(err, &apiErr) see
+// through it. A call that was not retried because its error cannot be,
+// or because retries are off, fails with that error as it is.
+type RetryError struct {
+	// Attempts is how many times the call was tried.
+	Attempts int
+	// Last is the error of the last attempt.
+	Last error
+}
+
+// Error says how many attempts the call took, and how the last one failed.
+func (e *RetryError) Error() string {
+	attempts := "attempts"
+	if e.Attempts == 1 {
+		attempts = "attempt"
+	}
+	return fmt.Sprintf("gave up on the model call after %d %s: %v", e.Attempts, attempts, e.Last)
+}
+
+// Unwrap returns the last attempt's error.
+func (e *RetryError) Unwrap() error { return e.Last }
+
 // APIError is an error answered by the Anthropic API. errors.As also finds
 // the SDK's *anthropic.Error behind it.
 type APIError struct {

@@ -19,7 +19,9 @@ import (
 )
 
 // After a failed model call the session holds no partial answer and the next
-// run sends a valid conversation without the failed exchange.
+// run sends a valid conversation without the failed exchange. Retries are
+// off here, so that each failure fails its run; TestRetryBudgetSpent fails
+// runs after retries.
 func TestModelFailuresLeaveSessionUsable(t *testing.T) {
 	t.Parallel()
 	cases := map[string]struct {
@@ -40,7 +42,7 @@ func TestModelFailuresLeaveSessionUsable(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			b := setup(t)
+			b := setup(t, noRetries)
 			sess := b.session(t, "acme", "user-1")
 			b.model.Push(agentpgtest.Text("first answer"), tc.reply, agentpgtest.Text("recovered"))
 			if _, err := sess.Run(ctx(t), "first"); err != nil {
@@ -81,7 +83,7 @@ func TestModelFailuresLeaveSessionUsable(t *testing.T) {
 func TestAPIErrorsAreTypedAndCarryNoKey(t *testing.T) {
 	t.Parallel()
 	const key = "sk-ant-api03-very-secret-key"
-	b := setup(t, func(c *agentpg.Config) {
+	b := setup(t, noRetries, func(c *agentpg.Config) {
 		model := agentpgtest.NewServer(t)
 		c.Client = model.Client(option.WithAPIKey(key))
 		model.Push(agentpgtest.Overloaded())
@@ -274,7 +276,8 @@ func TestDatabaseErrorsCarryNoSecrets(t *testing.T) {
 	}
 }
 
-// Logs carry the run's identifiers and never the API key.
+// Logs carry the run's identifiers and never the API key, retries'
+// included.
 func TestLogsIdentifyRunsAndHideKeys(t *testing.T) {
 	t.Parallel()
 	const key = "sk-ant-api03-logged-secret"
@@ -282,9 +285,10 @@ func TestLogsIdentifyRunsAndHideKeys(t *testing.T) {
 	var mu sync.Mutex
 	b := setup(t, func(c *agentpg.Config) {
 		model := agentpgtest.NewServer(t)
-		model.Push(agentpgtest.Overloaded())
+		model.Push(agentpgtest.Overloaded(), agentpgtest.Overloaded())
 		c.Client = model.Client(option.WithAPIKey(key))
 		c.Logger = slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		c.Retry = agentpg.RetryConfig{MaxAttempts: 2, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond}
 	})
 	sess := b.session(t, "acme", "user-1")
 	_, err := sess.Run(ctx(t), "hello")
@@ -297,6 +301,17 @@ func TestLogsIdentifyRunsAndHideKeys(t *testing.T) {
 	if !strings.Contains(out, `"msg":"run failed"`) || !strings.Contains(out, `"session_id":"`+sess.ID+`"`) ||
 		!strings.Contains(out, `"tenant_id":"acme"`) || !strings.Contains(out, `"run_id":"`) {
 		t.Fatalf("logs lack the run's identifiers:\n%s", out)
+	}
+	var retry string
+	for line := range strings.Lines(out) {
+		if strings.Contains(line, `"msg":"retrying the model call"`) {
+			retry = line
+		}
+	}
+	for _, want := range []string{`"level":"WARN"`, `"session_id":"` + sess.ID + `"`, `"run_id":"`, `"attempt":2`, `"status":529`, `"delay":`} {
+		if !strings.Contains(retry, want) {
+			t.Fatalf("the retry's log line lacks %s:\n%s", want, out)
+		}
 	}
 	if strings.Contains(out, "logged-secret") {
 		t.Fatalf("logs leak the API key:\n%s", out)

@@ -291,10 +291,11 @@ func TestBadStringsAreInvalidArguments(t *testing.T) {
 }
 
 // A failed model call's tokens are counted on the run, and a refusal is
-// stored with its failed run.
+// stored with its failed run. Retries are off, so that the cut stream
+// fails its run: TestRetryBudgetSpent counts the tokens of retried calls.
 func TestFailedRunsRecordWhatTheyCost(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	b := setup(t, noRetries)
 	sess := b.session(t, "acme", "user-1")
 	b.model.Push(agentpgtest.Reply{Content: []agentpgtest.Block{agentpgtest.TextBlock("a long answer cut short")},
 		Usage: &agentpgtest.Usage{InputTokens: 1500, OutputTokens: 3}, CutAfter: 4})

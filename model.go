@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
@@ -29,13 +31,20 @@ const (
 	EventToolResult EventKind = "tool_result"
 	// EventApproval reports a tool call that waits for DecideToolCall.
 	EventApproval EventKind = "approval"
+	// EventRetry reports that a model call failed and is tried again (see
+	// RetryConfig); Text says why. The text and thinking deltas received
+	// since the call began (since the run began, the last tool result or
+	// the last EventRetry) belong to an answer that is dropped: it is
+	// neither stored nor returned. Discard them.
+	EventRetry EventKind = "retry"
 )
 
 // Event is something that happened during a run, delivered to
 // RunOptions.OnEvent as it happens.
 type Event struct {
 	Kind EventKind
-	// Text is the delta of text or thinking, or a tool's output.
+	// Text is the delta of text or thinking, a tool's output, or why a
+	// model call is retried.
 	Text string
 	// ToolUseID and ToolName identify the call of a tool event.
 	ToolUseID string
@@ -109,6 +118,22 @@ type response struct {
 	// that is not valid JSON: the SDK replaces those with {}, which would
 	// pass a schema whose fields are all optional.
 	malformed map[string]string
+	// retried is the usage of the failed attempts of the call before the
+	// one that answered: Message.Usage is the answer's own, as the API
+	// reported it.
+	retried anthropic.Usage
+	// attempts is how many attempts the call took.
+	attempts int
+}
+
+// spent returns what the model call cost: the usage of the answer and of
+// the failed attempts before it. Count this as the call's usage; store
+// Usage, the answer's own, with the answer, as the next turn's context
+// size is estimated from it.
+func (r *response) spent() anthropic.Usage {
+	u := r.Usage
+	addUsage(&u, r.retried)
+	return u
 }
 
 // input returns the input of a tool_use block exactly as the model sent it.
@@ -120,11 +145,99 @@ func (r *response) input(block anthropic.ContentBlockUnion) json.RawMessage {
 }
 
 // callModel streams one response, passing text and thinking deltas to
-// onEvent as they arrive. A stream that ends before message_stop is
-// ErrIncompleteResponse: its partial answer is never used. When the call
-// fails after the response began, the partial response is returned with
-// the error, for its usage: those tokens were spent.
+// onEvent as they arrive, and retries the failures Config.Retry retries
+// (see RetryConfig), telling onEvent with an EventRetry. A partial answer
+// is never returned. A retried call that fails returns a *RetryError
+// wrapping the last attempt's error.
+//
+// On success, the response's Usage is the answer's own, and spent() adds
+// the failed attempts' usage to it. On failure, when any attempt got as
+// far as a response, a response is returned with the error that carries
+// in its Usage the summed usage of every attempt, and nothing else: those
+// tokens were spent. When none did (the API refused every attempt with an
+// error status, or no connection was made), the response is nil.
 func (a *Agent) callModel(ctx context.Context, params anthropic.MessageNewParams, onEvent func(Event)) (*response, error) {
+	policy := a.cfg.Retry
+	start := time.Now()
+	var spent anthropic.Usage // of the failed attempts
+	began := false            // whether any failed attempt got a response
+	for attempt := 1; ; attempt++ {
+		resp, err := a.callModelOnce(ctx, params, onEvent)
+		if err == nil {
+			resp.retried, resp.attempts = spent, attempt
+			if attempt > 1 {
+				a.modelLog(ctx).InfoContext(ctx, "model call succeeded after retries", "attempts", attempt)
+			}
+			return resp, nil
+		}
+		if resp != nil {
+			addUsage(&spent, resp.Usage)
+			began = true
+		}
+		failed := func(err error) (*response, error) {
+			if !began {
+				return nil, err
+			}
+			return &response{Message: &anthropic.Message{Usage: spent}, attempts: attempt}, err
+		}
+		if cause := context.Cause(ctx); cause != nil {
+			return failed(cause)
+		}
+		if !retryable(err) {
+			if attempt > 1 {
+				err = &RetryError{Attempts: attempt, Last: err}
+			}
+			return failed(err)
+		}
+		if policy.MaxAttempts <= 1 {
+			return failed(err) // retries are off
+		}
+		if attempt >= policy.MaxAttempts {
+			return failed(&RetryError{Attempts: attempt, Last: err})
+		}
+		delay := policy.backoff(attempt, err)
+		deadline, hasDeadline := ctx.Deadline()
+		if time.Since(start)+delay > policy.MaxElapsed || hasDeadline && time.Until(deadline) <= delay {
+			return failed(&RetryError{Attempts: attempt, Last: err})
+		}
+		a.logRetry(ctx, attempt+1, delay, err)
+		if onEvent != nil {
+			onEvent(Event{Kind: EventRetry, Text: err.Error()})
+		}
+		if err := sleep(ctx, delay); err != nil {
+			return failed(err)
+		}
+	}
+}
+
+// logRetry logs that the model call is tried again, for the attempt-th
+// time, after delay, having failed with err.
+func (a *Agent) logRetry(ctx context.Context, attempt int, delay time.Duration, err error) {
+	attrs := []any{"attempt", attempt, "max_attempts", a.cfg.Retry.MaxAttempts, "delay", delay}
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		attrs = append(attrs, "status", apiErr.StatusCode, "error_type", apiErr.Type, "request_id", apiErr.RequestID)
+	}
+	attrs = append(attrs, "error", err)
+	a.modelLog(ctx).WarnContext(ctx, "retrying the model call", attrs...)
+}
+
+// modelLog returns the logger of the model calls made with ctx: the run's,
+// with its identifiers, during a run.
+func (a *Agent) modelLog(ctx context.Context) *slog.Logger {
+	if r := runFrom(ctx); r != nil && r.log != nil {
+		return r.log
+	}
+	return a.cfg.Logger
+}
+
+// callModelOnce makes one attempt at a model call: it streams one
+// response, passing text and thinking deltas to onEvent as they arrive. A
+// stream that ends before message_stop is ErrIncompleteResponse: its
+// partial answer is never used. When the attempt fails after the response
+// began, the partial response is returned with the error, for its usage:
+// those tokens were spent.
+func (a *Agent) callModelOnce(ctx context.Context, params anthropic.MessageNewParams, onEvent func(Event)) (*response, error) {
 	stream := a.cfg.Client.Messages.NewStreaming(ctx, params, a.requestOptions(string(params.Model))...)
 	defer stream.Close()
 
@@ -205,9 +318,12 @@ func toolParam(t tool.Tool) anthropic.ToolUnionParam {
 }
 
 // requestOptions are the SDK options of a Messages API call for model.
+// They turn the SDK's retries off, last so that nothing overrides it: the
+// model call retries by Config.Retry, and retries of both would multiply.
 func (a *Agent) requestOptions(model string) []option.RequestOption {
-	if !a.cfg.ExtendedContext || !offersExtendedContext(model) {
-		return a.cfg.RequestOptions
+	opts := slices.Clip(a.cfg.RequestOptions)
+	if a.cfg.ExtendedContext && offersExtendedContext(model) {
+		opts = append(opts, option.WithHeaderAdd("anthropic-beta", extendedContextBeta))
 	}
-	return append(slices.Clip(a.cfg.RequestOptions), option.WithHeaderAdd("anthropic-beta", extendedContextBeta))
+	return append(opts, option.WithMaxRetries(0))
 }

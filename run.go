@@ -222,7 +222,7 @@ func (r *run) execute(ctx context.Context, begun store.Begun, prompt string) (re
 		r.conv = r.maybeCompact(ctx, r.conv)
 		resp, err := a.callModel(ctx, r.session.request(r.conv), r.opts.OnEvent)
 		if resp != nil {
-			r.used(resp.Usage) // failed calls cost tokens too
+			r.used(resp.spent()) // failed calls and attempts cost tokens too
 		}
 		if err != nil {
 			return nil, r.fail(ctx, err)
