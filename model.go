@@ -53,6 +53,20 @@ type Event struct {
 	Input json.RawMessage
 	// IsError reports a tool result that is an error.
 	IsError bool
+	// Seq is the event's place in its run's stored events, from 1, as
+	// Agent.RunEvents yields them; 0 for an event given to OnEvent.
+	Seq int64
+	// Status is, on EventRunEnd, how the run ended: "completed", "failed"
+	// or "cancelled"; on EventApproval, the call's approval: "pending",
+	// "approved" or "denied".
+	Status string
+	// StopReason is, on EventRunEnd, the model's last stop reason, if any.
+	StopReason string
+	// Error is, on EventRunEnd, why the run failed or was cancelled; on
+	// EventApproval, why a call was denied.
+	Error string
+	// Usage is, on EventRunEnd, the usage of every model call of the run.
+	Usage Usage
 }
 
 // request builds the Messages API request for the conversation. The last
