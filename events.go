@@ -18,19 +18,11 @@ import (
 
 // The kinds of Event a run stores besides those it streams to OnEvent.
 const (
-	// EventApproval reports a tool call awaiting approval (Status
-	// "pending"), or the decision on it ("approved", or "denied" with
-	// Error saying why), with the call's ToolUseID, ToolName and Input.
-	EventApproval EventKind = "approval"
 	// EventRunEnd is a run's last event: Status says how it ended
 	// ("completed", "failed" or "cancelled"), with StopReason, Error and
 	// the run's Usage. Agent.RunEvents ends after it.
 	EventRunEnd EventKind = "run_end"
 )
-
-// ErrRunNotFound: the tenant has no run with that id. A run of another
-// tenant, or a malformed id, is not found either.
-var ErrRunNotFound = errors.New("run not found")
 
 const (
 	// eventPageSize is how many events RunEvents reads at a time.
@@ -212,7 +204,7 @@ type eventData struct {
 // knownEventKinds are the kinds run_events accepts.
 var knownEventKinds = map[EventKind]bool{
 	EventText: true, EventThinking: true, EventToolCall: true, EventToolResult: true,
-	EventApproval: true, EventRunEnd: true,
+	EventApproval: true, EventRetry: true, EventRunEnd: true,
 }
 
 // encodeEvent returns e as a row to append, its texts made storable.
@@ -277,26 +269,14 @@ func isDelta(kind EventKind) bool { return kind == EventText || kind == EventThi
 
 // eventWriter stores a run's events in run_events, for Agent.RunEvents.
 // Deltas of text or thinking that follow each other are coalesced into one
-// event per write, and written at most every eventFlushInterval while they
-// stream; any other event is written as it is added. Each write is one
-// statement, bounded by eventWriteTimeout; a failed write keeps its events
+// event. The run loop takes the buffered events with each step it commits
+// (take), so that they cost no round trip of their own, and the run's end
+// with its last step or its failure; deltas streaming for longer than
+// eventFlushInterval are written on their own meanwhile, each write one
+// statement bounded by eventWriteTimeout. A failed write keeps its events
 // for the next one (up to maxBufferedEvents) and is reported, never retried
-// in a loop, so storing events never holds a run up for long.
-//
-// The run loop (run.go) uses one writer per run, made with the run's lease:
-//
-//   - newEventWriter(a, tenantID, lease.RunID) once the run has begun;
-//   - add(e) for every event it emits (in run.emit, and for the deltas
-//     callModel passes to onEvent), with its OnEvent call;
-//   - flush(ctx) before each step commit (run.commit), and before running
-//     tools, which may take long, so followers see what came before; log
-//     its error;
-//   - end(ctx, Event{Kind: EventRunEnd, Status: ..., StopReason: ...,
-//     Error: ..., Usage: r.usage}) once the run is over: Status
-//     "completed" after finish's commit, "cancelled" when the run's ctx
-//     ended it, "failed" otherwise (in fail, Error being the cause). Log
-//     its error. A run whose end is never stored is ended by its
-//     followers after a grace period.
+// in a loop, so storing events never holds a run up for long. A run whose
+// end is never stored is ended by its followers after a grace period.
 //
 // A writer is meant for the run's goroutine; it is safe for concurrent use
 // nonetheless.
@@ -307,6 +287,7 @@ type eventWriter struct {
 
 	mu       sync.Mutex
 	buf      []Event   // not yet written
+	since    time.Time // when the oldest of buf was added
 	lastTry  time.Time // of the last write
 	failures int       // writes failed in a row
 	err      error     // of a write add made, for the next flush or end
@@ -319,12 +300,13 @@ func newEventWriter(a *Agent, tenantID, runID string) *eventWriter {
 }
 
 // add buffers e, coalescing it with the previous event when both are
-// deltas of one kind, and writes the buffer when e is not a delta, or when
-// eventFlushInterval passed since the last write (the first delta is
-// written at once). After failed writes, add waits longer and longer
-// before it tries again. A write's error is returned by the next flush or
-// end. Events added after end are ignored, and so is an EventRunEnd, which
-// goes through end.
+// deltas of one kind. The buffer goes with the run's next step (take), in
+// the step's own round trip; only deltas that stream for longer than
+// eventFlushInterval are written on their own, so that followers see a
+// long answer as it comes. After failed writes, add waits longer and
+// longer before it tries again. A write's error is returned by the next
+// take, flush or end. Events added after the end are ignored, and so is an
+// EventRunEnd, which goes through take or end.
 func (w *eventWriter) add(e Event) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -335,26 +317,70 @@ func (w *eventWriter) add(e Event) {
 		w.err = errors.Join(w.err, fmt.Errorf("agentpg: event kind %q cannot be added to a run's events", e.Kind))
 		return
 	}
+	now := time.Now()
+	if len(w.buf) == 0 {
+		w.since = now
+	}
 	if n := len(w.buf); n > 0 && isDelta(e.Kind) && w.buf[n-1].Kind == e.Kind {
 		w.buf[n-1].Text += e.Text
 	} else {
 		e.Seq = 0
 		w.buf = append(w.buf, e)
 	}
-	if w.due(e.Kind, time.Now()) {
+	if w.due(e.Kind, now) {
 		if err := w.write(context.Background(), nil); err != nil {
 			w.err = err // the latest says enough
 		}
 	}
 }
 
-// due reports whether add should write now, after an event of kind.
+// due reports whether add should write now, after an event of kind: only
+// deltas streaming for longer than eventFlushInterval are written on their
+// own; every other event goes with the run's next step (take).
 func (w *eventWriter) due(kind EventKind, now time.Time) bool {
+	if !isDelta(kind) {
+		return false
+	}
 	if w.failures > 0 {
 		delay := min(time.Second<<min(w.failures-1, 5), maxEventRetryDelay)
 		return now.Sub(w.lastTry) >= delay
 	}
-	return !isDelta(kind) || now.Sub(w.lastTry) >= eventFlushInterval
+	return now.Sub(w.since) >= eventFlushInterval
+}
+
+// take returns the buffered events, and end (its Kind set to EventRunEnd)
+// if not nil, encoded for the run's next step to store, and forgets them;
+// after an end it takes nothing more. It returns the error of a write add
+// made since, too.
+func (w *eventWriter) take(end *Event) ([]store.NewEvent, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	err := w.err
+	w.err = nil
+	if w.done {
+		return nil, err
+	}
+	rows := make([]store.NewEvent, 0, len(w.buf)+1)
+	for _, e := range w.buf {
+		row, encodeErr := encodeEvent(e)
+		if encodeErr != nil {
+			err = errors.Join(err, encodeErr)
+			continue
+		}
+		rows = append(rows, row)
+	}
+	w.buf = w.buf[:0]
+	if end != nil {
+		e := *end
+		e.Kind, e.Seq = EventRunEnd, 0
+		row, encodeErr := encodeEvent(e)
+		if encodeErr != nil {
+			return rows, errors.Join(err, encodeErr)
+		}
+		rows = append(rows, row)
+		w.done = true
+	}
+	return rows, err
 }
 
 // flush writes the buffered events, if any, in one statement, and returns

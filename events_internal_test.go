@@ -284,6 +284,9 @@ func TestRunEventsResumesAfterSeq(t *testing.T) {
 	w := newEventWriter(env.agent, "acme", env.runID)
 	for i := range 5 {
 		w.add(Event{Kind: EventToolResult, ToolUseID: fmt.Sprint("toolu_", i), Text: fmt.Sprint("result ", i)})
+		if err := w.flush(ctx); err != nil { // a step would store it
+			t.Fatal(err)
+		}
 	}
 
 	var seen []Event
@@ -300,6 +303,9 @@ func TestRunEventsResumesAfterSeq(t *testing.T) {
 
 	for i := 5; i < 8; i++ {
 		w.add(Event{Kind: EventToolResult, ToolUseID: fmt.Sprint("toolu_", i), Text: fmt.Sprint("result ", i)})
+		if err := w.flush(ctx); err != nil { // a step would store it
+			t.Fatal(err)
+		}
 	}
 	if err := w.end(ctx, Event{Status: "failed", Error: "boom"}); err != nil {
 		t.Fatal(err)
@@ -330,6 +336,9 @@ func TestRunEventsHoldsOneConnection(t *testing.T) {
 	ctx := testContext(t)
 	w := newEventWriter(env.agent, "acme", env.runID)
 	w.add(Event{Kind: EventToolCall, ToolUseID: "toolu_1", ToolName: "t"})
+	if err := w.flush(ctx); err != nil { // a step would store it
+		t.Fatal(err)
+	}
 	baseline := env.db.Stat().AcquiredConns()
 
 	// Break.
@@ -391,6 +400,9 @@ func TestRunEventsWakesOnNotification(t *testing.T) {
 	ctx := testContext(t)
 	w := newEventWriter(env.agent, "acme", env.runID)
 	w.add(Event{Kind: EventToolCall, ToolUseID: "toolu_1", ToolName: "t"})
+	if err := w.flush(ctx); err != nil { // a step would store it
+		t.Fatal(err)
+	}
 
 	var got []string
 	for e, err := range env.another(t).RunEvents(ctx, "acme", env.runID, 0) {
@@ -401,6 +413,9 @@ func TestRunEventsWakesOnNotification(t *testing.T) {
 		switch e.Seq {
 		case 1: // written after the follower's read: only a notification tells it
 			w.add(Event{Kind: EventToolResult, ToolUseID: "toolu_1", ToolName: "t", Text: "ok"})
+			if err := w.flush(ctx); err != nil { // a step would store it
+				t.Fatal(err)
+			}
 		case 2:
 			if err := w.end(ctx, Event{Status: "completed"}); err != nil {
 				t.Fatal(err)

@@ -29,7 +29,9 @@ const (
 	EventToolCall EventKind = "tool_call"
 	// EventToolResult reports a tool call's result.
 	EventToolResult EventKind = "tool_result"
-	// EventApproval reports a tool call that waits for DecideToolCall.
+	// EventApproval reports a tool call awaiting approval (Status
+	// "pending"), or the decision on it, with the call's ToolUseID,
+	// ToolName and Input.
 	EventApproval EventKind = "approval"
 	// EventRetry reports that a model call failed and is tried again (see
 	// RetryConfig); Text says why. The text and thinking deltas received

@@ -99,6 +99,7 @@ func (s *Session) run(ctx context.Context, prompt string, opts RunOptions, paren
 		lease:   begun.Lease,
 		opts:    opts,
 		log:     a.cfg.Logger.With("tenant_id", s.TenantID, "session_id", s.ID, "run_id", begun.Lease.RunID),
+		events:  newEventWriter(a, s.TenantID, begun.Lease.RunID),
 	}
 	return r.execute(ctx, begun, prompt)
 }
@@ -186,6 +187,8 @@ type run struct {
 	// added to the stored run.
 	unsaved      Usage
 	unsavedCalls int
+	// events stores what the run emits, for Agent.RunEvents, with its steps.
+	events *eventWriter
 }
 
 // execute runs the model, and the tools it asks for, until a final answer.
@@ -220,7 +223,7 @@ func (r *run) execute(ctx context.Context, begun store.Begun, prompt string) (re
 			return nil, r.fail(ctx, err)
 		}
 		r.conv = r.maybeCompact(ctx, r.conv)
-		resp, err := a.callModel(ctx, r.session.request(r.conv), r.opts.OnEvent)
+		resp, err := a.callModel(ctx, r.session.request(r.conv), r.emit)
 		if resp != nil {
 			r.used(resp.spent()) // failed calls and attempts cost tokens too
 		}
@@ -381,12 +384,12 @@ func (r *run) toolCalls(resp *response) ([]tool.Call, error) {
 // pause stores the step with its calls waiting for approval (the others
 // approved, none started) and releases the session.
 func (r *run) pause(ctx context.Context, resp *response, planned []plannedCall, pending []PendingToolCall) (*Result, error) {
+	for _, p := range pending {
+		r.emit(Event{Kind: EventApproval, Status: "pending", ToolUseID: p.ToolUseID, ToolName: p.Name, Input: p.Input})
+	}
 	rows := ledgerRows(planned, store.ToolApproved)
 	if err := r.commit(ctx, store.StepParams{ToolCalls: rows, Status: store.RunAwaitingApproval, StopReason: StopAwaitingApproval}); err != nil {
 		return nil, err
-	}
-	for _, p := range pending {
-		r.emit(Event{Kind: EventApproval, ToolUseID: p.ToolUseID, ToolName: p.Name, Input: p.Input})
 	}
 	r.log.InfoContext(ctx, "run awaits approval", "tool_calls", len(pending))
 	return &Result{
@@ -585,6 +588,11 @@ func (r *run) commit(ctx context.Context, step store.StepParams) error {
 	defer cancel()
 	step.Messages, step.Usage, step.Iterations = r.pending, r.unsaved.store(), r.unsavedCalls
 	step.LeaseTTL = r.session.agent.cfg.LeaseTTL
+	var end *Event
+	if step.Status == store.RunCompleted {
+		end = &Event{Status: RunCompleted, StopReason: step.StopReason, Usage: r.usage}
+	}
+	step.Events = r.takeEvents(ctx, end)
 	committed, err := r.session.agent.store.CommitStep(ctx, r.lease, step)
 	if errors.Is(err, store.ErrLeaseLost) {
 		return ErrLeaseLost
@@ -603,11 +611,24 @@ func (r *run) commit(ctx context.Context, step store.StepParams) error {
 	return nil
 }
 
-// emit passes e to the caller's OnEvent, if any.
+// emit records e in the run's events and passes it to the caller's
+// OnEvent, if any.
 func (r *run) emit(e Event) {
+	r.events.add(e)
 	if r.opts.OnEvent != nil {
 		r.opts.OnEvent(e)
 	}
+}
+
+// takeEvents returns the run's events not stored yet, and end if not nil,
+// for its next step to store. An error storing events on their own is
+// logged: it never fails the run.
+func (r *run) takeEvents(ctx context.Context, end *Event) []store.NewEvent {
+	events, err := r.events.take(end)
+	if err != nil {
+		r.log.WarnContext(ctx, "storing run events", "error", err)
+	}
+	return events
 }
 
 // ledgerInput returns a tool input fit for a jsonb column: the model's JSON,
@@ -663,6 +684,11 @@ func (r *run) fail(ctx context.Context, cause error) error {
 	reason, _ := storableText(cause.Error())
 	failed := store.FailedRun{Reason: reason, Class: failureClass(cause), Cancelled: errors.Is(cause, ErrRunCancelled),
 		Messages: r.pending, Usage: r.unsaved.store(), Iterations: r.unsavedCalls}
+	end := Event{Status: RunFailed, Error: reason, Usage: r.usage}
+	if failed.Cancelled {
+		end.Status = RunCancelled
+	}
+	failed.Events = r.takeEvents(ctx, &end)
 	if ferr := r.session.agent.store.FailRun(cleanupCtx, r.lease, failed); ferr != nil {
 		r.log.ErrorContext(ctx, "recording the failed run", "error", ferr)
 		err = errors.Join(err, fmt.Errorf("agentpg: recording the failed run: %w", ferr))

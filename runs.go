@@ -113,6 +113,7 @@ func (a *Agent) ResumeRun(ctx context.Context, tenantID, runID string) (*Result,
 		session: sess,
 		lease:   begun.Lease,
 		log:     a.cfg.Logger.With("tenant_id", tenantID, "session_id", sess.ID, "run_id", runID),
+		events:  newEventWriter(a, tenantID, runID),
 	}
 	r.log.InfoContext(ctx, "run resumed")
 	return r.execute(ctx, begun, "")

@@ -40,17 +40,17 @@ func BenchmarkTurnStatements(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				seq, err := st.CommitStep(ctx, begun.Lease, store.StepParams{
+				step, err := st.CommitStep(ctx, begun.Lease, store.StepParams{
 					Messages: []store.NewMessage{
 						{ID: uuid.NewString(), Role: "user", Content: promptContent},
 						{ID: uuid.NewString(), Role: "assistant", Content: answerContent, Usage: usage},
 					},
-					Finish: true, Iterations: 1, StopReason: "end_turn",
+					Status: store.RunCompleted, Iterations: 1, StopReason: "end_turn",
 				})
 				if err != nil {
 					b.Fatal(err)
 				}
-				lastSeq = seq + 1
+				lastSeq = step.FirstSeq + 1
 				return len(begun.History)
 			}
 			for range turn - 1 {

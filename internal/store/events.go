@@ -73,6 +73,41 @@ WITH r AS (
 )
 SELECT event_seq, pg_notify($6, $2::text || ':' || event_seq)::text FROM r`
 
+// appendStepEventsSQL is appendEventsSQL for a run holding its session's
+// lease, sent in one batch before the statement that commits the run's
+// step: a run that lost its lease appends nothing.
+const appendStepEventsSQL = `
+WITH r AS (
+    UPDATE {{schema}}.runs
+    SET event_seq = event_seq + cardinality($3::text[]),
+        events_ended = $5
+    WHERE tenant_id = $1 AND id = $2 AND NOT events_ended
+      AND EXISTS (SELECT 1 FROM {{schema}}.sessions s
+                  WHERE s.id = runs.session_id AND s.lease_run_id = $2 AND s.lease_token = $7)
+    RETURNING id, tenant_id, event_seq
+), ev AS (
+    INSERT INTO {{schema}}.run_events (run_id, tenant_id, seq, kind, data)
+    SELECT r.id, r.tenant_id, r.event_seq - cardinality($3::text[]) + e.n, e.kind, e.data
+    FROM r, unnest($3::text[], $4::jsonb[]) WITH ORDINALITY AS e(kind, data, n)
+)
+SELECT count(pg_notify($6, $2::text || ':' || event_seq)) FROM r`
+
+// queueStepEvents queues the events of a step, if any, in batch, ahead of
+// the step's own statement, so that both take one round trip and one
+// transaction.
+func (s *Store) queueStepEvents(batch *pgx.Batch, l Lease, events []NewEvent) {
+	if len(events) == 0 {
+		return
+	}
+	kinds := make([]string, len(events))
+	data := make([]json.RawMessage, len(events))
+	for i, e := range events {
+		kinds[i], data[i] = e.Kind, e.Data
+	}
+	ends := kinds[len(kinds)-1] == EventRunEnd
+	batch.Queue(s.q(appendStepEventsSQL), l.TenantID, l.RunID, kinds, data, ends, s.EventsChannel(), l.Token)
+}
+
 const runEventsEndedSQL = `SELECT events_ended FROM {{schema}}.runs WHERE tenant_id = $1 AND id = $2`
 
 // AppendEvents appends events to the tenant's run with the seqs that follow

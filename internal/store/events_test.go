@@ -303,7 +303,7 @@ func TestEndAbandonedEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := f.st.CommitStep(ctx, f.lease, store.StepParams{
-			Finish: true, StopReason: "end_turn", Iterations: 1,
+			Status: store.RunCompleted, StopReason: "end_turn", Iterations: 1,
 			Usage:    store.Usage{InputTokens: 10, OutputTokens: 5, CacheReadTokens: 3, CacheWriteTokens: 2},
 			Messages: []store.NewMessage{{ID: uuid.NewString(), Role: "user", Content: json.RawMessage(`[{"type":"text","text":"hi"}]`)}},
 		})

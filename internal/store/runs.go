@@ -273,6 +273,9 @@ type StepParams struct {
 	Status     string
 	StopReason string
 	LeaseTTL   time.Duration // the lease is renewed by this much while running
+	// Events are the run's events since the last step, stored in the same
+	// round trip and transaction.
+	Events []NewEvent
 }
 
 // Step is what a committed step reports.
@@ -339,14 +342,17 @@ func (s *Store) CommitStep(ctx context.Context, l Lease, p StepParams) (Step, er
 		status = RunRunning
 	}
 	var step Step
-	err := s.db.QueryRow(ctx, s.q(commitStepSQL),
+	batch := &pgx.Batch{}
+	s.queueStepEvents(batch, l, p.Events)
+	batch.Queue(s.q(commitStepSQL),
 		l.TenantID, l.SessionID, l.RunID, l.Token,
 		m.ids, status, p.LeaseTTL.Seconds(), m.roles, m.contents, m.usages,
 		stopReason, p.Iterations,
 		p.Usage.InputTokens, p.Usage.OutputTokens, p.Usage.CacheReadTokens, p.Usage.CacheWriteTokens,
 		calls.ids, calls.toolUseIDs, calls.names, calls.inputs, calls.statuses, calls.outputs, calls.isErrors,
 		calls.started, calls.finished,
-	).Scan(&step.FirstSeq, &step.CancelRequested)
+	).QueryRow(func(row pgx.Row) error { return row.Scan(&step.FirstSeq, &step.CancelRequested) })
+	err := s.db.SendBatch(ctx, batch).Close()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return step, ErrLeaseLost
 	}
@@ -425,6 +431,8 @@ type FailedRun struct {
 	// Usage and Iterations are the model calls not yet added to the run.
 	Usage      Usage
 	Iterations int
+	// Events are the run's last events, its end included.
+	Events []NewEvent
 }
 
 // FailRun marks the running run failed (or cancelled), adds what it used
@@ -436,10 +444,12 @@ func (s *Store) FailRun(ctx context.Context, l Lease, f FailedRun) error {
 	if f.Cancelled {
 		status = RunCancelled
 	}
-	_, err := s.db.Exec(ctx, s.q(failRunSQL), l.TenantID, l.SessionID, l.RunID, l.Token,
+	batch := &pgx.Batch{}
+	s.queueStepEvents(batch, l, f.Events)
+	batch.Queue(s.q(failRunSQL), l.TenantID, l.SessionID, l.RunID, l.Token,
 		m.ids, m.roles, m.contents, m.usages, f.Reason, f.Iterations,
 		f.Usage.InputTokens, f.Usage.OutputTokens, f.Usage.CacheReadTokens, f.Usage.CacheWriteTokens, status, f.Class)
-	return err
+	return s.db.SendBatch(ctx, batch).Close()
 }
 
 // messageArrays are messages column by column, as statements bind them.

@@ -18,7 +18,7 @@ CREATE TABLE {{schema}}.run_events (
     tenant_id  text        NOT NULL,
     seq        bigint      NOT NULL CHECK (seq > 0),
     kind       text        NOT NULL
-                           CHECK (kind IN ('text', 'thinking', 'tool_call', 'tool_result', 'approval', 'run_end')),
+                           CHECK (kind IN ('text', 'thinking', 'tool_call', 'tool_result', 'approval', 'retry', 'run_end')),
     data       jsonb       NOT NULL CHECK (jsonb_typeof(data) = 'object'),
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, seq)
