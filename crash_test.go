@@ -109,7 +109,9 @@ func TestResumeAfterKillMidTool(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
-	waitFor(t, func() bool { return lines(t, filepath.Join(dir, "charge")) == 1 && lines(t, filepath.Join(dir, "lookup")) == 1 })
+	waitFor(t, func() bool {
+		return lines(t, filepath.Join(dir, "charge")) == 1 && lines(t, filepath.Join(dir, "lookup")) == 1
+	})
 	if err := child.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
