@@ -191,3 +191,46 @@ func TestCrashHelper(t *testing.T) {
 	_, err = sess.Run(t.Context(), "pay the invoice")
 	t.Fatalf("Run returned (%v) instead of being killed", err)
 }
+
+// PostgreSQL connections terminated in the middle of a run: the run
+// completes or fails with a reason, never stays running, and the pool
+// recovers for the next run.
+func TestConnectionsTerminatedMidRun(t *testing.T) {
+	t.Parallel()
+	started, release := make(chan struct{}), make(chan struct{})
+	slow, err := tool.NewFunc("slow", "Takes its time.", func(ctx context.Context, in cityInput) (string, error) {
+		close(started)
+		<-release
+		return "done", nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := setup(t, func(c *agentpg.Config) { c.Tools = []tool.Tool{slow} })
+	sess := b.session(t, "acme", "user-1")
+	b.model.Push(agentpgtest.Blocks(agentpgtest.ToolUse("toolu_1", "slow", map[string]any{"city": "Lisbon"})), agentpgtest.Text("finished"))
+	done := make(chan error, 1)
+	go func() { _, err := sess.Run(ctx(t), "go"); done <- err }()
+	<-started
+	admin, err := pgxpool.New(ctx(t), agentpgtest.DatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	var terminated int
+	err = admin.QueryRow(ctx(t), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1`,
+		b.db.Config().ConnConfig.Database).Scan(&terminated)
+	if err != nil || terminated == 0 {
+		t.Fatalf("terminated %d backends: %v", terminated, err)
+	}
+	close(release)
+	runErr := <-done
+	runs := runStatuses(t, sess)
+	if len(runs) != 1 || (runs[0] == agentpg.RunCompleted) != (runErr == nil) || (runs[0] != agentpg.RunCompleted && runs[0] != agentpg.RunFailed) {
+		t.Fatalf("run %q, error %v", runs, runErr)
+	}
+	b.model.Push(agentpgtest.Text("again"))
+	if _, err := sess.Run(ctx(t), "next"); err != nil {
+		t.Fatalf("the pool did not recover: %v", err)
+	}
+}
