@@ -17,6 +17,16 @@ import (
 // examples' own, talking to a scripted model that answers with replies. In
 // a program, Client would be anthropic.NewClient().
 func exampleAgent(ctx context.Context, replies ...string) (*agentpg.Agent, func()) {
+	scripted := make([]agentpgtest.Reply, len(replies))
+	for i, r := range replies {
+		scripted[i] = agentpgtest.Text(r)
+	}
+	return exampleAgentWith(ctx, nil, scripted...)
+}
+
+// exampleAgentWith is exampleAgent with scripted replies of any kind and a
+// Config that configure, if not nil, adjusts.
+func exampleAgentWith(ctx context.Context, configure func(*agentpg.Config), replies ...agentpgtest.Reply) (*agentpg.Agent, func()) {
 	pool, err := pgxpool.New(ctx, agentpgtest.DatabaseURL())
 	if err != nil {
 		log.Fatal(err)
@@ -25,16 +35,18 @@ func exampleAgent(ctx context.Context, replies ...string) (*agentpg.Agent, func(
 	if err != nil {
 		log.Fatal(err)
 	}
-	for _, r := range replies {
-		model.Push(agentpgtest.Text(r))
-	}
-	agent, err := agentpg.New(agentpg.Config{
+	model.Push(replies...)
+	cfg := agentpg.Config{
 		DB:           pool,
 		Client:       model.Client(),
 		Model:        "claude-sonnet-5-5",
 		SystemPrompt: "You are a helpful assistant.",
 		Schema:       "agentpg_examples",
-	})
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	agent, err := agentpg.New(cfg)
 	if err != nil {
 		log.Fatal(err)
 	}
