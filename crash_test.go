@@ -234,3 +234,29 @@ func TestConnectionsTerminatedMidRun(t *testing.T) {
 		t.Fatalf("the pool did not recover: %v", err)
 	}
 }
+
+// The rescuer fails a synchronous run no process holds once the grace
+// period is over, and not before.
+func TestFailStuckRuns(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *agentpg.Config) { c.LeaseTTL = time.Second })
+	sess := b.session(t, "acme", "user-1")
+	b.model.Push(agentpgtest.Reply{Content: []agentpgtest.Block{agentpgtest.TextBlock("never")}, Delay: time.Minute})
+	child := helperProcess(t, b, sess.ID, "run")
+	waitFor(t, func() bool { return len(b.model.Requests()) == 1 })
+	child.kill(t)
+	waitFor(t, func() bool {
+		runs, _ := b.agent.ListRuns(ctx(t), "acme", agentpg.RunFilter{Status: agentpg.RunRunning}, agentpg.ListOptions{})
+		return len(runs.Items) == 1 && runs.Items[0].Stuck
+	})
+	if n, err := b.agent.FailStuckRuns(ctx(t), time.Hour); err != nil || n != 0 {
+		t.Fatalf("within the grace period: failed %d, %v", n, err)
+	}
+	if n, err := b.agent.FailStuckRuns(ctx(t), 0); err != nil || n != 1 {
+		t.Fatalf("after the grace period: failed %d, %v", n, err)
+	}
+	runs, err := b.agent.ListRuns(ctx(t), "acme", agentpg.RunFilter{}, agentpg.ListOptions{})
+	if err != nil || len(runs.Items) != 1 || runs.Items[0].Status != agentpg.RunFailed || runs.Items[0].ErrorClass != "interrupted" {
+		t.Fatalf("runs %+v, %v", runs.Items, err)
+	}
+}

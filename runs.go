@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 
@@ -252,4 +253,21 @@ func (a *Agent) idempotent(name string) bool {
 	}
 	it, ok := t.(tool.IdempotentTool)
 	return ok && it.Idempotent()
+}
+
+// FailStuckRuns is the rescuer of synchronous runs: it marks failed
+// (ErrorClass "interrupted"), across every tenant, the runs that no process
+// has held for longer than grace, since their callers are gone, and
+// returns how many. Until then ResumeRun can continue such a run. Enqueued
+// runs are left to the workers, which resume them. A Worker runs it
+// periodically; call it yourself otherwise.
+func (a *Agent) FailStuckRuns(ctx context.Context, grace time.Duration) (int, error) {
+	ids, err := a.store.FailStuckRuns(ctx, grace, "interrupted: its process went away and no one resumed it")
+	if err != nil {
+		return 0, fmt.Errorf("agentpg: failing stuck runs: %w", err)
+	}
+	for _, id := range ids {
+		a.cfg.Logger.WarnContext(ctx, "stuck run failed", "run_id", id)
+	}
+	return len(ids), nil
 }

@@ -203,3 +203,20 @@ func (s *Store) LastAnswer(ctx context.Context, tenantID, runID string) (json.Ra
 	}
 	return content, err
 }
+
+const failStuckRunsSQL = `
+UPDATE {{schema}}.runs r
+SET status = 'failed', error = $1, error_class = 'interrupted', finished_at = now(), prompt = NULL
+FROM {{schema}}.sessions s
+WHERE r.status = 'running' AND NOT r.async AND s.id = r.session_id
+  AND (s.lease_run_id IS DISTINCT FROM r.id OR s.lease_expires_at < now() - make_interval(secs => $2))
+  AND r.started_at < now() - make_interval(secs => $2)
+RETURNING r.id::text`
+
+// FailStuckRuns marks failed, across tenants, the synchronous runs that no
+// process has held for longer than grace: their callers are gone. It is
+// the one statement of the rescuer, a narrow path over every tenant; it
+// returns the ids of the runs it failed.
+func (s *Store) FailStuckRuns(ctx context.Context, grace time.Duration, reason string) ([]string, error) {
+	return queryAll(ctx, s.db, "stuck runs", s.q(failStuckRunsSQL), pgx.RowTo[string], reason, grace.Seconds())
+}
