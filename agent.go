@@ -24,6 +24,7 @@ type Agent struct {
 	store    *store.Store
 	executor *tool.Executor
 	gates    gates
+	waiters  leaseWaiters
 	cache    *lru.Cache[string, *cachedConversation]
 
 	hookMu     sync.RWMutex

@@ -131,3 +131,56 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Two processes, four goroutines each, keep one session busy: waiters are
+// served in arrival order across processes, so both make progress and no
+// turn is overtaken by more runs than were queued ahead of it.
+func TestFairTurnsAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	agents := []*agentpg.Agent{b.agent, b.another(t)}
+	var mu sync.Mutex
+	var started []string // prompts, in the order their runs reached the model
+	b.model.SetResponder(func(req agentpgtest.Request) agentpgtest.Reply {
+		mu.Lock()
+		started = append(started, req.LastUserText())
+		mu.Unlock()
+		return agentpgtest.Reply{Content: []agentpgtest.Block{agentpgtest.TextBlock("ok")}, Delay: 10 * time.Millisecond}
+	})
+	first := b.session(t, "acme", "shared")
+	const goroutines, turns = 4, 3
+	arrivals := make(map[string]int) // prompt -> how many runs had started when it arrived
+	var wg sync.WaitGroup
+	for p, agent := range agents {
+		for g := range goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sess, err := agent.LoadSession(ctx(t), "acme", first.ID)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for turn := range turns {
+					prompt := fmt.Sprintf("process %d goroutine %d turn %d", p, g, turn)
+					mu.Lock()
+					arrivals[prompt] = len(started)
+					mu.Unlock()
+					if _, err := sess.Run(ctx(t), prompt); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if len(started) != len(agents)*goroutines*turns {
+		t.Fatalf("%d runs reached the model, want %d", len(started), len(agents)*goroutines*turns)
+	}
+	for i, prompt := range started {
+		if overtaken := i - arrivals[prompt]; overtaken > len(agents)*goroutines-1 {
+			t.Errorf("%q waited while %d runs went first; at most %d were queued ahead of it", prompt, overtaken, len(agents)*goroutines-1)
+		}
+	}
+}

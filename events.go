@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentpg/agentpg/internal/store"
@@ -102,7 +101,7 @@ func (a *Agent) followRun(ctx context.Context, tenantID, runID string, after int
 	defer releaseListener(conn)
 	// Listen before reading: whatever commits after the read is announced.
 	channel := a.store.EventsChannel()
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+	if err := store.Listen(ctx, conn.Conn(), channel); err != nil {
 		return fmt.Errorf("agentpg: following run: %w", err)
 	}
 	st := a.store.WithDB(conn)
@@ -178,7 +177,7 @@ func waitForEvents(ctx context.Context, conn *pgxpool.Conn, channel, runID strin
 func releaseListener(conn *pgxpool.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), eventWriteTimeout)
 	defer cancel()
-	if _, err := conn.Exec(ctx, "UNLISTEN *"); err != nil {
+	if err := store.Unlisten(ctx, conn.Conn()); err != nil {
 		conn.Conn().Close(ctx) // the pool drops a closed connection
 	}
 	conn.Release()

@@ -106,28 +106,79 @@ func (s *Session) run(ctx context.Context, prompt string, opts RunOptions, paren
 
 // begin takes the session's lease and records the run, reading what the
 // conversation gained since the cached copy in the same round trip. While
-// another process's run holds the lease, it polls with backoff until ctx
-// ends, or fails at once with noWait.
-func (s *Session) begin(ctx context.Context, noWait bool, parentRunID *string) (store.Begun, error) {
+// another run holds the lease, it waits its turn among the session's
+// waiters of every process, in arrival order, woken when the lease is
+// released, until ctx ends; with noWait it fails at once.
+func (s *Session) begin(ctx context.Context, noWait bool, parentRunID *string) (begun store.Begun, err error) {
+	a := s.agent
 	s.cache.mu.Lock()
 	params := store.BeginRunParams{
 		TenantID:    s.TenantID,
 		SessionID:   s.ID,
 		RunID:       newID(),
 		Model:       s.model(),
-		LeaseTTL:    s.agent.cfg.LeaseTTL,
+		LeaseTTL:    a.cfg.LeaseTTL,
 		ParentRunID: parentRunID,
 		CachedGen:   s.cache.conv.gen,
 		CachedSeq:   s.cache.lastSeq,
 	}
 	s.cache.mu.Unlock()
-	var begun store.Begun
-	_, err := waitForLease(ctx, noWait, func() (store.Lease, error) {
-		var err error
-		begun, err = s.agent.store.BeginRun(ctx, params)
-		return begun.Lease, err
-	})
-	return begun, err
+	var wake <-chan struct{}
+	defer func() {
+		if wake == nil {
+			return
+		}
+		s.leave(ctx, params.Ticket, err == nil)
+	}()
+	for {
+		begun, err = a.store.BeginRun(ctx, params)
+		if retry, err := leaseError(err, noWait); !retry {
+			return begun, err
+		}
+		if wake == nil {
+			var unregister func()
+			wake, unregister = a.waiters.register(a, s.ID)
+			defer unregister()
+		}
+		if err := a.waitTurn(ctx, s.TenantID, s.ID, &params.Ticket, wake); err != nil {
+			if ctx.Err() != nil {
+				return begun, busyErr(ctx)
+			}
+			return begun, fmt.Errorf("agentpg: waiting for the session: %w", err)
+		}
+	}
+}
+
+// leave gives up the caller's ticket among the session's waiters, unless
+// its run began, which gave the ticket up.
+func (s *Session) leave(ctx context.Context, ticket *int64, began bool) {
+	if ticket == nil || began {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.agent.store.DropTicket(ctx, *ticket); err != nil {
+		s.agent.cfg.Logger.WarnContext(ctx, "leaving the session's waiters", "session_id", s.ID, "error", err)
+	}
+}
+
+// leaseError maps the error of an attempt to take a session's lease, and
+// says whether to wait and try again: only for a busy session, unless
+// noWait.
+func leaseError(err error, noWait bool) (retry bool, mapped error) {
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, store.ErrNotFound):
+		return false, fmt.Errorf("agentpg: %w", ErrSessionNotFound)
+	case errors.Is(err, store.ErrApprovalPending):
+		return false, fmt.Errorf("agentpg: %w: a run of the session waits for approvals", ErrApprovalPending)
+	case !errors.Is(err, store.ErrBusy):
+		return false, fmt.Errorf("agentpg: taking the session: %w", err)
+	case noWait:
+		return false, fmt.Errorf("agentpg: %w", ErrSessionBusy)
+	}
+	return true, nil
 }
 
 // waitForLease calls acquire until it gets the lease, polling with backoff
@@ -137,17 +188,8 @@ func waitForLease(ctx context.Context, noWait bool, acquire func() (store.Lease,
 	backoff := newBackoff()
 	for {
 		lease, err := acquire()
-		switch {
-		case err == nil:
-			return lease, nil
-		case errors.Is(err, store.ErrNotFound):
-			return lease, fmt.Errorf("agentpg: %w", ErrSessionNotFound)
-		case errors.Is(err, store.ErrApprovalPending):
-			return lease, fmt.Errorf("agentpg: %w: a run of the session waits for approvals", ErrApprovalPending)
-		case !errors.Is(err, store.ErrBusy):
-			return lease, fmt.Errorf("agentpg: taking the session: %w", err)
-		case noWait:
-			return lease, fmt.Errorf("agentpg: %w", ErrSessionBusy)
+		if retry, err := leaseError(err, noWait); !retry {
+			return lease, err
 		}
 		if backoff.wait(ctx) != nil {
 			return lease, busyErr(ctx)

@@ -55,6 +55,10 @@ type BeginRunParams struct {
 	// read under compaction generation CachedGen, up to seq CachedSeq.
 	CachedGen int
 	CachedSeq int64
+	// Ticket is the caller's place among the session's waiters (see
+	// TakeTicket), nil when it has none: a run begins only when no live
+	// waiter arrived before it, and gives its ticket up as it begins.
+	Ticket *int64
 }
 
 // Begun is a run just begun: its lease, and what the conversation gained
@@ -83,8 +87,13 @@ WITH s AS (
     WHERE tenant_id = $1 AND id = $2
       AND (lease_run_id IS NULL OR lease_expires_at <= now())
       AND NOT EXISTS (SELECT 1 FROM {{schema}}.runs w WHERE w.session_id = $2 AND w.status = 'awaiting_approval')
+      AND NOT EXISTS (SELECT 1 FROM {{schema}}.session_waiters q
+                      WHERE q.session_id = $2 AND q.expires_at > now() AND q.ticket < coalesce($8, 9223372036854775807))
     RETURNING id, tenant_id, lease_token, compaction_gen,
               summary, first_intent, compacted_at_seq
+), served AS (
+    DELETE FROM {{schema}}.session_waiters
+    WHERE session_id IN (SELECT id FROM s) AND (ticket = $8 OR expires_at <= now())
 ), abandoned AS (
     UPDATE {{schema}}.runs
     SET status = 'failed', error = 'abandoned: its lease expired', error_class = 'interrupted', finished_at = now()
@@ -123,7 +132,7 @@ func (s *Store) BeginRun(ctx context.Context, p BeginRunParams) (Begun, error) {
 	var stale bool
 	var sum Summary
 	batch.Queue(s.q(beginRunSQL),
-		p.TenantID, p.SessionID, p.RunID, p.LeaseTTL.Seconds(), p.Model, p.ParentRunID, p.CachedGen,
+		p.TenantID, p.SessionID, p.RunID, p.LeaseTTL.Seconds(), p.Model, p.ParentRunID, p.CachedGen, p.Ticket,
 	).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&begun.Lease.Token, &begun.Lease.CompactionGen, &stale, &sum.Text, &sum.FirstIntent, &sum.CompactedAtSeq)
 	})
