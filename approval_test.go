@@ -180,3 +180,35 @@ func TestCancelRun(t *testing.T) {
 		t.Fatalf("the cancelled run leaked into the conversation: %d messages", len(last.Messages))
 	}
 }
+
+// A run awaiting approval is cancelled at once; its calls can no longer be
+// decided, and the session takes new runs again.
+func TestCancelRunAwaitingApproval(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	b := setup(t, func(c *agentpg.Config) {
+		c.Tools = []tool.Tool{weatherTool(t, &calls)}
+		c.ApprovalRequired = []string{"weather"}
+	})
+	sess := b.session(t, "acme", "user-1")
+	b.model.Push(agentpgtest.Blocks(agentpgtest.ToolUse("toolu_1", "weather", map[string]any{"city": "Paris"})))
+	res, err := sess.Run(ctx(t), "weather?")
+	if err != nil || res.StopReason != agentpg.StopAwaitingApproval {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	if err := b.agent.CancelRun(ctx(t), "acme", res.RunID); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.agent.DecideToolCall(ctx(t), "acme", res.RunID, "toolu_1", true, "too late"); !errors.Is(err, agentpg.ErrRunFinished) {
+		t.Fatalf("deciding a call of a cancelled run: %v, want ErrRunFinished", err)
+	}
+	if _, err := b.agent.ResumeRun(ctx(t), "acme", res.RunID); !errors.Is(err, agentpg.ErrRunCancelled) {
+		t.Fatalf("resuming a cancelled run: %v, want its RunError", err)
+	}
+	if calls.Load() != 0 {
+		t.Fatal("the cancelled call ran")
+	}
+	if _, err := sess.Run(ctx(t), "something else"); err != nil {
+		t.Fatalf("the session after the cancelled run: %v", err)
+	}
+}

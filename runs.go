@@ -144,7 +144,8 @@ func (a *Agent) WaitRun(ctx context.Context, tenantID, runID string) (*Result, e
 // DecideToolCall approves or denies a tool call of the tenant's run that
 // awaits approval; note says who decided and why, and reaches the model
 // with a denial. Deciding a call twice, or one that does not wait, is
-// ErrNotPending; a call of another tenant's run is ErrRunNotFound. Once
+// ErrNotPending; a call of a run that ended (cancelled) is ErrRunFinished;
+// a call of another tenant's run is ErrRunNotFound. Once
 // every pending call of the run is decided, ResumeRun continues it.
 func (a *Agent) DecideToolCall(ctx context.Context, tenantID, runID, toolUseID string, approve bool, note string) error {
 	if err := validateRunKeys(tenantID, runID); err != nil {

@@ -164,17 +164,27 @@ const decideToolCallSQL = `
 UPDATE {{schema}}.tool_executions
 SET status = CASE WHEN $4 THEN 'approved' ELSE 'denied' END, decision_note = $5, decided_at = now()
 WHERE tenant_id = $1 AND run_id = $2 AND tool_use_id = $3 AND status = 'awaiting_approval'
+  AND EXISTS (SELECT 1 FROM {{schema}}.runs r WHERE r.id = $2 AND r.status = 'awaiting_approval')
 RETURNING (SELECT count(*) FROM {{schema}}.tool_executions
            WHERE run_id = $2 AND status = 'awaiting_approval' AND tool_use_id <> $3)`
 
 // DecideToolCall approves or denies a call waiting for approval. It
 // returns how many calls of the run still wait, ErrNotPending for a call
-// that does not wait (decided already), or ErrNotFound.
+// that does not wait (decided already), ErrFinished for a call of a run
+// that ended (cancelled), or ErrNotFound.
 func (s *Store) DecideToolCall(ctx context.Context, tenantID, runID, toolUseID string, approve bool, note string) (int, error) {
 	var remaining int
 	err := s.db.QueryRow(ctx, s.q(decideToolCallSQL), tenantID, runID, toolUseID, approve, note).Scan(&remaining)
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return remaining, err
+	}
+	run, err := s.GetRun(ctx, tenantID, runID)
+	if err != nil {
+		return 0, err
+	}
+	switch run.Status {
+	case RunCompleted, RunFailed, RunCancelled:
+		return 0, ErrFinished
 	}
 	calls, err := s.ListToolCalls(ctx, tenantID, nil, runID)
 	if err != nil {
