@@ -121,9 +121,13 @@ func (c *cli) approvalsList(ctx context.Context, tenant string, opts agentpg.Lis
 		if i > 0 {
 			fmt.Fprintln(c.stdout)
 		}
-		fmt.Fprintf(c.stdout, "Run %s, session %s (%s), since %s: %s awaiting approval\n",
-			escapeLine(r.ID), escapeLine(r.SessionIdentifier), escapeLine(r.SessionID),
-			formatTime(r.CreatedAt), count(len(r.Pending), "tool call"))
+		fmt.Fprintf(c.stdout, "Run %s, session %s (%s), since %s: ",
+			escapeLine(r.ID), escapeLine(r.SessionIdentifier), escapeLine(r.SessionID), formatTime(r.CreatedAt))
+		if len(r.Pending) == 0 {
+			fmt.Fprintf(c.stdout, "every call decided; \"agentpg runs resume --id %s\", or a worker of the application, continues it\n", escapeLine(r.ID))
+			continue
+		}
+		fmt.Fprintf(c.stdout, "%s awaiting approval\n", count(len(r.Pending), "tool call"))
 		for _, p := range r.Pending {
 			fmt.Fprintf(c.stdout, "  %s, --call %s, input:\n", escapeLine(p.Name), escapeLine(p.ToolUseID))
 			printShown(c.stdout, blockIndent, string(p.Input))
@@ -182,6 +186,19 @@ func (c *cli) decide(ctx context.Context, tenant, runID, call string, approve bo
 		return err
 	}
 	defer db.close()
+	// The library lets the calls of a run that ended be decided, to no
+	// effect: refuse, rather than report a decision that changes nothing.
+	run, err := agent.GetRun(ctx, tenant, runID)
+	if errors.Is(err, agentpg.ErrRunNotFound) {
+		return runNotFound(tenant, runID)
+	}
+	if err != nil {
+		return flagError(err)
+	}
+	switch run.Status {
+	case agentpg.RunCompleted, agentpg.RunFailed, agentpg.RunCancelled:
+		return fmt.Errorf("run %s has ended (%s): its tool calls are no longer awaiting approval", escapeLine(runID), escapeLine(run.Status))
+	}
 	err = agent.DecideToolCall(ctx, tenant, runID, call, approve, note)
 	if errors.Is(err, agentpg.ErrRunNotFound) || errors.Is(err, agentpg.ErrNotPending) {
 		return decideError(ctx, agent, tenant, runID, call, err)
