@@ -12,6 +12,13 @@
 //	chat             talk in a stored session, line by line from stdin
 //	sessions list    list a tenant's sessions, most recently active first
 //	sessions show    show a session: a page of its messages, tool calls included, and their runs
+//	runs list        list a tenant's runs, oldest first (--status, --stuck)
+//	runs show        show a run with its tool calls, or follow its events (--follow)
+//	runs cancel      cancel a run that has not ended
+//	runs resume      resume an interrupted run, or one whose approvals are decided
+//	approvals list   list the runs awaiting approval and their pending tool calls
+//	approvals approve  approve a tool call awaiting approval
+//	approvals deny   deny a tool call awaiting approval
 //	doctor           check the deployment: API key, database, TLS, migrations
 //	version          print agentpg's version and the Go version it was built with
 //	completion       generate the completion script of a shell
@@ -23,8 +30,9 @@
 //	--database-url URL  the PostgreSQL database (default: DATABASE_URL, else
 //	                    postgres://root@127.0.0.1:5432/test?sslmode=disable)
 //	--schema name       the schema of AgentPG's tables (default "agentpg")
-//	--tenant id         the tenant, for demo, chat and sessions
-//	--json              machine-readable output, for sessions, doctor and version
+//	--tenant id         the tenant, for demo, chat, sessions, runs and approvals
+//	--json              machine-readable output, for sessions, runs, approvals
+//	                    (list), doctor and version
 //
 // When nothing answers at the default database, demo starts a throwaway
 // cluster of its own. ANTHROPIC_API_KEY lets demo and chat talk to Claude;

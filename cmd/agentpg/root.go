@@ -42,6 +42,9 @@ success, 1 on failure and 2 for a mistake in the command line.`
 const helpTemplate = `Usage: {{if .HasAvailableSubCommands}}{{.CommandPath}} <command> [flags]{{else}}{{.UseLine}}{{end}}
 {{with (or .Long .Short)}}
 {{. | trimTrailingWhitespaces}}
+{{end}}{{if .HasExample}}
+Examples:
+{{.Example}}
 {{end}}{{if .HasAvailableSubCommands}}
 Commands:{{range .Commands}}{{if (or .IsAvailableCommand (eq .Name "help"))}}
   {{rpad .Name .NamePadding }} {{.Short}}{{end}}{{end}}
@@ -90,6 +93,8 @@ func (c *cli) rootCmd() *cobra.Command {
 		c.demoCmd(),
 		c.chatCmd(),
 		c.sessionsCmd(),
+		c.runsCmd(),
+		c.approvalsCmd(),
 		c.doctorCmd(),
 		c.versionCmd(),
 	)
