@@ -3,11 +3,14 @@ package agentpg_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,13 +24,14 @@ import (
 )
 
 // countingTool appends a line to a file each time it runs, so that its
-// runs are counted outside any process; with block set, it never returns
-// after counting, as a tool a crash interrupts.
+// runs are counted outside any process. With stopBefore or stopAfter, it
+// calls stop before or after its effect instead of returning, as a tool a
+// crash interrupts.
 type countingTool struct {
-	name       string
-	file       string
-	idempotent bool
-	block      bool
+	name                  string
+	file                  string
+	idempotent            bool
+	stopBefore, stopAfter func()
 }
 
 func (t countingTool) Name() string        { return t.name }
@@ -38,6 +42,9 @@ func (t countingTool) InputSchema() tool.ToolSchema {
 }
 
 func (t countingTool) Execute(ctx context.Context, _ json.RawMessage) (string, error) {
+	if t.stopBefore != nil {
+		t.stopBefore()
+	}
 	f, err := os.OpenFile(t.file, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
 		return "", err
@@ -46,19 +53,33 @@ func (t countingTool) Execute(ctx context.Context, _ json.RawMessage) (string, e
 	if err := f.Close(); err != nil {
 		return "", err
 	}
-	if t.block {
-		<-ctx.Done() // until the process is killed
+	if t.stopAfter != nil {
+		t.stopAfter()
 	}
 	return t.name + " done", nil
 }
 
 // crashTools are the tools of the crash tests: a payment, which must run
-// at most once, and a lookup, which may run again.
-func crashTools(dir string, block bool) []tool.Tool {
-	return []tool.Tool{
-		countingTool{name: "charge", file: filepath.Join(dir, "charge"), block: block},
-		countingTool{name: "lookup", file: filepath.Join(dir, "lookup"), idempotent: true},
+// at most once, and a lookup, which may run again. The payment stops dead,
+// after saying so in dir, at the kill points "after the assistant commit"
+// (before its effect) and "mid-tool" (after it).
+func crashTools(dir, point string) []tool.Tool {
+	stop := func() { stopDead(dir) }
+	charge := countingTool{name: "charge", file: filepath.Join(dir, "charge")}
+	switch point {
+	case "after the assistant commit":
+		charge.stopBefore = stop
+	case "mid-tool":
+		charge.stopAfter = stop
 	}
+	return []tool.Tool{charge, countingTool{name: "lookup", file: filepath.Join(dir, "lookup"), idempotent: true}}
+}
+
+// stopDead says in dir that the process reached its kill point, and waits
+// to be killed.
+func stopDead(dir string) {
+	_ = os.WriteFile(filepath.Join(dir, "reached"), nil, 0o600)
+	select {}
 }
 
 func lines(t *testing.T, file string) int {
@@ -73,35 +94,112 @@ func lines(t *testing.T, file string) int {
 	return strings.Count(string(data), "\n")
 }
 
-// A synchronous run killed (SIGKILL) in the middle of a tool call is
-// continued with ResumeRun from another process: the call that completed
-// is not run again, the interrupted non-idempotent one is reported to the
-// model as interrupted and never re-run, the idempotent one runs again,
-// the history sent stays valid and the session goes on.
-func TestResumeAfterKillMidTool(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	b := setup(t, func(c *agentpg.Config) {
-		c.Tools = crashTools(dir, false)
-		c.LeaseTTL = time.Second
-	})
-	sess := b.session(t, "acme", "payer")
-	b.model.SetResponder(func(req agentpgtest.Request) agentpgtest.Reply {
-		if len(req.Messages) == 1 {
-			return agentpgtest.Blocks(
-				agentpgtest.ToolUse("toolu_charge", "charge", map[string]any{"amount": 10}),
-				agentpgtest.ToolUse("toolu_lookup", "lookup", map[string]any{}),
-			)
-		}
-		return agentpgtest.Echo(req)
-	})
+// killPoints are the step boundaries of a two-tool run at which the
+// crash tests kill the process running it, with what the run must come to
+// once resumed in another process: completed, or failed with a stored
+// reason when nothing of it was stored; and how many times each tool
+// must have run by then, counted in files.
+var killPoints = []struct {
+	name            string
+	completes       bool
+	charges, lookup int // lookup: at least
+}{
+	{name: "before the model call", completes: false},
+	{name: "mid-stream", completes: false},
+	{name: "after the assistant commit", completes: true, charges: 0, lookup: 1},
+	{name: "mid-tool", completes: true, charges: 1, lookup: 1},
+	{name: "after the tool commit", completes: true, charges: 1, lookup: 1},
+	{name: "before completion", completes: true, charges: 1, lookup: 1},
+}
 
+// A synchronous run killed (SIGKILL) at each step boundary of a two-tool
+// run is continued with ResumeRun from another process: it completes, or
+// fails with a stored reason when nothing of it was stored; a tool call
+// whose result is stored never runs again, the interrupted payment never
+// runs twice and is reported to the model, the idempotent lookup runs at
+// least once, every history sent is valid, no message is lost or
+// duplicated, and the session goes on.
+func TestKillAtEveryStep(t *testing.T) {
+	t.Parallel()
+	for _, point := range killPoints {
+		t.Run(point.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			b := setup(t, func(c *agentpg.Config) {
+				c.Tools = crashTools(dir, "")
+				c.LeaseTTL = time.Second
+			})
+			sess := b.session(t, "acme", "payer")
+			b.model.SetResponder(func(req agentpgtest.Request) agentpgtest.Reply {
+				if len(req.Messages) == 1 {
+					return agentpgtest.Blocks(
+						agentpgtest.TextBlock("Paying now."),
+						agentpgtest.ToolUse("toolu_charge", "charge", map[string]any{"amount": 10}),
+						agentpgtest.ToolUse("toolu_lookup", "lookup", map[string]any{}),
+					)
+				}
+				return agentpgtest.Echo(req)
+			})
+			killAt(t, b, sess.ID, dir, point.name)
+
+			var stuck agentpg.RunInfo
+			waitFor(t, func() bool {
+				runs, err := b.agent.ListRuns(ctx(t), "acme", agentpg.RunFilter{Status: agentpg.RunRunning}, agentpg.ListOptions{})
+				if err != nil || len(runs.Items) != 1 {
+					return false
+				}
+				stuck = runs.Items[0]
+				return stuck.Stuck
+			})
+			res, err := b.agent.ResumeRun(ctx(t), "acme", stuck.ID) // this process: another than the killed one
+			info, infoErr := b.agent.GetRun(ctx(t), "acme", stuck.ID)
+			if infoErr != nil {
+				t.Fatal(infoErr)
+			}
+			switch {
+			case point.completes && (err != nil || info.Status != agentpg.RunCompleted || res.Text == ""):
+				t.Fatalf("resumed: %+v, %v; run %+v", res, err, info)
+			case !point.completes && (!errors.Is(err, agentpg.ErrRunInterrupted) || info.Status != agentpg.RunFailed || info.Error == ""):
+				t.Fatalf("resumed: %v; run %+v, want it failed with a stored reason", err, info)
+			}
+			if n := lines(t, filepath.Join(dir, "charge")); n != point.charges {
+				t.Fatalf("the payment ran %d times, want %d", n, point.charges)
+			}
+			if n := lines(t, filepath.Join(dir, "lookup")); n < point.lookup {
+				t.Fatalf("the idempotent lookup ran %d times, want at least %d", n, point.lookup)
+			}
+			if rejected := b.model.Rejected(); len(rejected) > 0 {
+				t.Fatalf("the model server rejected %d requests: %s", len(rejected), rejected[0].RejectReason)
+			}
+			roles, _ := conversation(t, sess)
+			if want := "user,assistant,user,assistant"; point.completes && strings.Join(roles, ",") != want {
+				t.Fatalf("stored messages %v, want %s: lost or duplicated", roles, want)
+			}
+			if point.completes {
+				results := toolResults(t, b.model)
+				interrupted := point.name == "after the assistant commit" || point.name == "mid-tool"
+				if len(results) != 2 || results[0].IsError != interrupted || results[1].IsError {
+					t.Fatalf("the model was told %q (%v), %q (%v)", resultText(results[0]), results[0].IsError, resultText(results[1]), results[1].IsError)
+				}
+			}
+			if _, err := sess.Run(ctx(t), "and now?"); err != nil {
+				t.Fatalf("the session after the resumed run: %v", err)
+			}
+		})
+	}
+}
+
+// killAt runs the session in a second OS process until it reaches point,
+// and kills it there with SIGKILL.
+func killAt(t *testing.T, b *bundle, sessionID, dir, point string) {
+	t.Helper()
 	child := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.v")
 	child.Env = append(os.Environ(),
 		"AGENTPG_CRASH_DB="+b.db.Config().ConnString(),
 		"AGENTPG_CRASH_MODEL="+b.model.URL(),
-		"AGENTPG_CRASH_SESSION="+sess.ID,
+		"AGENTPG_CRASH_SESSION="+sessionID,
 		"AGENTPG_CRASH_DIR="+dir,
+		"AGENTPG_CRASH_POINT="+point,
 	)
 	out := &strings.Builder{}
 	child.Stdout, child.Stderr = out, out
@@ -109,69 +207,30 @@ func TestResumeAfterKillMidTool(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	reached := filepath.Join(dir, "reached")
 	waitFor(t, func() bool {
-		return lines(t, filepath.Join(dir, "charge")) == 1 && lines(t, filepath.Join(dir, "lookup")) == 1
+		_, err := os.Stat(reached)
+		return err == nil
 	})
-	if err := child.Process.Kill(); err != nil {
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = child.Wait()
 	if strings.Contains(out.String(), "--- FAIL") {
 		t.Fatalf("the helper process failed:\n%s", out)
 	}
-
-	var stuck agentpg.RunInfo
-	waitFor(t, func() bool {
-		runs, err := b.agent.ListRuns(ctx(t), "acme", agentpg.RunFilter{Status: agentpg.RunRunning}, agentpg.ListOptions{})
-		if err != nil || len(runs.Items) != 1 {
-			return false
-		}
-		stuck = runs.Items[0]
-		return stuck.Stuck
-	})
-	ledger, err := sess.ToolCalls(ctx(t), stuck.ID)
-	if err != nil || len(ledger) != 2 || ledger[0].Status != "started" || ledger[1].Status != "started" {
-		t.Fatalf("the ledger after the crash: %+v, %v", ledger, err)
-	}
-
-	res, err := b.agent.ResumeRun(ctx(t), "acme", stuck.ID) // this process: another than the crashed one
-	if err != nil {
-		t.Fatalf("ResumeRun: %v", err)
-	}
-	if n := lines(t, filepath.Join(dir, "charge")); n != 1 {
-		t.Fatalf("the payment ran %d times", n)
-	}
-	if n := lines(t, filepath.Join(dir, "lookup")); n != 2 {
-		t.Fatalf("the idempotent lookup ran %d times, want again after the crash", n)
-	}
-	results := toolResults(t, b.model)
-	if len(results) != 2 || !results[0].IsError || !strings.Contains(resultText(results[0]), "interrupted") ||
-		results[1].IsError || resultText(results[1]) != "lookup done" {
-		t.Fatalf("the model was told %q (%v), %q (%v)", resultText(results[0]), results[0].IsError, resultText(results[1]), results[1].IsError)
-	}
-	if rejected := b.model.Rejected(); len(rejected) > 0 {
-		t.Fatalf("the model server rejected %d requests as invalid", len(rejected))
-	}
-	roles, _ := conversation(t, sess)
-	if strings.Join(roles, ",") != "user,assistant,user,assistant" {
-		t.Fatalf("stored messages %v: lost or duplicated", roles)
-	}
-	if info, err := b.agent.GetRun(ctx(t), "acme", res.RunID); err != nil || info.Status != agentpg.RunCompleted {
-		t.Fatalf("run %+v, %v", info, err)
-	}
-	if _, err := sess.Run(ctx(t), "and now?"); err != nil {
-		t.Fatalf("the session after the resumed run: %v", err)
-	}
 }
 
-// TestCrashHelper is the process TestResumeAfterKillMidTool kills: it runs
-// the session until its payment tool blocks. It does nothing unless started
-// by that test.
+// TestCrashHelper is the process killAt kills: it runs the session and
+// stops dead at the kill point, after saying so in a file. It does nothing
+// unless started by killAt.
 func TestCrashHelper(t *testing.T) {
 	dsn := os.Getenv("AGENTPG_CRASH_DB")
 	if dsn == "" {
 		return
 	}
+	dir, point := os.Getenv("AGENTPG_CRASH_DIR"), os.Getenv("AGENTPG_CRASH_POINT")
+	stop := func() { stopDead(dir) }
 	pool, err := pgxpool.New(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -179,16 +238,40 @@ func TestCrashHelper(t *testing.T) {
 	client := anthropic.NewClient(option.WithBaseURL(os.Getenv("AGENTPG_CRASH_MODEL")), option.WithAPIKey("test"), option.WithMaxRetries(0))
 	agent, err := agentpg.New(agentpg.Config{
 		DB: pool, Client: &client, Model: "claude-sonnet-5-5", LeaseTTL: time.Second,
-		Tools: crashTools(os.Getenv("AGENTPG_CRASH_DIR"), true),
+		Tools: crashTools(dir, point),
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	var modelCalls, toolCalls atomic.Int32
+	agent.OnBeforeMessage(func(context.Context, []any) error {
+		if modelCalls.Add(1) == 1 && point == "before the model call" {
+			stop()
+		}
+		return nil
+	})
+	agent.OnAfterMessage(func(context.Context, any) error {
+		if modelCalls.Load() == 2 && point == "before completion" {
+			stop()
+		}
+		return nil
+	})
+	agent.OnToolCall(func(context.Context, string, json.RawMessage, string, error) error {
+		if toolCalls.Add(1) == 1 && point == "after the tool commit" {
+			stop()
+		}
+		return nil
+	})
+	onEvent := func(e agentpg.Event) {
+		if e.Kind == agentpg.EventText && point == "mid-stream" {
+			stop()
+		}
 	}
 	sess, err := agent.LoadSession(t.Context(), "acme", os.Getenv("AGENTPG_CRASH_SESSION"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = sess.Run(t.Context(), "pay the invoice")
+	_, err = sess.RunWithOptions(t.Context(), "pay the invoice", agentpg.RunOptions{OnEvent: onEvent})
 	t.Fatalf("Run returned (%v) instead of being killed", err)
 }
 
