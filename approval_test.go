@@ -121,16 +121,7 @@ func TestApprovals(t *testing.T) {
 // next step boundary; a finished run cannot be cancelled.
 func TestCancelRun(t *testing.T) {
 	t.Parallel()
-	started := make(chan struct{})
-	release := make(chan struct{})
-	slow, err := tool.NewFunc("slow", "Takes its time.", func(ctx context.Context, in cityInput) (string, error) {
-		close(started)
-		<-release
-		return "done", nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	slow, started, release := blockingTool(t)
 	b := setup(t, func(c *agentpg.Config) { c.Tools = []tool.Tool{slow} })
 	sess := b.session(t, "acme", "user-1")
 	b.model.Push(agentpgtest.Blocks(agentpgtest.ToolUse("toolu_1", "slow", map[string]any{"city": "Lisbon"})))
@@ -211,4 +202,20 @@ func TestCancelRunAwaitingApproval(t *testing.T) {
 	if _, err := sess.Run(ctx(t), "something else"); err != nil {
 		t.Fatalf("the session after the cancelled run: %v", err)
 	}
+}
+
+// blockingTool returns a tool named "slow" that says when it starts and
+// returns once release is closed.
+func blockingTool(t *testing.T) (slow tool.Tool, started <-chan struct{}, release chan struct{}) {
+	t.Helper()
+	start, release := make(chan struct{}), make(chan struct{})
+	slow, err := tool.NewFunc("slow", "Takes its time.", func(ctx context.Context, in cityInput) (string, error) {
+		close(start)
+		<-release
+		return "done", nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slow, start, release
 }

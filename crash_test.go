@@ -280,15 +280,7 @@ func TestCrashHelper(t *testing.T) {
 // recovers for the next run.
 func TestConnectionsTerminatedMidRun(t *testing.T) {
 	t.Parallel()
-	started, release := make(chan struct{}), make(chan struct{})
-	slow, err := tool.NewFunc("slow", "Takes its time.", func(ctx context.Context, in cityInput) (string, error) {
-		close(started)
-		<-release
-		return "done", nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	slow, started, release := blockingTool(t)
 	b := setup(t, func(c *agentpg.Config) { c.Tools = []tool.Tool{slow} })
 	sess := b.session(t, "acme", "user-1")
 	b.model.Push(agentpgtest.Blocks(agentpgtest.ToolUse("toolu_1", "slow", map[string]any{"city": "Lisbon"})), agentpgtest.Text("finished"))
