@@ -89,6 +89,7 @@ func (c *cli) rootCmd() *cobra.Command {
 		c.migrateCmd(),
 		c.demoCmd(),
 		c.chatCmd(),
+		c.serveCmd(),
 		c.sessionsCmd(),
 		c.doctorCmd(),
 		c.versionCmd(),
