@@ -87,6 +87,11 @@ type Config struct {
 	LeaseTTL time.Duration
 	// MaxPromptBytes caps a prompt's size (default DefaultMaxPromptBytes).
 	MaxPromptBytes int
+	// Queue is the River queue that Session.Enqueue puts runs in and
+	// Workers take them from (default DefaultQueue): lower case letters
+	// and digits, separated by single underscores or hyphens, at most 64
+	// bytes.
+	Queue string
 	// ContextWindow is the model's context window in tokens; 0 looks the
 	// model up with ContextWindow.
 	ContextWindow int
@@ -209,6 +214,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxPromptBytes == 0 {
 		c.MaxPromptBytes = DefaultMaxPromptBytes
 	}
+	if c.Queue == "" {
+		c.Queue = DefaultQueue
+	}
 	if c.MaxIterations == 0 {
 		c.MaxIterations = DefaultMaxIterations
 	}
@@ -276,6 +284,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxPromptBytes < 1 {
 		problem("MaxPromptBytes must be positive, got %d", c.MaxPromptBytes)
+	}
+	if len(c.Queue) > 64 || !queueName.MatchString(c.Queue) {
+		problem("Queue %q must match %s and be at most 64 bytes", c.Queue, queueName)
 	}
 	if c.ConversationCacheSize < 1 {
 		problem("ConversationCacheSize must be positive, got %d", c.ConversationCacheSize)

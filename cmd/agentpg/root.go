@@ -92,6 +92,7 @@ func (c *cli) rootCmd() *cobra.Command {
 		c.migrateCmd(),
 		c.demoCmd(),
 		c.chatCmd(),
+		c.serveCmd(),
 		c.sessionsCmd(),
 		c.runsCmd(),
 		c.approvalsCmd(),

@@ -59,16 +59,23 @@ const (
 	recordMigrationSQL   = `INSERT INTO {{schema}}.schema_migrations (version, name) VALUES ($1, $2)`
 )
 
-// Migrate applies every embedded migration not yet applied, in one
-// transaction. A transaction-scoped advisory lock, keyed by the schema name,
+// Migrate applies every embedded migration not yet applied, then River's
+// (the job queue of enqueued runs, in the same schema), in one
+// transaction; on a database without River's tables, River's migrations
+// from its version 6 on follow in a second one, since they use an enum
+// value River's version 4 adds, which must be committed first. In a
+// caller's transaction (a Store on a pgx.Tx) that second step cannot
+// happen: River's tables then stay at version 5 until the next Migrate
+// outside a transaction. A transaction-scoped advisory lock, keyed by the schema name,
 // makes concurrent callers take turns; the later ones find nothing to do.
-// It returns the versions it applied.
+// It returns the versions of ours it applied.
 func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 	migrations, err := Migrations()
 	if err != nil {
 		return nil, err
 	}
 	var applied []int
+	riverDone := false
 	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, s.advisoryKey()); err != nil {
 			return fmt.Errorf("taking the migration lock: %w", err)
@@ -94,10 +101,23 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 			}
 			applied = append(applied, m.Version)
 		}
-		return nil
+		riverDone, err = s.migrateRiver(ctx, tx)
+		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	if _, inTx := s.db.(pgx.Tx); !riverDone && !inTx {
+		err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, s.advisoryKey()); err != nil {
+				return fmt.Errorf("taking the migration lock: %w", err)
+			}
+			_, err := s.migrateRiver(ctx, tx)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	return applied, nil
 }

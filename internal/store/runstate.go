@@ -35,6 +35,16 @@ WITH r AS (
     SELECT id, session_id, prompt FROM {{schema}}.runs
     WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'running', 'awaiting_approval')
       AND NOT EXISTS (SELECT 1 FROM {{schema}}.tool_executions t WHERE t.run_id = $2 AND t.status = 'awaiting_approval')
+      -- A session's runs execute in order: a queued run waits for the
+      -- earlier ones to end, save for a synchronous one a crash left
+      -- running, which nothing resumes by itself.
+      AND (status <> 'queued' OR NOT EXISTS (
+          SELECT 1 FROM {{schema}}.runs e
+          LEFT JOIN {{schema}}.sessions es ON es.id = e.session_id
+          WHERE e.session_id = runs.session_id AND e.id < $2
+            AND e.status IN ('queued', 'running', 'awaiting_approval')
+            AND (e.status <> 'running' OR e.async
+                 OR (es.lease_run_id = e.id AND es.lease_expires_at > now()))))
 ), s AS (
     UPDATE {{schema}}.sessions
     SET lease_token = lease_token + 1,
@@ -60,7 +70,8 @@ FROM s, r`
 // (the run's own messages included), in one round trip. It returns
 // ErrNotFound for no such run of the tenant, ErrFinished for a run that
 // ended, ErrApprovalPending while calls wait for a decision and ErrBusy
-// while a process holds the session.
+// while a process holds the session or, for a queued run, while an earlier
+// run of the session has not ended.
 func (s *Store) ResumeRun(ctx context.Context, p ResumeRunParams) (Begun, error) {
 	begun := Begun{Lease: Lease{TenantID: p.TenantID, RunID: p.RunID}}
 	batch := &pgx.Batch{}

@@ -1,0 +1,123 @@
+package agentpg_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentpg/agentpg"
+	"github.com/agentpg/agentpg/agentpgtest"
+)
+
+// benchAgent returns an agent on a database of the benchmark's own, with a
+// scripted model answering at once (Echo).
+func benchAgent(b *testing.B) *agentpg.Agent {
+	b.Helper()
+	model := agentpgtest.NewServer(b)
+	agent, err := agentpg.New(agentpg.Config{
+		DB:     agentpgtest.DB(b),
+		Client: model.Client(),
+		Model:  "claude-sonnet-5-5",
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return agent
+}
+
+// benchWorker starts a worker, stopped when the benchmark ends.
+func benchWorker(b *testing.B, agent *agentpg.Agent, concurrency int) {
+	b.Helper()
+	w, err := agentpg.NewWorker(agent, agentpg.WorkerConfig{Concurrency: concurrency})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = w.Stop(stopCtx)
+	})
+}
+
+// BenchmarkAsyncTurns measures enqueued turns executed per second by one
+// worker of 1, 4 or 8 concurrent runs, over 8 sessions, the model
+// answering at once: the queue's and the run state machine's overhead.
+func BenchmarkAsyncTurns(b *testing.B) {
+	for _, workers := range []int{1, 4, 8} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			agent := benchAgent(b)
+			ctx := context.Background()
+			var sessions []*agentpg.Session
+			for i := range 8 {
+				s, err := agent.NewSession(ctx, "bench", fmt.Sprintf("s%d", i), nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				sessions = append(sessions, s)
+			}
+			benchWorker(b, agent, workers)
+			b.ResetTimer()
+			start := time.Now()
+			ids := make([]string, 0, b.N)
+			for i := range b.N {
+				id, err := sessions[i%len(sessions)].Enqueue(ctx, "turn")
+				if err != nil {
+					b.Fatal(err)
+				}
+				ids = append(ids, id)
+			}
+			var wg sync.WaitGroup
+			for _, id := range ids {
+				wg.Go(func() {
+					if _, err := agent.WaitRun(ctx, "bench", id); err != nil {
+						b.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "turns/s")
+		})
+	}
+}
+
+// BenchmarkEnqueueToStart measures the time from Enqueue's return until an
+// idle worker has started the run (its status is running or beyond),
+// polled every 100µs.
+func BenchmarkEnqueueToStart(b *testing.B) {
+	agent := benchAgent(b)
+	ctx := context.Background()
+	sess, err := agent.NewSession(ctx, "bench", "s", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchWorker(b, agent, 4)
+	var total time.Duration
+	b.ResetTimer()
+	for range b.N {
+		id, err := sess.Enqueue(ctx, "turn")
+		if err != nil {
+			b.Fatal(err)
+		}
+		enqueued := time.Now()
+		for {
+			info, err := agent.GetRun(ctx, "bench", id)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if info.Status != agentpg.RunQueued {
+				break
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		total += time.Since(enqueued)
+		if _, err := agent.WaitRun(ctx, "bench", id); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(total.Microseconds())/float64(b.N)/1000, "ms-to-start")
+}

@@ -1,0 +1,218 @@
+package agentpg
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+)
+
+// Defaults of WorkerConfig.
+const (
+	// DefaultWorkerConcurrency is how many runs a Worker executes at once.
+	DefaultWorkerConcurrency = 8
+	// DefaultWorkerPollInterval is how often an idle Worker looks for runs
+	// whose turn came without a notification: those that waited for an
+	// earlier run of their session, and retried ones.
+	DefaultWorkerPollInterval = 100 * time.Millisecond
+	// DefaultWorkerBusyDelay is how long a run whose session is busy waits
+	// before it is tried again, at first; the wait doubles with each try
+	// up to a second.
+	DefaultWorkerBusyDelay = 25 * time.Millisecond
+)
+
+// WorkerConfig configures a Worker. Its zero value uses the defaults.
+type WorkerConfig struct {
+	// Concurrency is how many runs the Worker executes at once (default
+	// DefaultWorkerConcurrency). Runs of one session execute one at a
+	// time whatever it is.
+	Concurrency int
+	// PollInterval is how often the idle Worker looks for runs that no
+	// notification announces (default DefaultWorkerPollInterval): a run
+	// whose session was busy, or one retried after an error. Newly
+	// enqueued runs are announced, and start at once.
+	PollInterval time.Duration
+	// BusyDelay is how long a run whose session is busy (an earlier run
+	// of the session has not ended) waits before it is tried again, at
+	// first (default DefaultWorkerBusyDelay); the wait doubles with each
+	// try, up to a second.
+	BusyDelay time.Duration
+	// RescueAfter is how long a run's job may be held by a worker before
+	// River's rescuer deems that worker dead and hands the job to another
+	// (default three times Config.LeaseTTL). The other resumes the run
+	// from its last committed step once the dead worker's lease on the
+	// session has expired; a run still going (its lease renewed) makes the
+	// rescued job wait for it, then finish.
+	RescueAfter time.Duration
+}
+
+// Worker executes enqueued runs (Session.Enqueue) on River: any number of
+// Workers, in any processes sharing the database and schema, take runs from
+// the Agent's queue (Config.Queue). A run's River job only points at the
+// run; the run's own state machine is the truth: a run that completes,
+// fails, is cancelled or pauses for approvals ends its job, and a Worker
+// that dies leaves its runs to the others.
+type Worker struct {
+	agent  *Agent
+	cfg    WorkerConfig
+	client *river.Client[pgx.Tx]
+
+	// runs are the runs being executed, which outlive their job's context
+	// when Stop hands them back.
+	runs sync.WaitGroup
+}
+
+// NewWorker returns a Worker executing the Agent's enqueued runs. It does
+// not touch the database until Start.
+func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
+	if a == nil {
+		return nil, fmt.Errorf("agentpg: %w: NewWorker needs an Agent", ErrInvalidArgument)
+	}
+	switch {
+	case cfg.Concurrency < 0:
+		return nil, fmt.Errorf("agentpg: %w: WorkerConfig.Concurrency must not be negative", ErrInvalidArgument)
+	case cfg.PollInterval < 0, cfg.BusyDelay < 0, cfg.RescueAfter < 0:
+		return nil, fmt.Errorf("agentpg: %w: WorkerConfig durations must not be negative", ErrInvalidArgument)
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = DefaultWorkerConcurrency
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultWorkerPollInterval
+	}
+	if cfg.BusyDelay == 0 {
+		cfg.BusyDelay = DefaultWorkerBusyDelay
+	}
+	if cfg.RescueAfter == 0 {
+		cfg.RescueAfter = 3 * a.cfg.LeaseTTL
+	}
+	w := &Worker{agent: a, cfg: cfg}
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, &runWorker{w: w}); err != nil {
+		return nil, fmt.Errorf("agentpg: registering the run worker: %w", err)
+	}
+	client, err := river.NewClient(riverpgxv5.New(a.cfg.DB), &river.Config{
+		Schema:  a.cfg.Schema,
+		Logger:  a.cfg.Logger,
+		Queues:  map[string]river.QueueConfig{a.cfg.Queue: {MaxWorkers: cfg.Concurrency}},
+		Workers: workers,
+		// A run lasts as long as it needs: its lease, not a timeout, says
+		// whether its worker is alive.
+		JobTimeout:           -1,
+		RescueStuckJobsAfter: cfg.RescueAfter,
+		FetchCooldown:        min(10*time.Millisecond, cfg.PollInterval),
+		FetchPollInterval:    cfg.PollInterval,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agentpg: making the River client: %w", err)
+	}
+	w.client = client
+	return w, nil
+}
+
+// Start starts executing runs, in goroutines of its own, and returns. The
+// Worker runs until Stop, or until ctx ends (then stopping as Stop with an
+// ended context would).
+func (w *Worker) Start(ctx context.Context) error {
+	if err := w.client.Start(ctx); err != nil {
+		return fmt.Errorf("agentpg: starting the worker: %w", err)
+	}
+	w.agent.cfg.Logger.InfoContext(ctx, "worker started", "queue", w.agent.cfg.Queue, "concurrency", w.cfg.Concurrency)
+	return nil
+}
+
+// Stop stops the Worker gracefully: it takes no more runs and waits for
+// the runs it executes to end (or to pause for approvals). Should ctx end
+// first, it hands them back: their jobs return to River, to be retried,
+// and Stop returns ctx's error. The runs are not interrupted mid-step: in
+// this process they go on until they end or the process exits; then their
+// leases on their sessions expire and another Worker resumes each from its
+// last committed step.
+func (w *Worker) Stop(ctx context.Context) error {
+	err := w.client.Stop(ctx)
+	if err == nil {
+		w.runs.Wait()
+		w.agent.cfg.Logger.InfoContext(ctx, "worker stopped")
+		return nil
+	}
+	if ctx.Err() == nil {
+		return fmt.Errorf("agentpg: stopping the worker: %w", err)
+	}
+	hardCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := w.client.StopAndCancel(hardCtx); err != nil {
+		w.agent.cfg.Logger.WarnContext(ctx, "handing back the worker's runs", "error", err)
+	}
+	w.agent.cfg.Logger.WarnContext(ctx, "worker stopped before its runs ended; they were handed back")
+	return fmt.Errorf("agentpg: stopping the worker: %w", context.Cause(ctx))
+}
+
+// runWorker is the River worker of RunJobKind jobs.
+type runWorker struct {
+	river.WorkerDefaults[runJobArgs]
+	w *Worker
+}
+
+// Work executes the job's run with ResumeRun and maps its outcome to the
+// job's: a run that ended or paused ends the job (a failed run is not
+// retried by River: its failure is recorded in the run), a busy session
+// snoozes the job, anything else is retried.
+func (rw *runWorker) Work(ctx context.Context, job *river.Job[runJobArgs]) error {
+	w := rw.w
+	a := w.agent
+	args := job.Args
+	// The run's context is not the job's: StopAndCancel hands the job
+	// back without interrupting the run, which a cancelled context would
+	// record as failed.
+	runCtx := context.WithoutCancel(ctx)
+	done := make(chan error, 1)
+	w.runs.Go(func() {
+		_, err := a.ResumeRun(runCtx, args.TenantID, args.RunID)
+		done <- err
+	})
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("agentpg: worker stopping, run %s handed back: %w", args.RunID, context.Cause(ctx))
+	}
+	var runErr *RunError
+	switch {
+	case err == nil, errors.As(err, &runErr),
+		errors.Is(err, ErrRunFinished), errors.Is(err, ErrRunNotFound), errors.Is(err, ErrSessionNotFound):
+		return nil // the run ended (or paused for approvals), or is gone with its session
+	case errors.Is(err, ErrApprovalPending):
+		return nil // a person decides, then ResumeRun continues it
+	case errors.Is(err, ErrSessionBusy):
+		return river.JobSnooze(w.busyDelay(job))
+	}
+	// The run may have been recorded as failed (its model call failed,
+	// say): then the job is done.
+	if info, gerr := a.GetRun(runCtx, args.TenantID, args.RunID); gerr == nil &&
+		(ended(info.Status) || info.Status == RunAwaitingApproval) {
+		return nil
+	}
+	a.cfg.Logger.WarnContext(ctx, "run job failed; River retries it", "tenant_id", args.TenantID,
+		"run_id", args.RunID, "attempt", job.Attempt, "error", err)
+	return err
+}
+
+// busyDelay is the snooze of a job whose session is busy: BusyDelay,
+// doubled with each snooze, up to a second.
+func (w *Worker) busyDelay(job *river.Job[runJobArgs]) time.Duration {
+	var snoozes struct {
+		Snoozes int `json:"snoozes"`
+	}
+	_ = json.Unmarshal(job.Metadata, &snoozes)
+	d := w.cfg.BusyDelay
+	for i := 0; i < snoozes.Snoozes && d < time.Second; i++ {
+		d *= 2
+	}
+	return min(d, max(time.Second, w.cfg.BusyDelay))
+}

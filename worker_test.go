@@ -1,0 +1,321 @@
+package agentpg_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/agentpg/agentpg"
+	"github.com/agentpg/agentpg/agentpgtest"
+	"github.com/agentpg/agentpg/tool"
+)
+
+// startWorker starts a worker of the bundle's agent, stopped when the test
+// ends.
+func (b *bundle) startWorker(t testing.TB, cfg agentpg.WorkerConfig) *agentpg.Worker {
+	t.Helper()
+	w, err := agentpg.NewWorker(b.agent, cfg)
+	if err != nil {
+		t.Fatalf("NewWorker: %v", err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = w.Stop(stopCtx)
+	})
+	return w
+}
+
+func TestWorkerRunsEnqueuedRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sess := b.session(t, "acme", "user-1")
+	b.model.Push(agentpgtest.Text("Hello, Ada."))
+
+	runID, err := sess.Enqueue(ctx(t), "Hi, I am Ada.")
+	if err != nil {
+		t.Fatalf("Enqueue: %v", err)
+	}
+	info, err := b.agent.GetRun(ctx(t), "acme", runID)
+	if err != nil || info.Status != agentpg.RunQueued {
+		t.Fatalf("GetRun before the worker = %+v, %v; want queued", info, err)
+	}
+	b.startWorker(t, agentpg.WorkerConfig{})
+
+	res, err := b.agent.WaitRun(ctx(t), "acme", runID)
+	if err != nil {
+		t.Fatalf("WaitRun: %v", err)
+	}
+	if res.Text != "Hello, Ada." || res.RunID != runID {
+		t.Fatalf("result = %+v", res)
+	}
+	roles, texts := conversation(t, sess)
+	if !slices.Equal(roles, []string{"user", "assistant"}) || !slices.Equal(texts, []string{"Hi, I am Ada.", "Hello, Ada."}) {
+		t.Fatalf("history = %q %q", roles, texts)
+	}
+	if got := runStatuses(t, sess); !slices.Equal(got, []string{agentpg.RunCompleted}) {
+		t.Fatalf("run statuses = %q", got)
+	}
+}
+
+func TestEnqueueTxRolledBackLeavesNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sess := b.session(t, "acme", "user-1")
+
+	tx, err := b.db.Begin(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runID, err := sess.EnqueueTx(ctx(t), tx, "never")
+	if err != nil {
+		t.Fatalf("EnqueueTx: %v", err)
+	}
+	if err := tx.Rollback(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.agent.GetRun(ctx(t), "acme", runID); !errors.Is(err, agentpg.ErrRunNotFound) {
+		t.Fatalf("GetRun after rollback: %v, want ErrRunNotFound", err)
+	}
+	var jobs int
+	if err := b.db.QueryRow(ctx(t), `SELECT count(*) FROM agentpg.river_job`).Scan(&jobs); err != nil {
+		t.Fatal(err)
+	}
+	if jobs != 0 {
+		t.Fatalf("%d River jobs after rollback, want 0", jobs)
+	}
+}
+
+func TestEnqueueTxCommittedRuns(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sess := b.session(t, "acme", "user-1")
+	b.model.Push(agentpgtest.Text("done"))
+	b.startWorker(t, agentpg.WorkerConfig{})
+
+	tx, err := b.db.Begin(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runID, err := sess.EnqueueTx(ctx(t), tx, "in a transaction")
+	if err != nil {
+		t.Fatalf("EnqueueTx: %v", err)
+	}
+	var jobs int
+	if err := tx.QueryRow(ctx(t), `SELECT count(*) FROM agentpg.river_job WHERE kind = $1 AND args->>'run_id' = $2`,
+		agentpg.RunJobKind, runID).Scan(&jobs); err != nil || jobs != 1 {
+		t.Fatalf("jobs in the transaction = %d, %v; want 1", jobs, err)
+	}
+	if err := tx.Commit(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.agent.WaitRun(ctx(t), "acme", runID)
+	if err != nil || res.Text != "done" {
+		t.Fatalf("WaitRun = %+v, %v", res, err)
+	}
+}
+
+func TestEnqueuedRunsOfSessionRunInOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sess := b.session(t, "acme", "user-1")
+	prompts := []string{"first", "second", "third"}
+	var ids []string
+	for _, p := range prompts {
+		id, err := sess.Enqueue(ctx(t), p)
+		if err != nil {
+			t.Fatalf("Enqueue: %v", err)
+		}
+		ids = append(ids, id)
+	}
+	b.startWorker(t, agentpg.WorkerConfig{Concurrency: 4})
+	for _, id := range ids {
+		if _, err := b.agent.WaitRun(ctx(t), "acme", id); err != nil {
+			t.Fatalf("WaitRun %s: %v", id, err)
+		}
+	}
+	reqs := b.model.Requests()
+	if len(reqs) != 3 {
+		t.Fatalf("model got %d requests, want 3", len(reqs))
+	}
+	for i, req := range reqs {
+		if got := req.LastUserText(); got != prompts[i] {
+			t.Fatalf("request %d asks %q, want %q", i, got, prompts[i])
+		}
+		// Each run sees the previous runs' turns: 2 messages each, and its
+		// prompt.
+		if len(req.Messages) != 2*i+1 {
+			t.Fatalf("request %d has %d messages, want %d", i, len(req.Messages), 2*i+1)
+		}
+	}
+	_, texts := conversation(t, sess)
+	if len(texts) != 6 || texts[0] != "first" || texts[2] != "second" || texts[4] != "third" {
+		t.Fatalf("history = %q", texts)
+	}
+}
+
+func TestEnqueueOnAnotherTenantsSession(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	mine := b.session(t, "acme", "user-1")
+	// A Session value claiming the session for another tenant: the insert
+	// is scoped by tenant and finds no session.
+	forged := *mine
+	forged.TenantID = "globex"
+	if _, err := forged.Enqueue(ctx(t), "hello"); !errors.Is(err, agentpg.ErrSessionNotFound) {
+		t.Fatalf("Enqueue as another tenant: %v, want ErrSessionNotFound", err)
+	}
+	tx, err := b.db.Begin(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := forged.EnqueueTx(ctx(t), tx, "hello"); !errors.Is(err, agentpg.ErrSessionNotFound) {
+		t.Fatalf("EnqueueTx as another tenant: %v, want ErrSessionNotFound", err)
+	}
+	// The caller's transaction is still usable.
+	if _, err := mine.EnqueueTx(ctx(t), tx, "hello"); err != nil {
+		t.Fatalf("EnqueueTx after the refused one: %v", err)
+	}
+	if statuses := runStatuses(t, mine); len(statuses) != 0 {
+		t.Fatalf("runs = %q, want none outside the transaction", statuses)
+	}
+}
+
+func TestCancelQueuedRunNeverCallsModel(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sess := b.session(t, "acme", "user-1")
+	runID, err := sess.Enqueue(ctx(t), "cancel me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.agent.CancelRun(ctx(t), "acme", runID); err != nil {
+		t.Fatalf("CancelRun: %v", err)
+	}
+	b.model.Push(agentpgtest.Text("after"))
+	next, err := sess.Enqueue(ctx(t), "after the cancelled one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.startWorker(t, agentpg.WorkerConfig{})
+	if _, err := b.agent.WaitRun(ctx(t), "acme", next); err != nil {
+		t.Fatalf("WaitRun of the next run: %v", err)
+	}
+	if _, err := b.agent.WaitRun(ctx(t), "acme", runID); !errors.Is(err, agentpg.ErrRunCancelled) {
+		t.Fatalf("WaitRun of the cancelled run: %v, want ErrRunCancelled", err)
+	}
+	for _, req := range b.model.Requests() {
+		for _, m := range req.Messages {
+			for _, c := range m.Content {
+				if c.Text == "cancel me" {
+					t.Fatalf("the model saw the cancelled prompt")
+				}
+			}
+		}
+	}
+	if n := len(b.model.Requests()); n != 1 {
+		t.Fatalf("model got %d requests, want 1", n)
+	}
+}
+
+func TestCancelRunningEnqueuedRun(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	release := make(chan struct{})
+	slow, err := tool.NewFunc("slow", "Takes its time.", func(ctx context.Context, in cityInput) (string, error) {
+		close(started)
+		<-release
+		return "done", nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := setup(t, func(c *agentpg.Config) { c.Tools = []tool.Tool{slow} })
+	sess := b.session(t, "acme", "user-1")
+	b.model.Push(agentpgtest.Blocks(agentpgtest.ToolUse("toolu_1", "slow", map[string]any{"city": "Lisbon"})))
+	runID, err := sess.Enqueue(ctx(t), "go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.startWorker(t, agentpg.WorkerConfig{})
+	select {
+	case <-started:
+	case <-ctx(t).Done():
+		t.Fatal("the tool never started")
+	}
+	if err := b.agent.CancelRun(ctx(t), "acme", runID); err != nil {
+		t.Fatalf("CancelRun: %v", err)
+	}
+	close(release)
+	if _, err := b.agent.WaitRun(ctx(t), "acme", runID); !errors.Is(err, agentpg.ErrRunCancelled) {
+		t.Fatalf("WaitRun: %v, want ErrRunCancelled", err)
+	}
+	if n := len(b.model.Requests()); n != 1 {
+		t.Fatalf("%d model calls: the cancelled run went on past the step boundary", n)
+	}
+}
+
+func TestWorkerStopDrains(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sess := b.session(t, "acme", "user-1")
+	b.model.Push(agentpgtest.Reply{Content: []agentpgtest.Block{agentpgtest.TextBlock("finished")}, Delay: 300 * time.Millisecond})
+	w, err := agentpg.NewWorker(b.agent, agentpg.WorkerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	runID, err := sess.Enqueue(ctx(t), "work")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, b.agent, runID, agentpg.RunRunning)
+	if err := w.Stop(ctx(t)); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	info, err := b.agent.GetRun(ctx(t), "acme", runID)
+	if err != nil || info.Status != agentpg.RunCompleted {
+		t.Fatalf("run after Stop = %+v, %v; want completed", info, err)
+	}
+}
+
+func TestNewWorkerValidates(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	if _, err := agentpg.NewWorker(b.agent, agentpg.WorkerConfig{Concurrency: -1}); !errors.Is(err, agentpg.ErrInvalidArgument) {
+		t.Fatalf("negative concurrency: %v", err)
+	}
+	if _, err := agentpg.NewWorker(nil, agentpg.WorkerConfig{}); !errors.Is(err, agentpg.ErrInvalidArgument) {
+		t.Fatalf("nil agent: %v", err)
+	}
+	if _, err := b.session(t, "acme", "u").Enqueue(ctx(t), " "); !errors.Is(err, agentpg.ErrInvalidArgument) {
+		t.Fatalf("blank prompt: %v", err)
+	}
+}
+
+// waitStatus polls the run until it has status.
+func waitStatus(t testing.TB, a *agentpg.Agent, runID, status string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		info, err := a.GetRun(context.Background(), "acme", runID)
+		if err != nil {
+			t.Fatalf("GetRun: %v", err)
+		}
+		if info.Status == status {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run %s is %s, waited for %s", runID, info.Status, status)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
