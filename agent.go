@@ -24,8 +24,10 @@ type Agent struct {
 	store    *store.Store
 	executor *tool.Executor
 	gates    gates
-	waiters  leaseWaiters
-	cache    *lru.Cache[string, *cachedConversation]
+	// releases and runEvents wake the goroutines waiting for a session's
+	// lease or a run's progress.
+	releases, runEvents *notifier
+	cache               *lru.Cache[string, *cachedConversation]
 
 	hookMu     sync.RWMutex
 	before     []func(ctx context.Context, messages []any) error
@@ -62,6 +64,7 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		return nil, fmt.Errorf("agentpg: Config.ConversationCacheSize: %w", err)
 	}
 	a := &Agent{cfg: cfg, store: st, executor: tool.NewExecutor(registry), cache: cache}
+	a.releases, a.runEvents = newNotifiers()
 	a.warnUnknownModel(cfg.Model)
 	return a, nil
 }

@@ -31,8 +31,9 @@ var queueName = regexp.MustCompile(`^(?:[a-z0-9])+(?:[_|\-]?[a-z0-9]+)*$`)
 // runJobArgs are the arguments of a River job that executes an enqueued
 // run: the run is the truth, the job only points at it.
 type runJobArgs struct {
-	TenantID string `json:"tenant_id"`
-	RunID    string `json:"run_id"`
+	TenantID  string `json:"tenant_id"`
+	SessionID string `json:"session_id"`
+	RunID     string `json:"run_id"`
 }
 
 // Kind is the River job kind, RunJobKind.
@@ -123,7 +124,7 @@ func (s *Session) enqueueTx(ctx context.Context, tx pgx.Tx, params store.Enqueue
 	if err != nil {
 		return err
 	}
-	_, err = client.InsertTx(ctx, tx, runJobArgs{TenantID: params.TenantID, RunID: params.RunID},
+	_, err = client.InsertTx(ctx, tx, runJobArgs{TenantID: params.TenantID, SessionID: params.SessionID, RunID: params.RunID},
 		&river.InsertOpts{Queue: a.cfg.Queue})
 	if err != nil {
 		return fmt.Errorf("agentpg: inserting the run's job: %w", err)

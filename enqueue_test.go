@@ -85,6 +85,36 @@ func BenchmarkAsyncTurns(b *testing.B) {
 	}
 }
 
+// BenchmarkDirectTurns is BenchmarkAsyncTurns' baseline: 8 goroutines, one
+// per session, calling Run directly on the same 8 sessions.
+func BenchmarkDirectTurns(b *testing.B) {
+	agent := benchAgent(b)
+	ctx := context.Background()
+	var sessions []*agentpg.Session
+	for i := range 8 {
+		s, err := agent.NewSession(ctx, "bench", fmt.Sprintf("s%d", i), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sessions = append(sessions, s)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, s := range sessions {
+		wg.Go(func() {
+			for j := i; j < b.N; j += len(sessions) {
+				if _, err := s.Run(ctx, "turn"); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "turns/s")
+}
+
 // BenchmarkEnqueueToStart measures the time from Enqueue's return until an
 // idle worker has started the run (its status is running or beyond),
 // polled every 100µs.

@@ -137,7 +137,7 @@ func (s *Session) begin(ctx context.Context, noWait bool, parentRunID *string) (
 		}
 		if wake == nil {
 			var unregister func()
-			wake, unregister = a.waiters.register(a, s.ID)
+			wake, unregister = a.releases.register(a, s.ID)
 			defer unregister()
 		}
 		if err := a.waitTurn(ctx, s.TenantID, s.ID, &params.Ticket, wake); err != nil {

@@ -123,10 +123,16 @@ func (a *Agent) ResumeRun(ctx context.Context, tenantID, runID string) (*Result,
 // WaitRun returns the Result of the tenant's run once it has ended, or the
 // error it failed with (a *RunError matching its failure's sentinel, such
 // as ErrRunCancelled), from any process. A run awaiting approval returns
-// its Result with StopReason StopAwaitingApproval. It polls the run until
-// then or until ctx ends.
+// its Result with StopReason StopAwaitingApproval. It reads the run again
+// whenever the run's events are announced (one connection LISTENs for all
+// of the Agent's waiters), and at least every second, until then or until
+// ctx ends.
 func (a *Agent) WaitRun(ctx context.Context, tenantID, runID string) (*Result, error) {
-	backoff := newBackoff()
+	if err := validateRunKeys(tenantID, runID); err != nil {
+		return nil, err
+	}
+	wake, unregister := a.runEvents.register(a, runID)
+	defer unregister()
 	for {
 		stored, err := a.storedRun(ctx, tenantID, runID)
 		if err != nil {
@@ -135,7 +141,7 @@ func (a *Agent) WaitRun(ctx context.Context, tenantID, runID string) (*Result, e
 		if ended(stored.Status) || stored.Status == RunAwaitingApproval {
 			return a.endedResult(ctx, tenantID, stored)
 		}
-		if err := backoff.wait(ctx); err != nil {
+		if err := waitWake(ctx, wake); err != nil {
 			return nil, fmt.Errorf("agentpg: waiting for run %s: %w", runID, err)
 		}
 	}

@@ -13,77 +13,112 @@ import (
 // that dies while it waits holds its place this long at most.
 const ticketTTL = 5 * time.Second
 
-// leaseWaiters wakes the goroutines of an Agent that wait for busy sessions
-// when the lease of one is released, in any process: while any waits, one
-// pooled connection LISTENs on the schema's sessions channel.
-type leaseWaiters struct {
+// notifier wakes the goroutines of an Agent that wait for something
+// announced on a LISTEN channel, by key (a session's id for the release of
+// its lease, a run's id for its events): while any waits, one pooled
+// connection LISTENs, however many wait.
+type notifier struct {
+	channel func(*store.Store) string // the channel to LISTEN on
+	key     func(payload string) string
+
 	mu      sync.Mutex
-	waiting map[string]map[chan struct{}]bool // by session id
+	waiting map[string]map[chan struct{}]bool // by key
 	count   int
 	stop    context.CancelFunc // ends the listener; nil when none runs
 }
 
-// register returns a channel that receives when the session's lease is
-// released, and the func to call once done waiting.
-func (w *leaseWaiters) register(a *Agent, sessionID string) (<-chan struct{}, func()) {
+// register returns a channel that receives when key is announced, and the
+// func to call once done waiting.
+func (n *notifier) register(a *Agent, key string) (<-chan struct{}, func()) {
 	wake := make(chan struct{}, 1)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.waiting == nil {
-		w.waiting = make(map[string]map[chan struct{}]bool)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.waiting == nil {
+		n.waiting = make(map[string]map[chan struct{}]bool)
 	}
-	if w.waiting[sessionID] == nil {
-		w.waiting[sessionID] = make(map[chan struct{}]bool)
+	if n.waiting[key] == nil {
+		n.waiting[key] = make(map[chan struct{}]bool)
 	}
-	w.waiting[sessionID][wake] = true
-	if w.count++; w.stop == nil {
+	n.waiting[key][wake] = true
+	if n.count++; n.stop == nil {
 		ctx, cancel := context.WithCancel(context.Background())
-		w.stop = cancel
-		go w.listen(ctx, a)
+		n.stop = cancel
+		go n.listen(ctx, a)
 	}
 	return wake, func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		delete(w.waiting[sessionID], wake)
-		if len(w.waiting[sessionID]) == 0 {
-			delete(w.waiting, sessionID)
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		delete(n.waiting[key], wake)
+		if len(n.waiting[key]) == 0 {
+			delete(n.waiting, key)
 		}
-		if w.count--; w.count == 0 && w.stop != nil {
-			w.stop()
-			w.stop = nil
+		if n.count--; n.count == 0 && n.stop != nil {
+			n.stop()
+			n.stop = nil
 		}
 	}
 }
 
-// listen passes the releases announced on the sessions channel to the
-// waiters until ctx ends. Should it fail, waiters still poll.
-func (w *leaseWaiters) listen(ctx context.Context, a *Agent) {
+// listen passes what is announced on the channel to the waiters until ctx
+// ends. Should it fail, waiters still poll.
+func (n *notifier) listen(ctx context.Context, a *Agent) {
 	conn, err := a.cfg.DB.Acquire(ctx)
 	if err != nil {
 		return
 	}
 	defer releaseListener(conn)
-	if err := store.Listen(ctx, conn.Conn(), a.store.SessionsChannel()); err != nil {
-		a.cfg.Logger.WarnContext(ctx, "listening for released sessions", "error", err)
+	if err := store.Listen(ctx, conn.Conn(), n.channel(a.store)); err != nil {
+		a.cfg.Logger.WarnContext(ctx, "listening for notifications", "error", err)
 		return
 	}
 	for {
-		n, err := conn.Conn().WaitForNotification(ctx)
+		note, err := conn.Conn().WaitForNotification(ctx)
 		if err != nil {
 			if !errors.Is(err, context.Canceled) {
-				a.cfg.Logger.WarnContext(ctx, "listening for released sessions", "error", err)
+				a.cfg.Logger.WarnContext(ctx, "listening for notifications", "error", err)
 			}
 			return
 		}
-		w.mu.Lock()
-		for wake := range w.waiting[n.Payload] {
+		n.mu.Lock()
+		for wake := range n.waiting[n.key(note.Payload)] {
 			select {
 			case wake <- struct{}{}:
 			default:
 			}
 		}
-		w.mu.Unlock()
+		n.mu.Unlock()
 	}
+}
+
+// newNotifiers returns the Agent's notifiers: of released sessions, and of
+// runs' events.
+func newNotifiers() (releases, events *notifier) {
+	releases = &notifier{
+		channel: (*store.Store).SessionsChannel,
+		key:     func(payload string) string { return payload },
+	}
+	events = &notifier{
+		channel: (*store.Store).EventsChannel,
+		key: func(payload string) string {
+			runID, _, _ := store.ParseEventsPayload(payload)
+			return runID
+		},
+	}
+	return releases, events
+}
+
+// waitWake waits for wake, at most a second (what no one announces, such as
+// an expired lease, is polled), or returns ctx's cause.
+func waitWake(ctx context.Context, wake <-chan struct{}) error {
+	timer := time.NewTimer(time.Second)
+	defer timer.Stop()
+	select {
+	case <-wake:
+	case <-timer.C:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	return nil
 }
 
 // waitTurn waits for the session's lease to be released, or its ticket to
@@ -101,13 +136,5 @@ func (a *Agent) waitTurn(ctx context.Context, tenantID, sessionID string, ticket
 	} else if err := a.store.RenewTicket(ctx, **ticket, ticketTTL); err != nil {
 		return err
 	}
-	timer := time.NewTimer(time.Second)
-	defer timer.Stop()
-	select {
-	case <-wake:
-	case <-timer.C:
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-	return nil
+	return waitWake(ctx, wake)
 }

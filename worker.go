@@ -66,6 +66,8 @@ type Worker struct {
 	// runs are the runs being executed, which outlive their job's context
 	// when Stop hands them back.
 	runs sync.WaitGroup
+	// stopListening lets the Agent's listener for released sessions go.
+	stopListening func()
 }
 
 // NewWorker returns a Worker executing the Agent's enqueued runs. It does
@@ -123,6 +125,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := w.client.Start(ctx); err != nil {
 		return fmt.Errorf("agentpg: starting the worker: %w", err)
 	}
+	// Keep the listener for released sessions up while the worker runs, so
+	// that a run waiting for its turn is woken without delay.
+	_, w.stopListening = w.agent.releases.register(w.agent, "")
 	w.agent.cfg.Logger.InfoContext(ctx, "worker started", "queue", w.agent.cfg.Queue, "concurrency", w.cfg.Concurrency)
 	return nil
 }
@@ -135,6 +140,9 @@ func (w *Worker) Start(ctx context.Context) error {
 // leases on their sessions expire and another Worker resumes each from its
 // last committed step.
 func (w *Worker) Stop(ctx context.Context) error {
+	if w.stopListening != nil {
+		defer w.stopListening()
+	}
 	err := w.client.Stop(ctx)
 	if err == nil {
 		w.runs.Wait()
@@ -172,10 +180,7 @@ func (rw *runWorker) Work(ctx context.Context, job *river.Job[runJobArgs]) error
 	// record as failed.
 	runCtx := context.WithoutCancel(ctx)
 	done := make(chan error, 1)
-	w.runs.Go(func() {
-		_, err := a.ResumeRun(runCtx, args.TenantID, args.RunID)
-		done <- err
-	})
+	w.runs.Go(func() { done <- w.resume(runCtx, args) })
 	var err error
 	select {
 	case err = <-done:
@@ -201,6 +206,32 @@ func (rw *runWorker) Work(ctx context.Context, job *river.Job[runJobArgs]) error
 	a.cfg.Logger.WarnContext(ctx, "run job failed; River retries it", "tenant_id", args.TenantID,
 		"run_id", args.RunID, "attempt", job.Attempt, "error", err)
 	return err
+}
+
+// maxTurnWaits is how many releases of its busy session a job waits for,
+// a second at most each, before it snoozes and frees its worker.
+const maxTurnWaits = 10
+
+// resume resumes the job's run. While its session is busy (an earlier run
+// holds it), it waits to be woken by the release of the session's lease,
+// announced by NOTIFY, rather than polling, up to maxTurnWaits times; then
+// it returns ErrSessionBusy and the job snoozes.
+func (w *Worker) resume(ctx context.Context, args runJobArgs) error {
+	a := w.agent
+	// Registered before the first try, a release that comes between the
+	// try and the wait still wakes it; the Worker keeps the listener up.
+	wake, unregister := a.releases.register(a, args.SessionID)
+	defer unregister()
+	for range maxTurnWaits {
+		_, err := a.ResumeRun(ctx, args.TenantID, args.RunID)
+		if !errors.Is(err, ErrSessionBusy) {
+			return err
+		}
+		if err := waitWake(ctx, wake); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("agentpg: %w", ErrSessionBusy)
 }
 
 // busyDelay is the snooze of a job whose session is busy: BusyDelay,

@@ -16,7 +16,7 @@ ALTER TABLE {{schema}}.runs
     -- Enqueued runs are resumed by a worker when interrupted; the others
     -- by ResumeRun, or failed by the rescuer.
     ADD COLUMN async            boolean NOT NULL DEFAULT false;
-ALTER TABLE {{schema}}.runs ALTER COLUMN started_at DROP NOT NULL;
+ALTER TABLE {{schema}}.runs ALTER COLUMN started_at DROP NOT NULL, ALTER COLUMN started_at DROP DEFAULT;
 ALTER TABLE {{schema}}.runs ADD COLUMN created_at timestamptz NOT NULL DEFAULT now();
 CREATE INDEX runs_tenant_status_idx ON {{schema}}.runs (tenant_id, status, id);
 
