@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
+	"github.com/riverqueue/river"
 
 	"github.com/agentpg/agentpg/internal/store"
 	"github.com/agentpg/agentpg/tool"
@@ -152,17 +153,41 @@ func (a *Agent) WaitRun(ctx context.Context, tenantID, runID string) (*Result, e
 // with a denial. Deciding a call twice, or one that does not wait, is
 // ErrNotPending; a call of a run that ended (cancelled) is ErrRunFinished;
 // a call of another tenant's run is ErrRunNotFound. Once
-// every pending call of the run is decided, ResumeRun continues it.
+// every pending call of the run is decided, ResumeRun continues it; an
+// enqueued run goes back to the workers by itself.
 func (a *Agent) DecideToolCall(ctx context.Context, tenantID, runID, toolUseID string, approve bool, note string) error {
 	if err := validateRunKeys(tenantID, runID); err != nil {
 		return err
 	}
 	note, _ = storableText(note)
-	if _, err := a.store.DecideToolCall(ctx, tenantID, runID, toolUseID, approve, note); err != nil {
+	remaining, err := a.store.DecideToolCall(ctx, tenantID, runID, toolUseID, approve, note)
+	if err != nil {
 		return runStoreError(err, "deciding the tool call")
 	}
 	a.cfg.Logger.InfoContext(ctx, "tool call decided", "tenant_id", tenantID, "run_id", runID,
 		"tool_use_id", toolUseID, "approved", approve)
+	if remaining == 0 {
+		return a.continueAsync(ctx, tenantID, runID)
+	}
+	return nil
+}
+
+// continueAsync hands an enqueued run whose approvals are all decided back
+// to the workers, with a new job; a run of Session.Run is left to
+// ResumeRun.
+func (a *Agent) continueAsync(ctx context.Context, tenantID, runID string) error {
+	run, err := a.storedRun(ctx, tenantID, runID)
+	if err != nil || !run.Async {
+		return err
+	}
+	client, err := a.inserter()
+	if err != nil {
+		return err
+	}
+	args := runJobArgs{TenantID: tenantID, SessionID: run.SessionID, RunID: runID}
+	if _, err := client.Insert(ctx, args, &river.InsertOpts{Queue: a.cfg.Queue}); err != nil {
+		return fmt.Errorf("agentpg: handing the decided run to the workers: %w", err)
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -317,5 +318,44 @@ func waitStatus(t testing.TB, a *agentpg.Agent, runID, status string) {
 			t.Fatalf("run %s is %s, waited for %s", runID, info.Status, status)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// An enqueued run that pauses for approval goes back to the workers once
+// its calls are decided, from any process: no one calls ResumeRun.
+func TestEnqueuedRunContinuesAfterApproval(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	b := setup(t, func(c *agentpg.Config) {
+		c.Tools = []tool.Tool{weatherTool(t, &calls)}
+		c.ApprovalRequired = []string{"weather"}
+	})
+	sess := b.session(t, "acme", "user-1")
+	b.model.Push(
+		agentpgtest.Blocks(agentpgtest.ToolUse("toolu_1", "weather", map[string]any{"city": "Paris"})),
+		agentpgtest.Text("sunny"),
+	)
+	b.startWorker(t, agentpg.WorkerConfig{})
+	runID, err := sess.Enqueue(ctx(t), "weather?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	paused, err := b.agent.WaitRun(ctx(t), "acme", runID)
+	if err != nil || paused.StopReason != agentpg.StopAwaitingApproval || len(paused.PendingApprovals) != 1 {
+		t.Fatalf("paused: %+v, %v", paused, err)
+	}
+	if err := b.another(t).DecideToolCall(ctx(t), "acme", runID, "toolu_1", true, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		info, err := b.agent.GetRun(ctx(t), "acme", runID)
+		return err == nil && info.Status == agentpg.RunCompleted
+	})
+	if calls.Load() != 1 {
+		t.Fatalf("the approved call ran %d times", calls.Load())
+	}
+	res, err := b.agent.WaitRun(ctx(t), "acme", runID)
+	if err != nil || res.Text != "sunny" {
+		t.Fatalf("%+v, %v", res, err)
 	}
 }
