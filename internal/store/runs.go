@@ -128,32 +128,50 @@ ORDER BY m.seq`
 // no such session. Runs whose lease had expired are marked failed.
 func (s *Store) BeginRun(ctx context.Context, p BeginRunParams) (Begun, error) {
 	begun := Begun{Lease: Lease{TenantID: p.TenantID, SessionID: p.SessionID, RunID: p.RunID}}
-	batch := &pgx.Batch{}
-	var stale bool
-	var sum Summary
-	batch.Queue(s.q(beginRunSQL),
+	b := begin{batch: &pgx.Batch{}, begun: &begun}
+	b.batch.Queue(s.q(beginRunSQL),
 		p.TenantID, p.SessionID, p.RunID, p.LeaseTTL.Seconds(), p.Model, p.ParentRunID, p.CachedGen, p.Ticket,
 	).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&begun.Lease.Token, &begun.Lease.CompactionGen, &stale, &sum.Text, &sum.FirstIntent, &sum.CompactedAtSeq)
+		return row.Scan(&begun.Lease.Token, &begun.Lease.CompactionGen, &b.stale, &b.sum.Text, &b.sum.FirstIntent, &b.sum.CompactedAtSeq)
 	})
-	batch.Queue(s.q(beginHistorySQL), p.TenantID, p.SessionID, p.RunID, p.CachedGen, p.CachedSeq).
-		Query(func(rows pgx.Rows) error {
-			var err error
-			begun.History, err = pgx.CollectRows(rows, scanMessage)
-			return err
-		})
-	err := s.db.SendBatch(ctx, batch).Close()
+	b.readHistory(s.q(beginHistorySQL), p.TenantID, p.SessionID, p.RunID, p.CachedGen, p.CachedSeq)
+	err := b.send(ctx, s.db, func() error { return s.whyNoLease(ctx, p.TenantID, p.SessionID) })
+	return begun, err
+}
+
+// begin is the batch that begins or resumes a run: a statement taking the
+// lease, then one reading the conversation's new messages.
+type begin struct {
+	batch *pgx.Batch
+	begun *Begun
+	stale bool    // the caller's cached conversation predates a compaction
+	sum   Summary // the compaction state, when stale
+}
+
+// readHistory queues the statement reading the history into begun.
+func (b begin) readHistory(statement string, args ...any) {
+	b.batch.Queue(statement, args...).Query(func(rows pgx.Rows) error {
+		var err error
+		b.begun.History, err = pgx.CollectRows(rows, scanMessage)
+		return err
+	})
+}
+
+// send runs the batch in one round trip; when the lease could not be taken
+// (the first statement returned no row), whyNot explains it.
+func (b *begin) send(ctx context.Context, db DB, whyNot func() error) error {
+	err := db.SendBatch(ctx, b.batch).Close()
 	if errors.Is(err, pgx.ErrNoRows) {
-		return begun, s.whyNoLease(ctx, p.TenantID, p.SessionID)
+		return whyNot()
 	}
 	if err != nil {
-		return begun, err
+		return err
 	}
-	if stale {
-		sum.Gen = begun.Lease.CompactionGen
-		begun.Summary = &sum
+	if b.stale {
+		b.sum.Gen = b.begun.Lease.CompactionGen
+		b.begun.Summary = &b.sum
 	}
-	return begun, nil
+	return nil
 }
 
 const sessionExistsSQL = `

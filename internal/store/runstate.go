@@ -74,32 +74,15 @@ FROM s, r`
 // run of the session has not ended.
 func (s *Store) ResumeRun(ctx context.Context, p ResumeRunParams) (Begun, error) {
 	begun := Begun{Lease: Lease{TenantID: p.TenantID, RunID: p.RunID}}
-	batch := &pgx.Batch{}
-	var stale bool
-	var sum Summary
-	batch.Queue(s.q(resumeRunSQL), p.TenantID, p.RunID, p.LeaseTTL.Seconds(), p.CachedGen).
+	b := begin{batch: &pgx.Batch{}, begun: &begun}
+	b.batch.Queue(s.q(resumeRunSQL), p.TenantID, p.RunID, p.LeaseTTL.Seconds(), p.CachedGen).
 		QueryRow(func(row pgx.Row) error {
-			return row.Scan(&begun.Lease.SessionID, &begun.Lease.Token, &begun.Lease.CompactionGen, &stale,
-				&sum.Text, &sum.FirstIntent, &sum.CompactedAtSeq, &begun.Prompt)
+			return row.Scan(&begun.Lease.SessionID, &begun.Lease.Token, &begun.Lease.CompactionGen, &b.stale,
+				&b.sum.Text, &b.sum.FirstIntent, &b.sum.CompactedAtSeq, &begun.Prompt)
 		})
-	batch.Queue(s.q(resumeHistorySQL), p.TenantID, p.RunID, p.CachedGen, p.CachedSeq).
-		Query(func(rows pgx.Rows) error {
-			var err error
-			begun.History, err = pgx.CollectRows(rows, scanMessage)
-			return err
-		})
-	err := s.db.SendBatch(ctx, batch).Close()
-	if errors.Is(err, pgx.ErrNoRows) {
-		return begun, s.whyNotResumed(ctx, p.TenantID, p.RunID)
-	}
-	if err != nil {
-		return begun, err
-	}
-	if stale {
-		sum.Gen = begun.Lease.CompactionGen
-		begun.Summary = &sum
-	}
-	return begun, nil
+	b.readHistory(s.q(resumeHistorySQL), p.TenantID, p.RunID, p.CachedGen, p.CachedSeq)
+	err := b.send(ctx, s.db, func() error { return s.whyNotResumed(ctx, p.TenantID, p.RunID) })
+	return begun, err
 }
 
 // resumeHistorySQL is beginHistorySQL for a resumed run: its own messages
