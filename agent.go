@@ -83,6 +83,12 @@ func (a *Agent) Migrate(ctx context.Context) error {
 // MigrateTx is Migrate in the caller's transaction, so that AgentPG's
 // tables appear, or not, with the caller's own schema changes. Concurrent
 // migrations wait for the transaction to end.
+//
+// On a database River has never been migrated in, River's last migrations
+// cannot run in the same transaction as its first (PostgreSQL does not let a
+// transaction use an enum value it added): MigrateTx then leaves River's
+// tables at version 5, and a later Migrate, outside a transaction,
+// completes them before a Worker starts.
 func (a *Agent) MigrateTx(ctx context.Context, tx pgx.Tx) error {
 	if tx == nil {
 		return fmt.Errorf("agentpg: %w: MigrateTx needs a transaction", ErrInvalidArgument)
