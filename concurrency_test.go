@@ -178,9 +178,14 @@ func TestFairTurnsAcrossProcesses(t *testing.T) {
 	if len(started) != len(agents)*goroutines*turns {
 		t.Fatalf("%d runs reached the model, want %d", len(started), len(agents)*goroutines*turns)
 	}
+	// The other seven goroutines can be queued ahead of a turn. A turn takes
+	// its place in the queue only after its first try, so a run or two
+	// arriving meanwhile may go first; polling let one turn wait while 14
+	// went first, and starved a process for good under load.
+	limit := len(agents)*goroutines + 2
 	for i, prompt := range started {
-		if overtaken := i - arrivals[prompt]; overtaken > len(agents)*goroutines-1 {
-			t.Errorf("%q waited while %d runs went first; at most %d were queued ahead of it", prompt, overtaken, len(agents)*goroutines-1)
+		if overtaken := i - arrivals[prompt]; overtaken > limit {
+			t.Errorf("%q waited while %d runs went first; at most %d could be queued ahead of it", prompt, overtaken, limit)
 		}
 	}
 }
