@@ -58,17 +58,17 @@ func (c *cli) approvalsListCmd() *cobra.Command {
 		Long:    approvalsListHelp,
 		Example: `  agentpg approvals list --tenant acme`,
 	}
-	limit := cmd.Flags().Int("limit", 20, "list at most `n` runs (at most 1000)")
-	after := cmd.Flags().String("after", "", "list the page after this `cursor`, printed by the previous page")
+	page := pageFlags(cmd, "runs", 20)
 	return c.leaf(cmd, []string{flagDatabaseURL, flagSchema, flagTenant, flagJSON}, func(ctx context.Context) error {
 		tenant, err := c.tenantOr("")
 		if err != nil {
 			return err
 		}
-		if err := checkLimit(*limit); err != nil {
+		opts, err := page()
+		if err != nil {
 			return err
 		}
-		return c.approvalsList(ctx, tenant, agentpg.ListOptions{After: *after, Limit: *limit})
+		return c.approvalsList(ctx, tenant, opts)
 	})
 }
 

@@ -112,8 +112,7 @@ func (c *cli) runsListCmd() *cobra.Command {
 	}
 	status := cmd.Flags().String("status", "", "list only the runs in this `status`")
 	stuck := cmd.Flags().Bool("stuck", false, "list only the running runs that no process holds")
-	limit := cmd.Flags().Int("limit", 20, "list at most `n` runs (at most 1000)")
-	after := cmd.Flags().String("after", "", "list the page after this `cursor`, printed by the previous page")
+	page := pageFlags(cmd, "runs", 20)
 	return c.leaf(cmd, []string{flagDatabaseURL, flagSchema, flagTenant, flagJSON}, func(ctx context.Context) error {
 		tenant, err := c.tenantOr("")
 		if err != nil {
@@ -128,10 +127,11 @@ func (c *cli) runsListCmd() *cobra.Command {
 			}
 			*status = agentpg.RunRunning
 		}
-		if err := checkLimit(*limit); err != nil {
+		opts, err := page()
+		if err != nil {
 			return err
 		}
-		return c.runsList(ctx, tenant, agentpg.RunFilter{Status: *status}, *stuck, agentpg.ListOptions{After: *after, Limit: *limit})
+		return c.runsList(ctx, tenant, agentpg.RunFilter{Status: *status}, *stuck, opts)
 	})
 }
 

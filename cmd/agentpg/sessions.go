@@ -42,26 +42,32 @@ func (c *cli) sessionsListCmd() *cobra.Command {
 		Short: "list a tenant's sessions, most recently active first",
 		Long:  sessionsListHelp,
 	}
-	limit := cmd.Flags().Int("limit", 20, "list at most `n` sessions (at most 1000)")
-	after := cmd.Flags().String("after", "", "list the page after this `cursor`, printed by the previous page")
+	page := pageFlags(cmd, "sessions", 20)
 	return c.leaf(cmd, []string{flagDatabaseURL, flagSchema, flagTenant, flagJSON}, func(ctx context.Context) error {
 		tenant, err := c.tenantOr("")
 		if err != nil {
 			return err
 		}
-		if err := checkLimit(*limit); err != nil {
+		opts, err := page()
+		if err != nil {
 			return err
 		}
-		return c.sessionsList(ctx, tenant, agentpg.ListOptions{After: *after, Limit: *limit})
+		return c.sessionsList(ctx, tenant, opts)
 	})
 }
 
-// checkLimit checks the value of a --limit flag.
-func checkLimit(limit int) error {
-	if limit < 1 || limit > agentpg.MaxPageSize {
-		return usageErrorf("--limit must be from 1 to %d, not %d", agentpg.MaxPageSize, limit)
+// pageFlags adds --limit (default def, at most MaxPageSize) and --after to
+// cmd, for a listing of what, and returns the func that reads them as
+// ListOptions, or a usage error.
+func pageFlags(cmd *cobra.Command, what string, def int) func() (agentpg.ListOptions, error) {
+	limit := cmd.Flags().Int("limit", def, fmt.Sprintf("list at most `n` %s (at most %d)", what, agentpg.MaxPageSize))
+	after := cmd.Flags().String("after", "", "list the page after this `cursor`, printed by the previous page")
+	return func() (agentpg.ListOptions, error) {
+		if *limit < 1 || *limit > agentpg.MaxPageSize {
+			return agentpg.ListOptions{}, usageErrorf("--limit must be from 1 to %d, not %d", agentpg.MaxPageSize, *limit)
+		}
+		return agentpg.ListOptions{After: *after, Limit: *limit}, nil
 	}
-	return nil
 }
 
 // flagError makes err, from the library, a usage error when it is one of
@@ -177,8 +183,7 @@ func (c *cli) sessionsShowCmd() *cobra.Command {
 	}
 	id := cmd.Flags().String("id", "", "the session's `id`")
 	identifier := cmd.Flags().String("identifier", "", "the session's `identifier`")
-	limit := cmd.Flags().Int("limit", agentpg.DefaultPageSize, "show at most `n` messages (at most 1000)")
-	after := cmd.Flags().String("after", "", "show the page of messages after this `cursor`, printed by the previous page")
+	page := pageFlags(cmd, "messages", agentpg.DefaultPageSize)
 	return c.leaf(cmd, []string{flagDatabaseURL, flagSchema, flagTenant, flagJSON}, func(ctx context.Context) error {
 		tenant, err := c.tenantOr("")
 		if err != nil {
@@ -187,10 +192,11 @@ func (c *cli) sessionsShowCmd() *cobra.Command {
 		if (*id == "") == (*identifier == "") {
 			return usageErrorf("give one of --id and --identifier")
 		}
-		if err := checkLimit(*limit); err != nil {
+		opts, err := page()
+		if err != nil {
 			return err
 		}
-		return c.sessionsShow(ctx, tenant, *id, *identifier, agentpg.ListOptions{After: *after, Limit: *limit})
+		return c.sessionsShow(ctx, tenant, *id, *identifier, opts)
 	})
 }
 
