@@ -27,6 +27,20 @@ func benchAgent(b *testing.B) *agentpg.Agent {
 	return agent
 }
 
+// benchSessions makes n sessions of the tenant "bench".
+func benchSessions(b *testing.B, agent *agentpg.Agent, n int) []*agentpg.Session {
+	b.Helper()
+	sessions := make([]*agentpg.Session, n)
+	for i := range sessions {
+		s, err := agent.NewSession(context.Background(), "bench", fmt.Sprintf("s%d", i), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sessions[i] = s
+	}
+	return sessions
+}
+
 // benchWorker starts a worker, stopped when the benchmark ends.
 func benchWorker(b *testing.B, agent *agentpg.Agent, concurrency int) {
 	b.Helper()
@@ -52,14 +66,7 @@ func BenchmarkAsyncTurns(b *testing.B) {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			agent := benchAgent(b)
 			ctx := context.Background()
-			var sessions []*agentpg.Session
-			for i := range 8 {
-				s, err := agent.NewSession(ctx, "bench", fmt.Sprintf("s%d", i), nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				sessions = append(sessions, s)
-			}
+			sessions := benchSessions(b, agent, 8)
 			benchWorker(b, agent, workers)
 			b.ResetTimer()
 			start := time.Now()
@@ -90,14 +97,7 @@ func BenchmarkAsyncTurns(b *testing.B) {
 func BenchmarkDirectTurns(b *testing.B) {
 	agent := benchAgent(b)
 	ctx := context.Background()
-	var sessions []*agentpg.Session
-	for i := range 8 {
-		s, err := agent.NewSession(ctx, "bench", fmt.Sprintf("s%d", i), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		sessions = append(sessions, s)
-	}
+	sessions := benchSessions(b, agent, 8)
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
