@@ -62,7 +62,8 @@ type PendingToolCall struct {
 
 // Run sends prompt as the user's next message and returns the model's
 // answer, once it and the run are stored. It waits while another run holds
-// the session, until ctx ends.
+// the session, or runs enqueued earlier have not run yet, until ctx ends;
+// waiters of every process are served in arrival order.
 //
 // What the run commits survives a crash: the prompt and the run row before
 // the model is called, the answer and the run's completion after. A failed

@@ -95,11 +95,9 @@ func (a *Agent) ResumeRun(ctx context.Context, tenantID, runID string) (*Result,
 	if err != nil {
 		return nil, err
 	}
-	leave, err := a.gates.enter(ctx, sess.ID, true)
-	if err != nil {
-		return nil, err
-	}
-	defer leave()
+	// No in-process gate: a Run of this process waiting in it for the
+	// session may wait for this very run (enqueued runs come first); the
+	// lease decides.
 	sess.cache.mu.Lock()
 	params := store.ResumeRunParams{TenantID: tenantID, RunID: runID, LeaseTTL: a.cfg.LeaseTTL,
 		CachedGen: sess.cache.conv.gen, CachedSeq: sess.cache.lastSeq}

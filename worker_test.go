@@ -359,3 +359,31 @@ func TestEnqueuedRunContinuesAfterApproval(t *testing.T) {
 		t.Fatalf("%+v, %v", res, err)
 	}
 }
+
+// A session's enqueued runs come before a later Run of it, which waits for
+// them: the conversation keeps the order in which the turns were asked.
+func TestRunWaitsForEnqueuedRuns(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sess := b.session(t, "acme", "user-1")
+	b.model.SetResponder(func(req agentpgtest.Request) agentpgtest.Reply {
+		return agentpgtest.Text("answer to " + req.LastUserText())
+	})
+	if _, err := sess.Enqueue(ctx(t), "first, enqueued"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sess.RunWithOptions(ctx(t), "second, direct", agentpg.RunOptions{NoWait: true}); !errors.Is(err, agentpg.ErrSessionBusy) {
+		t.Fatalf("a Run behind an enqueued run: %v, want ErrSessionBusy", err)
+	}
+	b.startWorker(t, agentpg.WorkerConfig{})
+	short, cancel := context.WithTimeout(ctx(t), 5*time.Second)
+	defer cancel()
+	if _, err := sess.Run(short, "second, direct"); err != nil {
+		t.Fatalf("%v; runs %q", err, runStatuses(t, sess))
+	}
+	_, texts := conversation(t, sess)
+	want := []string{"first, enqueued", "answer to first, enqueued", "second, direct", "answer to second, direct"}
+	if !slices.Equal(texts, want) {
+		t.Fatalf("conversation %q, want %q", texts, want)
+	}
+}

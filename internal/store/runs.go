@@ -87,6 +87,9 @@ WITH s AS (
     WHERE tenant_id = $1 AND id = $2
       AND (lease_run_id IS NULL OR lease_expires_at <= now())
       AND NOT EXISTS (SELECT 1 FROM {{schema}}.runs w WHERE w.session_id = $2 AND w.status = 'awaiting_approval')
+      -- Enqueued runs come first, in order: a new run waits for them.
+      AND NOT EXISTS (SELECT 1 FROM {{schema}}.runs e
+                      WHERE e.session_id = $2 AND e.async AND e.status IN ('queued', 'running'))
       AND NOT EXISTS (SELECT 1 FROM {{schema}}.session_waiters q
                       WHERE q.session_id = $2 AND q.expires_at > now() AND q.ticket < coalesce($8, 9223372036854775807))
     RETURNING id, tenant_id, lease_token, compaction_gen,
@@ -97,7 +100,7 @@ WITH s AS (
 ), abandoned AS (
     UPDATE {{schema}}.runs
     SET status = 'failed', error = 'abandoned: its lease expired', error_class = 'interrupted', finished_at = now()
-    WHERE session_id IN (SELECT id FROM s) AND status = 'running'
+    WHERE session_id IN (SELECT id FROM s) AND status = 'running' AND NOT async
 ), run AS (
     INSERT INTO {{schema}}.runs (id, session_id, tenant_id, lease_token, model, parent_run_id, status, started_at)
     SELECT $3, id, tenant_id, lease_token, $5, $6, 'running', now() FROM s
