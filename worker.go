@@ -50,6 +50,33 @@ type WorkerConfig struct {
 	// session has expired; a run still going (its lease renewed) makes the
 	// rescued job wait for it, then finish.
 	RescueAfter time.Duration
+	// StuckRunGrace is how long a synchronous run (Session.Run) that no
+	// process holds is left for ResumeRun before the Workers' periodic
+	// rescuer fails it (Agent.FailStuckRuns), so that no run stays running
+	// forever (default DefaultStuckRunGrace).
+	StuckRunGrace time.Duration
+}
+
+// DefaultStuckRunGrace is WorkerConfig.StuckRunGrace's default.
+const DefaultStuckRunGrace = 10 * time.Minute
+
+// rescueJobArgs are the arguments of the periodic job that fails stuck
+// synchronous runs.
+type rescueJobArgs struct{}
+
+// Kind is the River job kind of the rescuer.
+func (rescueJobArgs) Kind() string { return "agentpg_rescue_stuck_runs" }
+
+// rescueWorker runs Agent.FailStuckRuns.
+type rescueWorker struct {
+	river.WorkerDefaults[rescueJobArgs]
+	w *Worker
+}
+
+// Work fails the synchronous runs stuck for longer than the grace period.
+func (rw *rescueWorker) Work(ctx context.Context, _ *river.Job[rescueJobArgs]) error {
+	_, err := rw.w.agent.FailStuckRuns(ctx, rw.w.cfg.StuckRunGrace)
+	return err
 }
 
 // Worker executes enqueued runs (Session.Enqueue) on River: any number of
@@ -79,7 +106,7 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 	switch {
 	case cfg.Concurrency < 0:
 		return nil, fmt.Errorf("agentpg: %w: WorkerConfig.Concurrency must not be negative", ErrInvalidArgument)
-	case cfg.PollInterval < 0, cfg.BusyDelay < 0, cfg.RescueAfter < 0:
+	case cfg.PollInterval < 0, cfg.BusyDelay < 0, cfg.RescueAfter < 0, cfg.StuckRunGrace < 0:
 		return nil, fmt.Errorf("agentpg: %w: WorkerConfig durations must not be negative", ErrInvalidArgument)
 	}
 	if cfg.Concurrency == 0 {
@@ -94,11 +121,24 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 	if cfg.RescueAfter == 0 {
 		cfg.RescueAfter = 3 * a.cfg.LeaseTTL
 	}
+	if cfg.StuckRunGrace == 0 {
+		cfg.StuckRunGrace = DefaultStuckRunGrace
+	}
 	w := &Worker{agent: a, cfg: cfg}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &runWorker{w: w}); err != nil {
 		return nil, fmt.Errorf("agentpg: registering the run worker: %w", err)
 	}
+	if err := river.AddWorkerSafely(workers, &rescueWorker{w: w}); err != nil {
+		return nil, fmt.Errorf("agentpg: registering the rescuer: %w", err)
+	}
+	// The leader among the Workers inserts the rescuer's job, at most
+	// every minute and once on start.
+	rescue := river.NewPeriodicJob(river.PeriodicInterval(min(time.Minute, cfg.StuckRunGrace)),
+		func() (river.JobArgs, *river.InsertOpts) {
+			return rescueJobArgs{}, &river.InsertOpts{Queue: a.cfg.Queue}
+		},
+		&river.PeriodicJobOpts{RunOnStart: true})
 	client, err := river.NewClient(riverpgxv5.New(a.cfg.DB), &river.Config{
 		Schema:  a.cfg.Schema,
 		Logger:  a.cfg.Logger,
@@ -110,6 +150,7 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 		RescueStuckJobsAfter: cfg.RescueAfter,
 		FetchCooldown:        min(10*time.Millisecond, cfg.PollInterval),
 		FetchPollInterval:    cfg.PollInterval,
+		PeriodicJobs:         []*river.PeriodicJob{rescue},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agentpg: making the River client: %w", err)

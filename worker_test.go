@@ -387,3 +387,20 @@ func TestRunWaitsForEnqueuedRuns(t *testing.T) {
 		t.Fatalf("conversation %q, want %q", texts, want)
 	}
 }
+
+// The Workers' periodic rescuer fails a synchronous run whose process went
+// away once its grace period is over.
+func TestWorkerFailsStuckSyncRuns(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *agentpg.Config) { c.LeaseTTL = time.Second })
+	sess := b.session(t, "acme", "user-1")
+	b.model.Push(agentpgtest.Reply{Content: []agentpgtest.Block{agentpgtest.TextBlock("never")}, Delay: time.Minute})
+	child := helperProcess(t, b, sess.ID, "run")
+	waitFor(t, func() bool { return len(b.model.Requests()) == 1 })
+	child.kill(t)
+	b.startWorker(t, agentpg.WorkerConfig{StuckRunGrace: time.Second})
+	waitFor(t, func() bool {
+		runs, err := b.agent.ListRuns(ctx(t), "acme", agentpg.RunFilter{Status: agentpg.RunFailed}, agentpg.ListOptions{})
+		return err == nil && len(runs.Items) == 1 && runs.Items[0].ErrorClass == "interrupted"
+	})
+}
