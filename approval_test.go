@@ -176,12 +176,7 @@ func TestCancelRun(t *testing.T) {
 // decided, and the session takes new runs again.
 func TestCancelRunAwaitingApproval(t *testing.T) {
 	t.Parallel()
-	var calls atomic.Int32
-	b := setup(t, func(c *agentpg.Config) {
-		c.Tools = []tool.Tool{weatherTool(t, &calls)}
-		c.ApprovalRequired = []string{"weather"}
-	})
-	sess := b.session(t, "acme", "user-1")
+	b, sess, calls := approvalSetup(t)
 	b.model.Push(agentpgtest.Blocks(agentpgtest.ToolUse("toolu_1", "weather", map[string]any{"city": "Paris"})))
 	res, err := sess.Run(ctx(t), "weather?")
 	if err != nil || res.StopReason != agentpg.StopAwaitingApproval {
@@ -218,4 +213,16 @@ func blockingTool(t *testing.T) (slow tool.Tool, started <-chan struct{}, releas
 		t.Fatal(err)
 	}
 	return slow, start, release
+}
+
+// approvalSetup returns a bundle whose weather tool (its calls counted)
+// needs approval, and a session of tenant acme.
+func approvalSetup(t *testing.T) (*bundle, *agentpg.Session, *atomic.Int32) {
+	t.Helper()
+	calls := new(atomic.Int32)
+	b := setup(t, func(c *agentpg.Config) {
+		c.Tools = []tool.Tool{weatherTool(t, calls)}
+		c.ApprovalRequired = []string{"weather"}
+	})
+	return b, b.session(t, "acme", "user-1"), calls
 }

@@ -315,11 +315,7 @@ func TestConnectionsTerminatedMidRun(t *testing.T) {
 func TestFailStuckRuns(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *agentpg.Config) { c.LeaseTTL = time.Second })
-	sess := b.session(t, "acme", "user-1")
-	b.model.Push(agentpgtest.Reply{Content: []agentpgtest.Block{agentpgtest.TextBlock("never")}, Delay: time.Minute})
-	child := helperProcess(t, b, sess.ID, "run")
-	waitFor(t, func() bool { return len(b.model.Requests()) == 1 })
-	child.kill(t)
+	killRunMidCall(t, b, b.session(t, "acme", "user-1"))
 	waitFor(t, func() bool {
 		runs, _ := b.agent.ListRuns(ctx(t), "acme", agentpg.RunFilter{Status: agentpg.RunRunning}, agentpg.ListOptions{})
 		return len(runs.Items) == 1 && runs.Items[0].Stuck
@@ -334,4 +330,15 @@ func TestFailStuckRuns(t *testing.T) {
 	if err != nil || len(runs.Items) != 1 || runs.Items[0].Status != agentpg.RunFailed || runs.Items[0].ErrorClass != "interrupted" {
 		t.Fatalf("runs %+v, %v", runs.Items, err)
 	}
+}
+
+// killRunMidCall runs the session in another process, which is killed
+// while its model call is under way: its run is left running, its lease to
+// expire.
+func killRunMidCall(t *testing.T, b *bundle, sess *agentpg.Session) {
+	t.Helper()
+	b.model.Push(agentpgtest.Reply{Content: []agentpgtest.Block{agentpgtest.TextBlock("never")}, Delay: time.Minute})
+	child := helperProcess(t, b, sess.ID, "run")
+	waitFor(t, func() bool { return len(b.model.Requests()) == 1 })
+	child.kill(t)
 }

@@ -67,11 +67,7 @@ func TestKilledProcessReleasesSession(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	sess := b.session(t, "acme", "user-1")
-	b.model.Push(agentpgtest.Reply{Content: []agentpgtest.Block{agentpgtest.TextBlock("never")}, Delay: time.Minute})
-
-	child := helperProcess(t, b, sess.ID, "run")
-	waitFor(t, func() bool { return len(b.model.Requests()) == 1 })
-	child.kill(t)
+	killRunMidCall(t, b, sess)
 
 	b.model.Push(agentpgtest.Text("back again"))
 	start := time.Now()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -325,12 +324,7 @@ func waitStatus(t testing.TB, a *agentpg.Agent, runID, status string) {
 // its calls are decided, from any process: no one calls ResumeRun.
 func TestEnqueuedRunContinuesAfterApproval(t *testing.T) {
 	t.Parallel()
-	var calls atomic.Int32
-	b := setup(t, func(c *agentpg.Config) {
-		c.Tools = []tool.Tool{weatherTool(t, &calls)}
-		c.ApprovalRequired = []string{"weather"}
-	})
-	sess := b.session(t, "acme", "user-1")
+	b, sess, calls := approvalSetup(t)
 	b.model.Push(
 		agentpgtest.Blocks(agentpgtest.ToolUse("toolu_1", "weather", map[string]any{"city": "Paris"})),
 		agentpgtest.Text("sunny"),
@@ -347,10 +341,7 @@ func TestEnqueuedRunContinuesAfterApproval(t *testing.T) {
 	if err := b.another(t).DecideToolCall(ctx(t), "acme", runID, "toolu_1", true, "ok"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
-		info, err := b.agent.GetRun(ctx(t), "acme", runID)
-		return err == nil && info.Status == agentpg.RunCompleted
-	})
+	waitStatus(t, b.agent, runID, agentpg.RunCompleted)
 	if calls.Load() != 1 {
 		t.Fatalf("the approved call ran %d times", calls.Load())
 	}
@@ -393,11 +384,7 @@ func TestRunWaitsForEnqueuedRuns(t *testing.T) {
 func TestWorkerFailsStuckSyncRuns(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *agentpg.Config) { c.LeaseTTL = time.Second })
-	sess := b.session(t, "acme", "user-1")
-	b.model.Push(agentpgtest.Reply{Content: []agentpgtest.Block{agentpgtest.TextBlock("never")}, Delay: time.Minute})
-	child := helperProcess(t, b, sess.ID, "run")
-	waitFor(t, func() bool { return len(b.model.Requests()) == 1 })
-	child.kill(t)
+	killRunMidCall(t, b, b.session(t, "acme", "user-1"))
 	b.startWorker(t, agentpg.WorkerConfig{StuckRunGrace: time.Second})
 	waitFor(t, func() bool {
 		runs, err := b.agent.ListRuns(ctx(t), "acme", agentpg.RunFilter{Status: agentpg.RunFailed}, agentpg.ListOptions{})
