@@ -93,6 +93,10 @@ type Worker struct {
 	// runs are the runs being executed, which outlive their job's context
 	// when Stop hands them back.
 	runs sync.WaitGroup
+	// handBack is closed when Stop gives up waiting for the runs: their
+	// jobs end then, to be retried, while the runs go on.
+	handBack     chan struct{}
+	handBackOnce sync.Once
 	// stopListening lets the Agent's listener for released sessions go.
 	stopListening func()
 }
@@ -124,7 +128,7 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 	if cfg.StuckRunGrace == 0 {
 		cfg.StuckRunGrace = DefaultStuckRunGrace
 	}
-	w := &Worker{agent: a, cfg: cfg}
+	w := &Worker{agent: a, cfg: cfg, handBack: make(chan struct{})}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &runWorker{w: w}); err != nil {
 		return nil, fmt.Errorf("agentpg: registering the run worker: %w", err)
@@ -144,9 +148,9 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 		Logger:  a.cfg.Logger,
 		Queues:  map[string]river.QueueConfig{a.cfg.Queue: {MaxWorkers: cfg.Concurrency}},
 		Workers: workers,
-		// A run lasts as long as it needs: its lease, not a timeout, says
-		// whether its worker is alive.
-		JobTimeout:           -1,
+		// A job's timeout is when River's rescuer may deem its worker dead
+		// (see runWorker.Timeout); a run is not bound by it.
+		JobTimeout:           cfg.RescueAfter,
 		RescueStuckJobsAfter: cfg.RescueAfter,
 		FetchCooldown:        min(10*time.Millisecond, cfg.PollInterval),
 		FetchPollInterval:    cfg.PollInterval,
@@ -193,6 +197,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	if ctx.Err() == nil {
 		return fmt.Errorf("agentpg: stopping the worker: %w", err)
 	}
+	w.handBackOnce.Do(func() { close(w.handBack) })
 	hardCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := w.client.StopAndCancel(hardCtx); err != nil {
@@ -208,6 +213,11 @@ type runWorker struct {
 	w *Worker
 }
 
+// Timeout is the job's timeout, which River's rescuer also takes as the
+// time after which a job still running belongs to a dead worker:
+// RescueAfter. The run itself is not bound by it (see Work).
+func (rw *runWorker) Timeout(*river.Job[runJobArgs]) time.Duration { return rw.w.cfg.RescueAfter }
+
 // Work executes the job's run with ResumeRun and maps its outcome to the
 // job's: a run that ended or paused ends the job (a failed run is not
 // retried by River: its failure is recorded in the run), a busy session
@@ -216,17 +226,18 @@ func (rw *runWorker) Work(ctx context.Context, job *river.Job[runJobArgs]) error
 	w := rw.w
 	a := w.agent
 	args := job.Args
-	// The run's context is not the job's: StopAndCancel hands the job
-	// back without interrupting the run, which a cancelled context would
-	// record as failed.
+	// The run's context is not the job's, whose timeout only tells River's
+	// rescuer when the worker may be dead: the run goes on as long as it
+	// needs, and a Stop that hands the job back does not interrupt it,
+	// which a cancelled context would record as a failure.
 	runCtx := context.WithoutCancel(ctx)
 	done := make(chan error, 1)
 	w.runs.Go(func() { done <- w.resume(runCtx, args) })
 	var err error
 	select {
 	case err = <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("agentpg: worker stopping, run %s handed back: %w", args.RunID, context.Cause(ctx))
+	case <-w.handBack:
+		return fmt.Errorf("agentpg: worker stopping, run %s handed back", args.RunID)
 	}
 	var runErr *RunError
 	switch {
