@@ -275,7 +275,7 @@ func (w *Worker) resume(ctx context.Context, args runJobArgs) error {
 	wake, unregister := a.releases.register(a, args.SessionID)
 	defer unregister()
 	for range maxTurnWaits {
-		_, err := a.ResumeRun(ctx, args.TenantID, args.RunID)
+		_, err := a.resumeRun(ctx, args.TenantID, args.SessionID, args.RunID)
 		if !errors.Is(err, ErrSessionBusy) {
 			return err
 		}
