@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentpg/agentpg/internal/envelope/leaktest"
 	"github.com/agentpg/agentpg/keys"
 )
 
@@ -97,7 +98,7 @@ func TestFromEnvInvalid(t *testing.T) {
 			if !strings.Contains(err.Error(), c.mentions) {
 				t.Errorf("error %q lacks %q", err, c.mentions)
 			}
-			assertNoSecret(t, "FromEnv error", err.Error(), secrets...)
+			leaktest.AssertNoSecret(t, "FromEnv error", err.Error(), secrets...)
 			if strings.Contains(err.Error(), good) {
 				t.Errorf("error shows the encoded key: %q", err)
 			}
