@@ -301,27 +301,21 @@ func TestConcurrentUse(t *testing.T) {
 	ctx := context.Background()
 	p := newStatic(t, map[string][]byte{"k1": testKey(1), "k2": testKey(2)}, "k2")
 	var wg sync.WaitGroup
-	errs := make(chan error, 8)
 	for g := range 8 {
 		wg.Go(func() {
 			for i := range 200 {
 				dataKey := testKey(byte(g*200 + i))
 				w, err := p.Wrap(ctx, dataKey)
 				if err != nil {
-					errs <- err
+					t.Error(err)
 					return
 				}
-				got, err := p.Unwrap(ctx, w.KEKID, w.Ciphertext)
-				if err != nil || !bytes.Equal(got, dataKey) {
-					errs <- fmt.Errorf("goroutine %d, key %d: %x, %v", g, i, got, err)
+				if got, err := p.Unwrap(ctx, w.KEKID, w.Ciphertext); err != nil || !bytes.Equal(got, dataKey) {
+					t.Errorf("goroutine %d, key %d: %x, %v", g, i, got, err)
 					return
 				}
 			}
 		})
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
 }

@@ -182,7 +182,6 @@ func TestSealNeedsAAD(t *testing.T) {
 func TestSealOpenConcurrent(t *testing.T) {
 	key := randomKey()
 	var wg sync.WaitGroup
-	errs := make(chan error, 8)
 	for g := range 8 {
 		wg.Go(func() {
 			for i := range 200 {
@@ -191,22 +190,17 @@ func TestSealOpenConcurrent(t *testing.T) {
 				plaintext := fmt.Appendf(nil, "goroutine %d message %d", g, i)
 				sealed, err := envelope.Seal(key, plaintext, aad)
 				if err != nil {
-					errs <- err
+					t.Error(err)
 					return
 				}
-				got, err := envelope.Open(key, sealed, aad)
-				if err != nil || !bytes.Equal(got, plaintext) {
-					errs <- fmt.Errorf("goroutine %d, message %d: %q, %v", g, i, got, err)
+				if got, err := envelope.Open(key, sealed, aad); err != nil || !bytes.Equal(got, plaintext) {
+					t.Errorf("goroutine %d, message %d: %q, %v", g, i, got, err)
 					return
 				}
 			}
 		})
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
 }
 
 func BenchmarkSeal(b *testing.B) {
