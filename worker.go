@@ -31,7 +31,8 @@ const (
 type WorkerConfig struct {
 	// Concurrency is how many runs the Worker executes at once (default
 	// DefaultWorkerConcurrency). Runs of one session execute one at a
-	// time whatever it is.
+	// time whatever it is; the Worker holds up to as many more runs
+	// waiting for their session's turn, which take no part of it.
 	Concurrency int
 	// PollInterval is how often the idle Worker looks for runs that no
 	// notification announces (default DefaultWorkerPollInterval): a run
@@ -97,6 +98,9 @@ type Worker struct {
 	// jobs end then, to be retried, while the runs go on.
 	handBack     chan struct{}
 	handBackOnce sync.Once
+	// slots bound the runs executing at once to Concurrency; a run
+	// waiting for its session's turn holds none.
+	slots chan struct{}
 	// stopListening lets the Agent's listener for released sessions go.
 	stopListening func()
 }
@@ -128,7 +132,7 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 	if cfg.StuckRunGrace == 0 {
 		cfg.StuckRunGrace = DefaultStuckRunGrace
 	}
-	w := &Worker{agent: a, cfg: cfg, handBack: make(chan struct{})}
+	w := &Worker{agent: a, cfg: cfg, handBack: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency)}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &runWorker{w: w}); err != nil {
 		return nil, fmt.Errorf("agentpg: registering the run worker: %w", err)
@@ -144,9 +148,12 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 		},
 		&river.PeriodicJobOpts{RunOnStart: true})
 	client, err := river.NewClient(riverpgxv5.New(a.cfg.DB), &river.Config{
-		Schema:  a.cfg.Schema,
-		Logger:  a.cfg.Logger,
-		Queues:  map[string]river.QueueConfig{a.cfg.Queue: {MaxWorkers: cfg.Concurrency}},
+		Schema: a.cfg.Schema,
+		Logger: a.cfg.Logger,
+		// Twice as many jobs as runs that execute: a job whose session is
+		// busy waits for its turn without keeping a run of another session
+		// from executing.
+		Queues:  map[string]river.QueueConfig{a.cfg.Queue: {MaxWorkers: 2 * cfg.Concurrency}},
 		Workers: workers,
 		// A job's timeout is when River's rescuer may deem its worker dead
 		// (see runWorker.Timeout); a run is not bound by it.
@@ -264,10 +271,11 @@ func (rw *runWorker) Work(ctx context.Context, job *river.Job[runJobArgs]) error
 // a second at most each, before it snoozes and frees its worker.
 const maxTurnWaits = 10
 
-// resume resumes the job's run. While its session is busy (an earlier run
-// holds it), it waits to be woken by the release of the session's lease,
-// announced by NOTIFY, rather than polling, up to maxTurnWaits times; then
-// it returns ErrSessionBusy and the job snoozes.
+// resume resumes the job's run in one of the Worker's slots. While its
+// session is busy (an earlier run holds it), it gives its slot back and
+// waits to be woken by the release of the session's lease, announced by
+// NOTIFY, rather than polling, up to maxTurnWaits times; then it returns
+// ErrSessionBusy and the job snoozes.
 func (w *Worker) resume(ctx context.Context, args runJobArgs) error {
 	a := w.agent
 	// Registered before the first try, a release that comes between the
@@ -275,7 +283,13 @@ func (w *Worker) resume(ctx context.Context, args runJobArgs) error {
 	wake, unregister := a.releases.register(a, args.SessionID)
 	defer unregister()
 	for range maxTurnWaits {
+		select {
+		case w.slots <- struct{}{}:
+		case <-w.handBack:
+			return fmt.Errorf("agentpg: worker stopping, run %s handed back", args.RunID)
+		}
 		_, err := a.resumeRun(ctx, args.TenantID, args.SessionID, args.RunID)
+		<-w.slots
 		if !errors.Is(err, ErrSessionBusy) {
 			return err
 		}
