@@ -96,6 +96,8 @@ func (c *cli) rootCmd() *cobra.Command {
 		c.sessionsCmd(),
 		c.runsCmd(),
 		c.approvalsCmd(),
+		c.retentionCmd(),
+		c.eraseCmd(),
 		c.doctorCmd(),
 		c.versionCmd(),
 	)
