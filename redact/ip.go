@@ -1,0 +1,32 @@
+package redact
+
+import (
+	"net/netip"
+	"strings"
+)
+
+// ipv6Class is the bytes IPv6 addresses are written with, an IPv4 tail
+// included (::ffff:192.0.2.1).
+var ipv6Class = newClass(":.", "afAF09")
+
+// findIPv6 finds IPv6 addresses other than loopback (::1) and unspecified
+// (::). An address must hold a digit, which keeps C++ and Ruby scopes such
+// as Abc::Def out.
+func findIPv6(text string, add addFunc) {
+	runs(text, ipv6Class, func(start, end int) {
+		if strings.Count(text[start:end], ":") < 2 {
+			return
+		}
+		for end-start > 1 && (text[end-1] == '.' || text[end-1] == ':' && text[end-2] != ':') {
+			end-- // a sentence's full stop, a trailing colon
+		}
+		s := text[start:end]
+		if !strings.ContainsAny(s, "0123456789") || !isolated(text, start, end) {
+			return
+		}
+		addr, err := netip.ParseAddr(s)
+		if err == nil && addr.Is6() && !addr.IsLoopback() && !addr.IsUnspecified() {
+			add(KindIP, rankIP, start, end)
+		}
+	})
+}
