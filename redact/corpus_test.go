@@ -40,7 +40,7 @@ func readCorpus(t *testing.T) []corpusCase {
 			t.Fatalf("corpus.txt:%d: want KIND LABEL TEXT, got %q", n, line)
 		}
 		c := corpusCase{line: n, kind: fields[0], label: fields[1]}
-		c.text, c.want = unmark(t, n, strings.ReplaceAll(fields[2], `\n`, "\n"))
+		c.text, c.want = unmark(t, n, strings.ReplaceAll(fields[2], "⏎", "\n"))
 		marked := slices.ContainsFunc(c.want, func(f redact.Finding) bool { return f.Kind == c.kind })
 		if c.kind != "none" && (c.label == "tp" && !marked || c.label == "tn" && marked) {
 			t.Fatalf("corpus.txt:%d: a tp case marks a %s, a tn case does not", n, c.kind)

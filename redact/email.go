@@ -12,8 +12,9 @@ var (
 
 // findEmails finds email addresses: a local part, an @ and a domain name
 // of two labels or more ending in an alphabetic top-level domain. Not
-// found: image names such as logo@2x.png, scp-style locations such as
-// git@github.com:org/repo, and the credentials of a URL (a secret).
+// found: image names such as logo@2x.png, locations such as
+// git@github.com:org/repo or module@example.com/pkg, and the user of a URL
+// (scheme://user@host, whose password is a secret).
 func findEmails(text string, add addFunc) {
 	for at := strings.IndexByte(text, '@'); at >= 0; {
 		start, end := at, at+1
@@ -29,7 +30,7 @@ func findEmails(text string, add addFunc) {
 		for end > at+1 && (text[end-1] == '.' || text[end-1] == '-') {
 			end--
 		}
-		if validEmail(text[start:at], text[at+1:end]) && !inURL(text, start) && !scpPath(text, end) {
+		if validEmail(text[start:at], text[at+1:end]) && !inURL(text, start) && !location(text, end) {
 			add(KindEmail, rankEmail, start, end)
 		}
 		next := strings.IndexByte(text[at+1:], '@')
@@ -66,18 +67,18 @@ func validEmail(local, domain string) bool {
 	return len(tld) >= 2 && !scale
 }
 
-// inURL reports whether the address starting at start is the userinfo of
-// a URL (scheme://user:password@host).
+// inURL reports whether the address starting at start is the userinfo
+// of a URL: scheme://user@host, scheme://user:password@host.
 func inURL(text string, start int) bool {
-	if start == 0 || text[start-1] != ':' {
-		return false
-	}
 	wordStart := strings.LastIndexAny(text[:start], " \t\r\n\"'<>") + 1
-	return strings.Contains(text[wordStart:start], "://")
+	before := text[wordStart:start]
+	return strings.HasSuffix(before, "://") || strings.HasSuffix(before, ":") && strings.Contains(before, "://")
 }
 
-// scpPath reports whether an address ending at end is followed by :path,
-// as in git@github.com:org/repo.
-func scpPath(text string, end int) bool {
-	return end+1 < len(text) && text[end] == ':' && (isWordByte(text[end+1]) || text[end+1] == '/' || text[end+1] == '~')
+// location reports whether the domain ending at end is followed by a
+// path: git@github.com:org/repo (scp), module@example.com/pkg.
+func location(text string, end int) bool {
+	return end+1 < len(text) && (text[end] == ':' || text[end] == '/') && !isSpace(text[end+1])
 }
+
+func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\r' || b == '\n' }

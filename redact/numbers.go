@@ -229,8 +229,8 @@ var (
 	// nanpPhone is a North American number: (415) 555-0100,
 	// 415-555-0100, 415.555.0100, 1-415-555-0100.
 	nanpPhone = regexp.MustCompile(`(?:1[ .-]?)?(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}`)
-	// trunkPhone is a national number with a trunk prefix 0 (or an
-	// international one, 00): 020 7946 0958, 01 23 45 67 89.
+	// trunkPhone is a national number with a trunk prefix 0: 020 7946
+	// 0958, 01 23 45 67 89.
 	trunkPhone = regexp.MustCompile(`0\d{1,4}(?:[ .-]\d{2,4}){1,4}`)
 	// dateLike is a date written with digits.
 	dateLike = regexp.MustCompile(`\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{4}`)
@@ -259,7 +259,7 @@ func findPhones(text string, start, end int, add addFunc) {
 	if n >= 10 {
 		each(nanpPhone, func(m string) bool { return nanpOK(m, keyword) })
 	}
-	if n >= 9 && strings.IndexByte(run, '0') >= 0 {
+	if n >= 10 && strings.IndexByte(run, '0') >= 0 {
 		each(trunkPhone, trunkOK)
 	}
 	if keyword {
@@ -300,17 +300,9 @@ func nanpOK(m string, keyword bool) bool {
 }
 
 // trunkOK reports whether m, a match of trunkPhone, is a phone number:
-// one separator throughout, and 10 or 11 digits (9 in three groups or
-// more) after a trunk 0, or 8 to 15 after an international prefix 00,
-// the first of them not a 0.
+// 10 or 11 digits after a trunk 0 that is not followed by another, with
+// one separator throughout.
 func trunkOK(m string) bool {
-	seps := nonDigits(m)
-	if !sameBytes(seps) {
-		return false
-	}
 	n := digitCount(m)
-	if strings.HasPrefix(m, "00") {
-		return m[2] != '0' && 8 <= n-2 && n-2 <= 15
-	}
-	return m[1] != '0' && (n == 10 || n == 11 || n == 9 && len(seps) >= 2)
+	return m[1] != '0' && (n == 10 || n == 11) && sameBytes(nonDigits(m))
 }

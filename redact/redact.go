@@ -12,9 +12,9 @@ const (
 	// KindEmail is an email address: bob@example.com.
 	KindEmail = "email"
 	// KindPhone is a telephone number: international (+44 20 7946 0958),
-	// North American ((415) 555-0100, 415-555-0100), national with a trunk
-	// 0 (020 7946 0958), or bare digits after a word such as "phone" or
-	// "call".
+	// North American ((415) 555-0100, 415-555-0100), national of 10 or 11
+	// digits with a trunk 0 (020 7946 0958), or 7 to 15 digits after a
+	// word such as "phone" or "call".
 	KindPhone = "phone"
 	// KindCard is a payment card number of a known network (Visa,
 	// Mastercard, Amex, Discover, JCB, Diners, UnionPay, Maestro) and of a

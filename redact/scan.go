@@ -141,10 +141,8 @@ func wordBefore(text string, pos, limit int) (start, end int, ok bool) {
 }
 
 // keywordBefore looks at up to n words before pos (on the same line,
-// within lookbackBytes) for one with a part in set, splitting words at
-// '_', '-' and camelCase humps, case-insensitively: "X-Api-Key",
-// "AWS_SECRET_ACCESS_KEY" and "apiKey" all have the part "key". It
-// returns the bounds of that word.
+// within lookbackBytes) for one that hasWord of set, and returns its
+// bounds.
 func keywordBefore(text string, pos, n int, set map[string]bool) (start, end int, ok bool) {
 	limit := max(0, pos-lookbackBytes)
 	for range n {
@@ -152,80 +150,89 @@ func keywordBefore(text string, pos, n int, set map[string]bool) (start, end int
 		if !ok {
 			return 0, 0, false
 		}
-		for _, part := range wordParts(text[start:end]) {
-			if set[strings.ToLower(part)] {
-				return start, end, true
-			}
+		if hasWord(text[start:end], set) {
+			return start, end, true
 		}
 		pos = start
 	}
 	return 0, 0, false
 }
 
-// wordParts splits an identifier at '_', '-', '.' and camelCase humps:
-// "getHTTPServer_v2" is get, HTTP, Server, v2.
-func wordParts(w string) []string {
-	var parts []string
-	start := 0
-	flush := func(end int) {
-		if end > start {
-			parts = append(parts, w[start:end])
-		}
-	}
-	for i := 0; i < len(w); i++ {
-		switch c := w[i]; {
-		case c == '_' || c == '-' || c == '.':
-			flush(i)
-			start = i + 1
-		case i > start && isUpper(c) && (isLower(w[i-1]) || i+1 < len(w) && isLower(w[i+1]) && isUpper(w[i-1])):
-			flush(i)
-			start = i
-		}
-	}
-	flush(len(w))
-	return parts
-}
-
 func isUpper(b byte) bool { return 'A' <= b && b <= 'Z' }
 func isLower(b byte) bool { return 'a' <= b && b <= 'z' }
 
+// hasWord reports whether s has a word of set, in any case, reading
+// words as letterWord does: "X-Api-Key", "AWS_SECRET_ACCESS_KEY" and
+// "apiKey2" all have the word "key".
+func hasWord(s string, set map[string]bool) bool {
+	for i := 0; i < len(s); {
+		if n := letterWord(s[i:]); n > 0 {
+			if set[strings.ToLower(s[i:i+n])] {
+				return true
+			}
+			i += n
+		} else {
+			i++
+		}
+	}
+	return false
+}
+
 // identifierLike reports whether s reads as a name made of words, as code
 // identifiers, file names and host names do (getUserById2,
-// user_profile_cache_2024, api.example.com): most of its letters are in
-// runs of at least three small letters with a vowel, which may follow a
-// capital, and almost a third of its letters are vowels. Random tokens
-// are both only by chance.
+// strings.HasPrefix, API_KEY_V2, api.example.com). Of the words of s (as
+// letterWord reads them), one of three letters or more with a vowel is
+// wordy; s is identifier-like when most of its letters are in wordy words
+// and other words are no more than wordy ones. Random tokens are so only
+// by chance.
 func identifierLike(s string) bool {
-	letters, wordy, vowels := 0, 0, 0
+	letters, wordyLetters, wordy, other := 0, 0, 0, 0
 	for i := 0; i < len(s); {
-		if !isLower(s[i]) && !isUpper(s[i]) {
+		n := letterWord(s[i:])
+		if n == 0 {
 			i++
 			continue
 		}
-		start, before := i, vowels
-		if isUpper(s[i]) {
-			vowels += isVowel(s[i])
-			i++
+		vowel := false
+		for _, c := range []byte(s[i : i+n]) {
+			vowel = vowel || strings.IndexByte("aeiouy", c|0x20) >= 0
 		}
-		lower := i
-		for i < len(s) && isLower(s[i]) {
-			vowels += isVowel(s[i])
-			i++
+		letters += n
+		if n >= 3 && vowel {
+			wordyLetters += n
+			wordy++
+		} else {
+			other++
 		}
-		letters += i - start
-		if i-lower >= 3 && vowels > before {
-			wordy += i - start
-		}
+		i += n
 	}
-	return letters > 0 && wordy*10 >= letters*6 && vowels*10 >= letters*3
+	return letters > 0 && wordyLetters*10 >= letters*6 && other <= wordy
 }
 
-// isVowel returns 1 for a vowel (y included), 0 for another byte.
-func isVowel(b byte) int {
-	if strings.IndexByte("aeiouy", b|0x20) >= 0 {
-		return 1
+// letterWord returns the length of the word of letters s starts with, 0
+// if s does not start with a letter. Words end at non-letters and at
+// camelCase humps: small letters, a capital and small letters, or
+// capitals not followed by a small letter, the capital before one
+// starting the next word (getHTTPServer is get, HTTP, Server), but for a
+// plural s (IDs, URLs).
+func letterWord(s string) int {
+	n := 0
+	for n < len(s) && isUpper(s[n]) {
+		n++
 	}
-	return 0
+	if n > 1 && n < len(s) && isLower(s[n]) {
+		if s[n] == 's' && (n+1 == len(s) || !isLower(s[n+1])) {
+			return n + 1 // IDs
+		}
+		return n - 1 // HTTPServer: HTTP
+	}
+	if n > 1 {
+		return n
+	}
+	for n < len(s) && isLower(s[n]) {
+		n++
+	}
+	return n
 }
 
 // entropy returns the Shannon entropy of s, in bits per byte.

@@ -25,9 +25,10 @@ var (
 	// key (RSA, EC, DSA, OPENSSH, ENCRYPTED, PGP ...).
 	pemBegin = regexp.MustCompile(`-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----`)
 	pemEnd   = regexp.MustCompile(`-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----`)
-	// pemBody is the bytes between them: base64 and headers such as
-	// Proc-Type: 4,ENCRYPTED.
-	pemBody = newClass("+/=:, \t\r\n-", "azAZ09")
+	// pemBody is the bytes between them: base64, headers such as
+	// Proc-Type: 4,ENCRYPTED, and line breaks, escaped (\n) as in JSON
+	// or not.
+	pemBody = newClass("+/=:, \t\r\n\\-", "azAZ09")
 )
 
 // maxPEMBody bounds the length of a key's body, four times that of an
@@ -90,13 +91,22 @@ func findPasswords(text string, add addFunc) {
 			continue
 		}
 		for g := 2; g < len(m); g += 2 {
-			if m[g] >= 0 && passwordLike(text[i+m[g]:i+m[g+1]]) {
-				add(KindSecret, rankPassword, i+m[g], i+m[g+1])
+			if m[g] < 0 {
+				continue
+			}
+			start, end := i+m[g], i+m[g+1]
+			if g == 6 { // unquoted: a sentence's punctuation is not part of it
+				end = start + len(strings.TrimRight(text[start:end], ".,:;!?"))
+			}
+			if passwordLike(text[start:end]) {
+				add(KindSecret, rankPassword, start, end)
 			}
 		}
 		i += m[1] - 1
 	}
 }
+
+func notLetter(r rune) bool { return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') }
 
 // hasPrefixFold reports whether s starts with prefix, a lowercase ASCII
 // word, in any case.
@@ -107,9 +117,13 @@ func hasPrefixFold(s, prefix string) bool {
 // codeReference is a name in code: os.Getenv, cfg.DBPassword, DB_PASSWORD.
 var codeReference = regexp.MustCompile(`^(?:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)$`)
 
-// passwordLike reports whether v, a value given as a password, is one.
+// passwordLike reports whether v, a value given as a password, is one,
+// not code: a call or an index (os.Getenv(...), settings["password"]), a
+// reference (cfg.DBPassword, DB_PASSWORD, GetSSLPassword), or a value
+// with spaces around it ("password=" + password + ...).
 func passwordLike(v string) bool {
-	if len(v) < 6 || placeholder(v) || strings.Contains(v, "(") || codeReference.MatchString(v) {
+	if len(v) < 6 || placeholder(v) || strings.ContainsAny(v, "([") || codeReference.MatchString(v) ||
+		strings.TrimSpace(v) != v || identifierLike(v) && !strings.ContainsFunc(v, notLetter) {
 		return false
 	}
 	for i := 0; i < len(v); i++ {
@@ -122,9 +136,9 @@ func passwordLike(v string) bool {
 
 // placeholder reports whether v stands for a secret rather than being
 // one: ****, xxxxxx, <password>, ${PASSWORD}, $PASSWORD, %s, [REDACTED...],
-// or a word such as "password" or "secret".
+// an escape sequence (\n), or a word such as "password" or "secret".
 func placeholder(v string) bool {
-	if v == "" || strings.IndexByte("$<{%[*#", v[0]) >= 0 || sameBytes(strings.ToLower(v)) {
+	if v == "" || strings.IndexByte("$<{%[*#\\", v[0]) >= 0 || sameBytes(strings.ToLower(v)) {
 		return true
 	}
 	switch strings.ToLower(v) {
@@ -174,8 +188,8 @@ func findTokens(text string, start, end int, add addFunc) {
 		return
 	}
 	ws, we, ok := keywordBefore(text, start, 4, secretWords)
-	if !ok || publicKey(text, ws, we) || strings.HasPrefix(token, "pk_") {
-		return // a public key, a Stripe publishable key
+	if !ok || notSecret(text, ws, we) || strings.HasPrefix(token, "pk_") {
+		return
 	}
 	if hexOnly(token) && !assigned(text[we:start]) {
 		return // a hash or a commit id, unless assigned to the keyword
@@ -283,11 +297,15 @@ var assignment = regexp.MustCompile(`^["']?[ \t]*(?::=|=>|[:=])[ \t]*["']?$`)
 
 func assigned(gap string) bool { return assignment.MatchString(gap) }
 
-// publicKey reports whether the keyword word text[start:end] speaks of a
-// public key ("public key", "publicKey", "public_key"), which is no
-// secret.
-func publicKey(text string, start, end int) bool {
-	if strings.Contains(strings.ToLower(text[start:end]), "public") {
+// notSecretWords are the parts of a keyword's word, or the word before
+// it, that make what follows not a secret: a public key, the id or name
+// of a key (ExternalKeyID, key_name), a password hint.
+var notSecretWords = wordSet("public id ids name names hint type")
+
+// notSecret reports whether the keyword word text[start:end] speaks of
+// something that is no secret.
+func notSecret(text string, start, end int) bool {
+	if hasWord(text[start:end], notSecretWords) {
 		return true
 	}
 	ps, pe, ok := wordBefore(text, start, max(0, start-lookbackBytes))
