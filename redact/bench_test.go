@@ -42,6 +42,18 @@ The dashboard lives at https://grafana.internal.example.com/d/abc123/api-overvie
 runbook at docs/runbooks/deploy-rollback.md. If anything is unclear, ping me on the #deploys channel; I'm on call
 until Friday. For reference, the failing pod was api-7d9f8c6b5-x2k4p in namespace prod, node ip-10-20-3-41.
 
+A quick summary for the customer-facing status page, which I will post once the revert is live: "Between 02:14 and
+02:41 UTC on 1 December, deploys of the API were rolled back automatically after failed health checks. No data was
+lost and no requests failed; latency was higher than usual for about 12 minutes." Let me know if you want to change
+the wording. The incident id is INC-20261201-03 and the Slack thread is linked from the ticket.
+
+On the security side, the access review for Q4 is due on 2026-12-15. Please confirm that the service account
+deploy-bot@acme-prod.iam.gserviceaccount.com still needs write access to the artifact registry; if not, we drop it
+to read-only. The SSH bastion moved to 203.0.113.10 last week, so update your ~/.ssh/config (Host bastion, Port 22,
+User ops). Keys older than 180 days will be revoked on Monday, 2026-12-07 at 09:00 CET. The rotation script is
+scripts/rotate_keys.sh (v2.3.0); it reads the key name from ROTATE_KEY_NAME and never prints key material, only
+the fingerprint, e.g. SHA256:Zx8PqL2mN7vR4tW9yB3cD6fG1hJ5kS0aQwErTyUiOpA, which is fine to share in the ticket.
+
 Cheers,
 Sam
 `

@@ -16,7 +16,7 @@ var ipv6Class = newClass(":.", "afAF09")
 // (a MAC address in EUI-64 form).
 func findIPv6(text string, add addFunc) {
 	runs(text, ipv6Class, func(start, end int) {
-		if strings.Count(text[start:end], ":") < 2 {
+		if end-start < 3 || strings.Count(text[start:end], ":") < 2 {
 			return
 		}
 		for end-start > 1 && (text[end-1] == '.' || text[end-1] == ':' && text[end-2] != ':') {

@@ -123,7 +123,7 @@ func wordSet(words string) map[string]bool {
 const lookbackBytes = 64
 
 // wordBefore returns the bounds of the word (letters, digits, '_' and '-')
-// that ends nearest before pos on the same line and within lookbackBytes,
+// that ends nearest before pos on the same line and not before limit,
 // skipping other characters; ok is false if there is none.
 func wordBefore(text string, pos, limit int) (start, end int, ok bool) {
 	i := pos

@@ -235,7 +235,7 @@ func knownToken(m string) bool {
 // jwtHeader reports whether s, base64url, is a JOSE header: a JSON object
 // with "alg" or "typ".
 func jwtHeader(s string) bool {
-	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
 		return false
 	}
