@@ -44,10 +44,10 @@ func (e *DetectedError) Is(target error) bool { return target == ErrPIIDetected 
 //
 // The hook returns a [*DetectedError], which wraps [ErrPIIDetected] and
 // names the kinds found, never the text. It reads each message as text:
-// a string, []byte or fmt.Stringer as it is; json.RawMessage and any
-// other value (such as agentpg.Message) as JSON, each string and number
-// on a line after its key, so that a tool input {"api_key": "..."} reads
-// "api_key: ...". The opaque parts of the Messages API are skipped:
+// a string or []byte as it is; json.RawMessage and any other value (such
+// as agentpg.Message) as JSON, each string and number on a line after its
+// key, so that a tool input {"api_key": "..."} reads "api_key: ..."; a
+// fmt.Stringer both by its String and as JSON. The opaque parts of the Messages API are skipped:
 // base64 image and document data, thinking signatures, redacted
 // thinking. A message that cannot be read is refused with an error.
 //
@@ -117,14 +117,18 @@ func messageText(m any) (string, error) {
 			return string(m), nil
 		}
 		return jsonText(m)
-	case fmt.Stringer:
-		return m.String(), nil
 	}
+	var text string
 	b, err := json.Marshal(m)
-	if err != nil {
-		return "", err
+	if err == nil {
+		text, err = jsonText(b)
 	}
-	return jsonText(b)
+	if s, ok := m.(fmt.Stringer); ok {
+		// Its String may leave fields out, and its JSON unexported
+		// fields: read both, and need only one.
+		return s.String() + "\n" + text, nil
+	}
+	return text, err
 }
 
 // jsonText renders a JSON document as lines "key: value", one for each

@@ -125,6 +125,11 @@ type stringer struct{ s string }
 
 func (s stringer) String() string { return s.s }
 
+// contact's String leaves out its email address.
+type contact struct{ Name, Email string }
+
+func (c contact) String() string { return "contact " + c.Name }
+
 func TestBlockPIIMessageTypes(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -138,6 +143,8 @@ func TestBlockPIIMessageTypes(t *testing.T) {
 		{"raw json escapes", json.RawMessage(`{"note": "key:\n-----BEGIN PRIVATE KEY-----\nQUJDREVG\n-----END PRIVATE KEY-----"}`), true},
 		{"raw text", json.RawMessage(`not json: bob@example.com`), true},
 		{"stringer", stringer{"ip 10.0.0.1"}, true},
+		{"stringer's fields", contact{Name: "Ada", Email: "ada@example.com"}, true},
+		{"clean stringer", contact{Name: "Ada"}, false},
 		{"struct", struct{ Note string }{"IBAN GB82 WEST 1234 5698 7654 32"}, true},
 		{"map", map[string]any{"n": 1, "when": "2026-12-01"}, false},
 		{"nil", nil, false},

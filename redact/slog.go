@@ -13,8 +13,9 @@ import (
 // as JSON), in groups too and after LogValuer resolution. A value is read
 // after its key, so slog.String("token", t) is redacted as a token even
 // when t alone would not be recognised. A value with nothing to redact is
-// passed as it was; one with something is passed as its redacted string.
-// Keys and group names are not redacted.
+// passed as it was; one with something is passed as its redacted string
+// (for a fmt.Stringer whose JSON holds something, its String). Keys and
+// group names are not redacted.
 func NewHandler(next slog.Handler) slog.Handler {
 	return &handler{next: next}
 }
@@ -63,7 +64,13 @@ func redactAttr(a slog.Attr) slog.Attr {
 	case slog.KindString, slog.KindInt64, slog.KindUint64:
 		s = v.String()
 	case slog.KindAny:
-		s = anyText(v.Any())
+		var hidden string
+		s, hidden = anyText(v.Any())
+		if hidden != "" && Find(a.Key+": "+hidden) != nil {
+			// What a handler may show instead (a Stringer's JSON) holds
+			// something: show the String, redacted.
+			return slog.String(a.Key, redactFrom(a.Key+": "+s, len(a.Key)+2))
+		}
 	default: // bool, float, time, duration: nothing to find
 		return slog.Attr{Key: a.Key, Value: v}
 	}
@@ -73,18 +80,21 @@ func redactAttr(a slog.Attr) slog.Attr {
 	return slog.Attr{Key: a.Key, Value: v}
 }
 
-// anyText returns the text of a log value of kind Any.
-func anyText(v any) string {
+// anyText returns the text of a log value of kind Any: its Error, its
+// String, its bytes, or its JSON. For a fmt.Stringer, hidden is its JSON,
+// which a JSON handler shows instead of its String.
+func anyText(v any) (text, hidden string) {
 	switch v := v.(type) {
 	case error:
-		return v.Error()
+		return v.Error(), ""
 	case fmt.Stringer:
-		return v.String()
+		b, _ := json.Marshal(v)
+		return v.String(), string(b)
 	case []byte:
-		return string(v)
+		return string(v), ""
 	}
 	if b, err := json.Marshal(v); err == nil {
-		return string(b)
+		return string(b), ""
 	}
-	return fmt.Sprint(v)
+	return fmt.Sprint(v), ""
 }

@@ -85,6 +85,25 @@ func TestHandlerRedactsRecords(t *testing.T) {
 	}
 }
 
+// user's String leaves out its email address, which a JSON handler would
+// show.
+type user struct{ Name, Email string }
+
+func (u user) String() string { return "user " + u.Name }
+
+func TestHandlerStringerFields(t *testing.T) {
+	t.Parallel()
+	logger, buf := jsonLogger()
+	logger.Info("login", "user", user{Name: "Ada", Email: "ada@example.com"}, "other", user{Name: "Bob"})
+	rec := logged(t, buf)
+	if rec["user"] != "user Ada" {
+		t.Errorf("user = %#v, want its String", rec["user"])
+	}
+	if o, ok := rec["other"].(map[string]any); !ok || o["Name"] != "Bob" {
+		t.Errorf("other = %#v, want the object as logged", rec["other"])
+	}
+}
+
 // A clean value keeps its type; the key given as context redacts nothing
 // of itself.
 func TestHandlerKeepsCleanValues(t *testing.T) {
