@@ -28,6 +28,8 @@ type DetectedError struct {
 	Kinds   []string // the blocked kinds found in it, in the order of Kinds
 }
 
+// Error names the kinds and the message, as in "redact: PII detected
+// (email, card) in message 3".
 func (e *DetectedError) Error() string {
 	return fmt.Sprintf("%v (%s) in message %d", ErrPIIDetected, strings.Join(e.Kinds, ", "), e.Message)
 }

@@ -17,8 +17,9 @@ const (
 	// word such as "phone" or "call".
 	KindPhone = "phone"
 	// KindCard is a payment card number of a known network (Visa,
-	// Mastercard, Amex, Discover, JCB, Diners, UnionPay, Maestro) and of a
-	// length that network issues, whose Luhn check digit is right.
+	// Mastercard, Amex, Discover, JCB, Diners, UnionPay, Maestro, Mir) and
+	// of a length that network issues, whose Luhn check digit is right,
+	// written whole or in the groups cards print (4-4-4-4, 4-6-5).
 	KindCard = "card"
 	// KindSSN is a US Social Security number: 123-45-6789, or 123 45 6789 or
 	// 123456789 after "SSN" or "social".
@@ -26,8 +27,9 @@ const (
 	// KindIBAN is an international bank account number whose length fits
 	// its country and whose mod-97 check holds.
 	KindIBAN = "iban"
-	// KindIP is an IPv4 or IPv6 address, except loopback and unspecified
-	// addresses.
+	// KindIP is an IPv4 or IPv6 address, except loopback, unspecified,
+	// 0/8 and 255/8 (netmask) addresses and a dotted quad after a word
+	// such as "version".
 	KindIP = "ip"
 	// KindSecret is a credential: an API key or token of a known format
 	// (Anthropic, OpenAI, AWS, GitHub, Stripe, Google, Slack, JWT), a PEM
