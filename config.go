@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentpg/agentpg/compaction"
 	"github.com/agentpg/agentpg/internal/store"
+	"github.com/agentpg/agentpg/redact"
 	"github.com/agentpg/agentpg/tool"
 )
 
@@ -78,8 +79,14 @@ type Config struct {
 	// may nest (default DefaultMaxAgentDepth).
 	MaxAgentDepth int
 	// Logger receives AgentPG's logs, with tenant_id, session_id and run_id
-	// attributes. Nil discards them.
+	// attributes. Nil discards them. Every message and attribute passes
+	// through redact.Redact first (email addresses, card numbers, API keys
+	// and other secrets become [REDACTED:KIND]), unless
+	// DisableLogRedaction.
 	Logger *slog.Logger
+	// DisableLogRedaction passes log records to Logger as they are, for a
+	// Logger that redacts by itself, or a test that needs the raw values.
+	DisableLogRedaction bool
 	// LeaseTTL is how long a run's lease on its session lasts without
 	// renewal (default DefaultLeaseTTL). A run renews it every third of
 	// that; a process that dies holding it blocks the session at most this
@@ -230,8 +237,11 @@ func (c Config) withDefaults() Config {
 	if c.MaxAgentDepth == 0 {
 		c.MaxAgentDepth = DefaultMaxAgentDepth
 	}
-	if c.Logger == nil {
+	switch {
+	case c.Logger == nil:
 		c.Logger = slog.New(slog.DiscardHandler)
+	case !c.DisableLogRedaction:
+		c.Logger = slog.New(redact.NewHandler(c.Logger.Handler()))
 	}
 	if c.Retry.MaxAttempts == 0 {
 		c.Retry.MaxAttempts = DefaultRetryMaxAttempts
