@@ -109,6 +109,10 @@ type Config struct {
 	// Retry says how a failed model call is retried; its zero value
 	// retries with the defaults. See RetryConfig.
 	Retry RetryConfig
+	// Audit configures the Agent's audit log: with Audit.Enabled, the
+	// Agent records its tool calls, approvals, session deletions and run
+	// cancellations there. See AuditConfig.
+	Audit AuditConfig
 	// RequestOptions are passed to every Messages API call, for settings
 	// this Config does not name (headers, sampling parameters the model
 	// accepts, a beta flag). The SDK's own retries are turned off on
