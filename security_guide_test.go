@@ -28,7 +28,7 @@ import (
 
 	"github.com/agentpg/agentpg"
 	"github.com/agentpg/agentpg/agentpgtest"
-	"github.com/agentpg/agentpg/internal/guide/audit"
+	"github.com/agentpg/agentpg/audit"
 	"github.com/agentpg/agentpg/tool"
 	"github.com/agentpg/agentpg/tool/builtin"
 )
@@ -462,9 +462,7 @@ func containsPII(msg any) bool {
 	return ok && strings.Contains(m.Text(), "SSN")
 }
 
-var auditLog = &audit.Log{}
-
-func installGuideHooks(agent *agentpg.Agent) {
+func installGuideHooks(agent *agentpg.Agent, auditLog *audit.Log) {
 	agent.OnBeforeMessage(func(ctx context.Context, messages []any) error {
 		for _, msg := range messages {
 			if containsPII(msg) {
@@ -492,7 +490,8 @@ func TestGuideHookSamples(t *testing.T) {
 	safe := &SafeShellTool{}
 	b := setup(t, func(c *agentpg.Config) { c.Tools = []tool.Tool{safe} })
 	agent := b.agent
-	installGuideHooks(agent)
+	auditLog := agent.AuditLog()
+	installGuideHooks(agent, auditLog)
 	executor := agent.Executor()
 	// Tool executor timeout
 	executor.SetDefaultTimeout(30 * time.Second)
@@ -510,14 +509,19 @@ func TestGuideHookSamples(t *testing.T) {
 	if _, err := sess.Run(callCtx, "what's the date?"); err != nil {
 		t.Fatal(err)
 	}
-	var mine []audit.Entry
-	for _, e := range auditLog.Entries() {
-		if e.TenantID == "company-a" && e.UserID == "user-1" {
-			mine = append(mine, e)
-		}
+	if err := agent.Close(ctx(t)); err != nil { // writes the buffered entries
+		t.Fatal(err)
 	}
-	if len(mine) != 2 || !mine[0].Success || mine[1].Success || mine[1].Input != `{"action":"format_disk"}` {
+	mine, err := auditLog.List(ctx(t), "company-a", audit.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mine) != 2 || mine[0].UserID != "user-1" || mine[0].Action != "tool_call" || mine[0].Tool != "safe_shell" ||
+		!mine[0].Success || mine[1].Success || mine[1].Input != `{"action":"format_disk"}` {
 		t.Fatalf("audit entries %+v", mine)
+	}
+	if err := auditLog.Verify(ctx(t), "company-a"); err != nil {
+		t.Fatal(err)
 	}
 }
 
