@@ -176,29 +176,37 @@ func (l *Log) Flush(ctx context.Context) error {
 	if l == nil || l.store == nil {
 		return ErrClosed
 	}
+	if pending, err := l.wait(ctx); err != nil {
+		return fmt.Errorf("audit: %d entries not written yet: %w", pending, err)
+	}
+	return nil
+}
+
+// wait waits until the entries recorded before it are written, or returns
+// how many are not, with ctx's cause and the last write's failure.
+func (l *Log) wait(ctx context.Context) (pending uint64, err error) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	target := l.accepted
 	for l.done < target {
 		changed := l.changed
 		l.mu.Unlock()
 		select {
 		case <-changed:
+			l.mu.Lock()
 		case <-ctx.Done():
 			l.mu.Lock()
-			err := fmt.Errorf("audit: %d entries not written yet: %w", target-l.done, errors.Join(context.Cause(ctx), l.lastErr))
-			l.mu.Unlock()
-			return err
+			return target - l.done, errors.Join(context.Cause(ctx), l.lastErr)
 		}
-		l.mu.Lock()
 	}
-	l.mu.Unlock()
-	return nil
+	return 0, nil
 }
 
 // Close stops the Log taking entries (Record then returns ErrClosed) and
-// writes those it holds. Should ctx end first, it drops them and returns
-// an error saying how many; otherwise it returns nil. Closing a closed Log
-// returns nil.
+// writes those it holds. Should ctx end first, it drops those not yet
+// written and returns an error saying how many (a batch whose commit was
+// under way may still land); otherwise it returns nil. Closing a closed
+// Log returns nil.
 func (l *Log) Close(ctx context.Context) error {
 	if l == nil || l.store == nil {
 		return nil
@@ -207,14 +215,14 @@ func (l *Log) Close(ctx context.Context) error {
 	l.closed = true
 	l.broadcast() // a Record waiting for room returns ErrClosed
 	l.mu.Unlock()
-	err := l.Flush(ctx)
+	pending, err := l.wait(ctx)
 	l.mu.Lock()
 	l.cancel() // the writer stops
 	l.queue, l.done = nil, l.accepted
 	l.broadcast()
 	l.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("audit: closing: entries dropped: %w", err)
+		return fmt.Errorf("audit: closing: %d entries dropped: %w", pending, err)
 	}
 	return nil
 }

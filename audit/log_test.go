@@ -358,7 +358,7 @@ func TestCloseGivesUp(t *testing.T) {
 	}
 	short, cancel := context.WithTimeout(ctx(t), 50*time.Millisecond)
 	defer cancel()
-	if err := l.Close(short); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "2 entries not written") {
+	if err := l.Close(short); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "2 entries dropped") {
 		t.Fatalf("Close while stalled: %v", err)
 	}
 	if err := l.Record(audit.Entry{TenantID: "acme", Action: "a"}); !errors.Is(err, audit.ErrClosed) {
