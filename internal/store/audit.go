@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // AuditRow is a row of the audit_log table.
@@ -70,30 +71,52 @@ UPDATE {{schema}}.audit_heads h SET seq = v.seq, hash = v.hash
 FROM unnest($1::text[], $2::bigint[], $3::bytea[]) AS v(tenant_id, seq, hash)
 WHERE h.tenant_id = v.tenant_id`
 
+// batcher runs batches: a pgx.Tx, or a connection of a pool.
+type batcher interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
 // AppendAudit appends rows to the audit chains of tenants, in one
-// transaction: it locks the tenants' heads (in tenant order, so that
-// concurrent writers of any process take turns without deadlock), asks
-// chain for the rows that follow them, inserts the rows and moves the
-// heads to each tenant's last row.
+// transaction of two round trips: it locks the tenants' heads (in tenant
+// order, so that concurrent writers of any process take turns without
+// deadlock), asks chain for the rows that follow them, inserts the rows,
+// moves the heads to each tenant's last row and commits. It needs a Store
+// on a pool, whose connection it holds throughout.
 func (s *Store) AppendAudit(ctx context.Context, tenants []string, chain AuditChain) error {
-	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		heads, err := s.lockAuditHeads(ctx, tx, tenants)
-		if err != nil {
-			return err
-		}
-		rows, err := chain(heads)
-		if err != nil {
-			return err
-		}
-		return s.insertAuditRows(ctx, tx, rows)
+	pool, ok := s.db.(interface {
+		Acquire(ctx context.Context) (*pgxpool.Conn, error)
 	})
+	if !ok {
+		return errors.New("appending to the audit log needs a pool")
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("appending to the audit log: %w", err)
+	}
+	// A failure leaves the connection in the transaction: the pool then
+	// closes it instead of lending it again, which rolls the transaction
+	// back.
+	defer conn.Release()
+	heads, err := s.lockAuditHeads(ctx, conn, tenants, true)
+	if err != nil {
+		return err
+	}
+	rows, err := chain(heads)
+	if err != nil {
+		return err
+	}
+	return s.insertAuditRows(ctx, conn, rows, true)
 }
 
 // lockAuditHeads locks the heads of the tenants' chains, making those
-// missing, and returns them by tenant.
-func (s *Store) lockAuditHeads(ctx context.Context, tx pgx.Tx, tenants []string) (map[string]AuditHead, error) {
+// missing, and returns them by tenant; with begin, it begins the
+// transaction first, in the same round trip.
+func (s *Store) lockAuditHeads(ctx context.Context, db batcher, tenants []string, begin bool) (map[string]AuditHead, error) {
 	tenants = slices.Compact(slices.Sorted(slices.Values(tenants)))
 	batch := &pgx.Batch{}
+	if begin {
+		batch.Queue(`BEGIN`)
+	}
 	batch.Queue(s.q(createAuditHeadsSQL), tenants)
 	heads := make(map[string]AuditHead, len(tenants))
 	batch.Queue(s.q(lockAuditHeadsSQL), tenants).Query(func(rows pgx.Rows) error {
@@ -103,18 +126,16 @@ func (s *Store) lockAuditHeads(ctx context.Context, tx pgx.Tx, tenants []string)
 		}
 		return err
 	})
-	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+	if err := db.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, fmt.Errorf("locking the audit chains: %w", err)
 	}
 	return heads, nil
 }
 
 // insertAuditRows inserts rows, in order, and moves their tenants' heads
-// to the last row of each.
-func (s *Store) insertAuditRows(ctx context.Context, tx pgx.Tx, rows []AuditRow) error {
-	if len(rows) == 0 {
-		return nil
-	}
+// to the last row of each; with commit, it commits the transaction then,
+// in the same round trip.
+func (s *Store) insertAuditRows(ctx context.Context, db batcher, rows []AuditRow, commit bool) error {
 	n := len(rows)
 	var (
 		tenants, actions, tools, users, sessions, runs, actors, inputs, details = make([]string, n), make([]string, n),
@@ -141,7 +162,10 @@ func (s *Store) insertAuditRows(ctx context.Context, tx pgx.Tx, rows []AuditRow)
 	batch.Queue(s.q(insertAuditRowsSQL), tenants, seqs, times, actions, tools, successes, users, sessions, runs,
 		actors, inputs, details, contentHashes, prevHashes, hashes)
 	batch.Queue(s.q(moveAuditHeadsSQL), headTenants, headSeqs, headHashes)
-	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+	if commit {
+		batch.Queue(`COMMIT`)
+	}
+	if err := db.SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("appending to the audit log: %w", err)
 	}
 	return nil
@@ -165,7 +189,7 @@ func (s *Store) EraseAudit(ctx context.Context, tenantID string, userID *string,
 	tombstone func(head AuditHead, erased []int64) (AuditRow, error)) (int, error) {
 	var erased []int64
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		heads, err := s.lockAuditHeads(ctx, tx, []string{tenantID})
+		heads, err := s.lockAuditHeads(ctx, tx, []string{tenantID}, false)
 		if err != nil {
 			return err
 		}
@@ -185,7 +209,7 @@ func (s *Store) EraseAudit(ctx context.Context, tenantID string, userID *string,
 		if err != nil {
 			return err
 		}
-		return s.insertAuditRows(ctx, tx, []AuditRow{row})
+		return s.insertAuditRows(ctx, tx, []AuditRow{row}, false)
 	})
 	return len(erased), err
 }
