@@ -9,7 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -76,6 +78,51 @@ func TestConcurrentWriterProcesses(t *testing.T) {
 	}
 }
 
+// A writer process killed (SIGKILL) while it writes leaves the chains
+// intact, what it committed whole: Verify holds, seqs have no gap, and the
+// chains go on.
+func TestWriterProcessKilled(t *testing.T) {
+	t.Parallel()
+	l, db := newLog(t, audit.Options{})
+	child := exec.Command(os.Args[0], "-test.run=^TestWriterProcess$", "-test.v")
+	child.Env = append(os.Environ(), "AGENTPG_AUDIT_DB="+db.Config().ConnString(), "AGENTPG_AUDIT_WRITER=forever")
+	out := &strings.Builder{}
+	child.Stdout, child.Stderr = out, out
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	for {
+		head, err := l.Head(ctx(t), "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if head.Seq >= 200 {
+			break
+		}
+		select {
+		case <-ctx(t).Done():
+			t.Fatalf("the writer process wrote %d entries:\n%s", head.Seq, out)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	record(t, l, "acme", 3)
+	for _, tenant := range writerTenants {
+		if err := l.Verify(ctx(t), tenant); err != nil {
+			t.Fatal(err)
+		}
+		for i, e := range list(t, l, tenant) {
+			if e.Seq != int64(i+1) {
+				t.Fatalf("%s: entry %d has seq %d", tenant, i, e.Seq)
+			}
+		}
+	}
+}
+
 // writeEntries records writerEntries entries from writer, over the tenants.
 func writeEntries(t *testing.T, l *audit.Log, writer string) {
 	t.Helper()
@@ -103,7 +150,14 @@ func TestWriterProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeEntries(t, l, os.Getenv("AGENTPG_AUDIT_WRITER"))
+	writer := os.Getenv("AGENTPG_AUDIT_WRITER")
+	for writer == "forever" { // until killed
+		writeEntries(t, l, writer)
+		if err := l.Flush(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeEntries(t, l, writer)
 	if err := l.Close(ctx(t)); err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,9 @@ type Entry struct {
 	// Action names what happened, such as "tool_call" or the Action
 	// constants of this package.
 	Action string
-	// Tool is the tool called, for tool calls and their approvals.
+	// Tool is the tool called, for tool calls and their approvals. It is
+	// the model's to name, so Record stores whatever it is: made storable
+	// and cut to MaxKeyBytes, as Input is.
 	Tool string
 	// Input is what the action was given, such as a tool call's JSON
 	// input. It passes through the Log's Redact function.
@@ -70,7 +72,7 @@ const (
 )
 
 // Limits of an entry's fields, in bytes. Record refuses keys over their
-// limit and cuts Input and Detail to MaxTextBytes.
+// limit, cuts Tool to MaxKeyBytes and Input and Detail to MaxTextBytes.
 const (
 	MaxTenantIDBytes = 256
 	MaxKeyBytes      = 1024 // UserID, SessionID, RunID, Actor, Action, Tool
@@ -78,8 +80,8 @@ const (
 )
 
 // prepare validates e and returns its row without the chain fields: with
-// Input and Detail redacted, made storable (invalid UTF-8 and NUL
-// replaced by U+FFFD) and cut to MaxTextBytes.
+// Input and Detail redacted, and those and Tool made storable (invalid
+// UTF-8 and NUL replaced by U+FFFD) and cut to their limits.
 func prepare(e Entry, redact func(string) string) (store.AuditRow, error) {
 	if e.Timestamp.IsZero() {
 		e.Timestamp = time.Now()
@@ -94,9 +96,10 @@ func prepare(e Entry, redact func(string) string) (store.AuditRow, error) {
 		return store.AuditRow{}, fmt.Errorf("%w: %w", ErrInvalidEntry, err)
 	}
 	return store.AuditRow{
-		TenantID: e.TenantID, OccurredAt: e.Timestamp.Truncate(time.Microsecond), Action: e.Action, Tool: e.Tool, Success: e.Success,
+		TenantID: e.TenantID, OccurredAt: e.Timestamp.Truncate(time.Microsecond), Action: e.Action,
+		Tool: storable(e.Tool, MaxKeyBytes), Success: e.Success,
 		UserID: e.UserID, SessionID: e.SessionID, RunID: e.RunID, Actor: e.Actor,
-		Input: storable(redact(e.Input)), Detail: storable(redact(e.Detail)),
+		Input: storable(redact(e.Input), MaxTextBytes), Detail: storable(redact(e.Detail), MaxTextBytes),
 	}, nil
 }
 
@@ -115,7 +118,6 @@ func checkKeys(e Entry) error {
 		{"SessionID", e.SessionID, MaxKeyBytes, false},
 		{"RunID", e.RunID, MaxKeyBytes, false},
 		{"Actor", e.Actor, MaxKeyBytes, false},
-		{"Tool", e.Tool, MaxKeyBytes, false},
 	}
 	for _, k := range keys {
 		if err := checkKey(k.name, k.value, k.max, k.required); err != nil {
@@ -149,17 +151,17 @@ func checkTenant(tenantID string) error {
 	return nil
 }
 
-// storable returns s fit for a text column and within MaxTextBytes:
-// invalid UTF-8 and NUL become U+FFFD, and a longer text is cut, on a
-// character boundary, with a note of how much was cut.
-func storable(s string) string {
+// storable returns s fit for a text column and within max bytes: invalid
+// UTF-8 and NUL become U+FFFD, and a longer text is cut, on a character
+// boundary, with a note of how much was cut.
+func storable(s string, max int) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	s = strings.ReplaceAll(s, "\x00", "\uFFFD")
-	if len(s) <= MaxTextBytes {
+	if len(s) <= max {
 		return s
 	}
 	note := fmt.Sprintf("…[%d bytes cut]", len(s))
-	cut := MaxTextBytes - len(note)
+	cut := max - len(note)
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}

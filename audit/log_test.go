@@ -191,7 +191,7 @@ func TestRecordValidatesAndRedacts(t *testing.T) {
 		"reserved action":   {TenantID: "acme", Action: audit.ActionErasure},
 		"control in user":   {TenantID: "acme", Action: "a", UserID: "u\x1b[31m"},
 		"invalid UTF-8 run": {TenantID: "acme", Action: "a", RunID: "\xff"},
-		"long tool":         {TenantID: "acme", Action: "a", Tool: strings.Repeat("x", audit.MaxKeyBytes+1)},
+		"long actor":        {TenantID: "acme", Action: "a", Actor: strings.Repeat("x", audit.MaxKeyBytes+1)},
 		"out of range time": {TenantID: "acme", Action: "a", Timestamp: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
 	} {
 		if err := l.Record(e); !errors.Is(err, audit.ErrInvalidEntry) {
@@ -203,6 +203,7 @@ func TestRecordValidatesAndRedacts(t *testing.T) {
 		{TenantID: "acme", Action: "a", Input: `{"card":"4111111111111111"}`, Detail: "paid with 4111111111111111"},
 		{TenantID: "acme", Action: "a", Input: "nul\x00 and \xff"},
 		{TenantID: "acme", Action: "a", Input: long},
+		{TenantID: "acme", Action: "a", Tool: "\x1b[2J" + strings.Repeat("t", audit.MaxKeyBytes)}, // the model's to name
 	}
 	for _, e := range entries {
 		if err := l.Record(e); err != nil {
@@ -213,13 +214,16 @@ func TestRecordValidatesAndRedacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := list(t, l, "acme")
-	if len(got) != 3 || got[0].Input != `{"card":"[card]"}` || got[0].Detail != "paid with [card]" ||
+	if len(got) != 4 || got[0].Input != `{"card":"[card]"}` || got[0].Detail != "paid with [card]" ||
 		got[1].Input != "nul\uFFFD and \uFFFD" {
 		t.Fatalf("stored %+v", got[:2])
 	}
 	if n := len(got[2].Input); n > audit.MaxTextBytes || n < audit.MaxTextBytes-100 ||
 		!strings.HasSuffix(got[2].Input, fmt.Sprintf("…[%d bytes cut]", len(long))) || !strings.HasPrefix(got[2].Input, "éé") {
 		t.Errorf("a long input was stored as %d bytes ending %q", n, got[2].Input[n-30:])
+	}
+	if tool := got[3].Tool; len(tool) > audit.MaxKeyBytes || !strings.HasPrefix(tool, "\x1b[2Jttt") || !strings.HasSuffix(tool, "bytes cut]") {
+		t.Errorf("a hostile tool name was stored as %q", tool)
 	}
 	if err := l.Verify(ctx(t), "acme"); err != nil {
 		t.Fatal(err)
