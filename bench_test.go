@@ -120,14 +120,18 @@ func tracedPool(b *testing.B, db *pgxpool.Pool, counter *statementCounter) (*pgx
 // round trips and commits per turn, and the time and allocations of the whole
 // turn (PostgreSQL and the loopback model server included).
 func BenchmarkPlainTurn(b *testing.B) {
-	benchmarkTurn(b, nil, agentpgtest.Echo)
+	benchmarkTurn(b, agentpg.Config{}, agentpgtest.Echo)
 }
 
 // BenchmarkToolTurn measures a Run in which the model calls one tool and
-// then answers: model, tool, model.
+// then answers: model, tool, model; "audited" with Config.Audit.Enabled,
+// its round trips counting the audit log's background writes.
 func BenchmarkToolTurn(b *testing.B) {
 	tools, responder := echoToolTurn(b)
-	benchmarkTurn(b, tools, responder)
+	b.Run("plain", func(b *testing.B) { benchmarkTurn(b, agentpg.Config{Tools: tools}, responder) })
+	b.Run("audited", func(b *testing.B) {
+		benchmarkTurn(b, agentpg.Config{Tools: tools, Audit: agentpg.AuditConfig{Enabled: true}}, responder)
+	})
 }
 
 // echoToolTurn returns the tool and the model of a tool turn: the model
@@ -148,16 +152,17 @@ func echoToolTurn(b *testing.B) ([]tool.Tool, func(agentpgtest.Request) agentpgt
 	}
 }
 
-// benchmarkTurn runs b.N turns, ten per session, with the given tools and
-// model responder, and reports round trips and commits per turn.
-func benchmarkTurn(b *testing.B, tools []tool.Tool, responder func(agentpgtest.Request) agentpgtest.Reply) {
+// benchmarkTurn runs b.N turns, ten per session, with cfg's tools and
+// audit settings and the model responder, and reports round trips and
+// commits per turn (those of the audit log's background writes, flushed
+// at the end, included).
+func benchmarkTurn(b *testing.B, cfg agentpg.Config, responder func(agentpgtest.Request) agentpgtest.Reply) {
 	counter := &statementCounter{}
 	pool, _ := tracedPool(b, agentpgtest.DB(b), counter)
 	model := agentpgtest.NewServer(b)
 	model.SetResponder(responder)
-	agent, err := agentpg.New(agentpg.Config{
-		DB: pool, Client: model.Client(), Model: "claude-sonnet-5-5", SystemPrompt: "Be brief.", Tools: tools,
-	})
+	cfg.DB, cfg.Client, cfg.Model, cfg.SystemPrompt = pool, model.Client(), "claude-sonnet-5-5", "Be brief."
+	agent, err := agentpg.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -183,6 +188,9 @@ func benchmarkTurn(b *testing.B, tools []tool.Tool, responder func(agentpgtest.R
 		}
 	}
 	b.StopTimer()
+	if err := agent.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
 	b.ReportMetric(float64(counter.statements.Load())/float64(b.N), "roundtrips/turn")
 	b.ReportMetric(float64(counter.writes.Load())/float64(b.N), "commits/turn")
 }

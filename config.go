@@ -120,6 +120,10 @@ type Config struct {
 	// ApplyRetention and of the erasures deletes at most (default
 	// DefaultRetentionBatchSize), so that none holds its locks long.
 	RetentionBatchSize int
+	// Audit configures the Agent's audit log: with Audit.Enabled, the
+	// Agent records its tool calls, approvals, session deletions and run
+	// cancellations there. See AuditConfig.
+	Audit AuditConfig
 	// RequestOptions are passed to every Messages API call, for settings
 	// this Config does not name (headers, sampling parameters the model
 	// accepts, a beta flag). The SDK's own retries are turned off on
