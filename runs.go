@@ -135,8 +135,9 @@ func (a *Agent) resumeRun(ctx context.Context, tenantID, sessionID, runID string
 // as ErrRunCancelled), from any process. A run awaiting approval returns
 // its Result with StopReason StopAwaitingApproval. It reads the run again
 // whenever the run's events are announced (one connection LISTENs for all
-// of the Agent's waiters), and at least every second, until then or until
-// ctx ends.
+// of the Agent's waiters), until then or until ctx ends; every second
+// while that connection is not listening, and every runWaitPoll when it is,
+// should a run end unannounced.
 func (a *Agent) WaitRun(ctx context.Context, tenantID, runID string) (*Result, error) {
 	if err := validateRunKeys(tenantID, runID); err != nil {
 		return nil, err
@@ -144,6 +145,11 @@ func (a *Agent) WaitRun(ctx context.Context, tenantID, runID string) (*Result, e
 	wake, unregister := a.runEvents.register(a, runID)
 	defer unregister()
 	for {
+		// Listening before the read, no later end of the run is missed.
+		poll := time.Second
+		if a.runEvents.listening() {
+			poll = runWaitPoll
+		}
 		stored, err := a.storedRun(ctx, tenantID, runID)
 		if err != nil {
 			return nil, err
@@ -151,11 +157,15 @@ func (a *Agent) WaitRun(ctx context.Context, tenantID, runID string) (*Result, e
 		if ended(stored.Status) || stored.Status == RunAwaitingApproval {
 			return a.endedResult(ctx, tenantID, stored)
 		}
-		if err := waitWake(ctx, wake); err != nil {
+		if err := waitWakeFor(ctx, wake, poll); err != nil {
 			return nil, fmt.Errorf("agentpg: waiting for run %s: %w", runID, err)
 		}
 	}
 }
+
+// runWaitPoll is how often WaitRun reads a run whose end would be
+// announced to it: a safety net, not the means.
+const runWaitPoll = 30 * time.Second
 
 // DecideToolCall approves or denies a tool call of the tenant's run that
 // awaits approval; note says who decided and why, and reaches the model

@@ -134,22 +134,32 @@ func (s *Store) whyNotResumed(ctx context.Context, tenantID, sessionID, runID st
 
 const cancelRunSQL = `
 WITH r AS (
-    SELECT r.id, r.status IN ('queued', 'awaiting_approval') OR NOT EXISTS (
+    SELECT r.id, r.events_ended, r.status IN ('queued', 'awaiting_approval') OR NOT EXISTS (
                SELECT 1 FROM {{schema}}.sessions s
                WHERE s.id = r.session_id AND s.lease_run_id = r.id AND s.lease_expires_at > now()) AS now_
     FROM {{schema}}.runs r
     WHERE r.tenant_id = $1 AND r.id = $2 AND r.status IN ('queued', 'running', 'awaiting_approval')
     FOR UPDATE OF r
+), u AS (
+    UPDATE {{schema}}.runs
+    SET cancel_requested = true,
+        status = CASE WHEN r.now_ THEN 'cancelled' ELSE runs.status END,
+        error = CASE WHEN r.now_ THEN $3 ELSE runs.error END,
+        error_class = CASE WHEN r.now_ THEN 'cancelled' ELSE runs.error_class END,
+        finished_at = CASE WHEN r.now_ THEN now() ELSE runs.finished_at END,
+        prompt = CASE WHEN r.now_ THEN NULL ELSE runs.prompt END,
+        event_seq = CASE WHEN r.now_ AND NOT r.events_ended THEN runs.event_seq + 1 ELSE runs.event_seq END,
+        events_ended = r.events_ended OR r.now_
+    FROM r WHERE runs.id = r.id
+    RETURNING runs.id, runs.tenant_id, runs.status, runs.event_seq, r.now_ AND NOT r.events_ended AS ends
+), ev AS (
+    -- A run cancelled at once ends its events here, announced as
+    -- AppendEvents announces them; one a process runs ends them itself.
+    INSERT INTO {{schema}}.run_events (run_id, tenant_id, seq, kind, data)
+    SELECT id, tenant_id, event_seq, 'run_end', jsonb_build_object('status', 'cancelled', 'error', $3::text)
+    FROM u WHERE ends
 )
-UPDATE {{schema}}.runs
-SET cancel_requested = true,
-    status = CASE WHEN r.now_ THEN 'cancelled' ELSE runs.status END,
-    error = CASE WHEN r.now_ THEN $3 ELSE runs.error END,
-    error_class = CASE WHEN r.now_ THEN 'cancelled' ELSE runs.error_class END,
-    finished_at = CASE WHEN r.now_ THEN now() ELSE runs.finished_at END,
-    prompt = CASE WHEN r.now_ THEN NULL ELSE runs.prompt END
-FROM r WHERE runs.id = r.id
-RETURNING runs.status`
+SELECT status, (SELECT pg_notify($4, id::text || ':' || event_seq) FROM u WHERE ends)::text FROM u`
 
 // CancelRun cancels the tenant's run: a queued run, one waiting for
 // approvals or one no process runs at once; a running one is asked to stop
@@ -157,7 +167,8 @@ RETURNING runs.status`
 // ErrNotFound, or ErrFinished for a run that ended.
 func (s *Store) CancelRun(ctx context.Context, tenantID, runID, reason string) (string, error) {
 	var status string
-	err := s.db.QueryRow(ctx, s.q(cancelRunSQL), tenantID, runID, reason).Scan(&status)
+	var notified *string
+	err := s.db.QueryRow(ctx, s.q(cancelRunSQL), tenantID, runID, reason, s.EventsChannel()).Scan(&status, &notified)
 	if errors.Is(err, pgx.ErrNoRows) {
 		if _, err := s.GetRun(ctx, tenantID, runID); err != nil {
 			return "", err
