@@ -133,6 +133,9 @@ func (s *Session) begin(ctx context.Context, noWait bool, parentRunID *string) (
 	}()
 	for {
 		begun, err = a.store.BeginRun(ctx, params)
+		if refused := limitError(err, s.TenantID, s.ID); refused != nil {
+			return begun, fmt.Errorf("agentpg: %w", refused)
+		}
 		if retry, err := leaseError(err, noWait); !retry {
 			return begun, err
 		}
@@ -388,7 +391,10 @@ func (r *run) toolStep(ctx context.Context, resp *response) (*Result, error) {
 	if len(pending) > 0 {
 		return r.pause(ctx, resp, planned, pending)
 	}
-	if err := r.commit(ctx, store.StepParams{ToolCalls: ledgerRows(planned, store.ToolStarted)}); err != nil {
+	// The next model call is admitted with the step: refused, nothing of
+	// it is stored and no tool runs.
+	step := store.StepParams{ToolCalls: ledgerRows(planned, store.ToolStarted), AdmitNext: true}
+	if err := r.commit(ctx, step); err != nil {
 		return nil, err
 	}
 	return nil, r.completeTools(ctx, planned)
@@ -630,7 +636,7 @@ func (r *run) commit(ctx context.Context, step store.StepParams) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	step.Messages, step.Usage, step.Iterations = r.pending, r.unsaved.store(), r.unsavedCalls
-	step.LeaseTTL = r.session.agent.cfg.LeaseTTL
+	step.LeaseTTL, step.Model = r.session.agent.cfg.LeaseTTL, r.session.model()
 	var end *Event
 	if step.Status == store.RunCompleted {
 		end = &Event{Status: RunCompleted, StopReason: step.StopReason, Usage: r.usage}
@@ -639,6 +645,9 @@ func (r *run) commit(ctx context.Context, step store.StepParams) error {
 	committed, err := r.session.agent.store.CommitStep(ctx, r.lease, step)
 	if errors.Is(err, store.ErrLeaseLost) {
 		return ErrLeaseLost
+	}
+	if refused := limitError(err, r.session.TenantID, r.session.ID); refused != nil {
+		return refused
 	}
 	if err != nil {
 		return fmt.Errorf("storing the run's step: %w", err)
@@ -726,7 +735,7 @@ func (r *run) fail(ctx context.Context, cause error) error {
 	err := fmt.Errorf("agentpg: run %s: %w", r.lease.RunID, cause)
 	reason, _ := storableText(cause.Error())
 	failed := store.FailedRun{Reason: reason, Class: failureClass(cause), Cancelled: errors.Is(cause, ErrRunCancelled),
-		Messages: r.pending, Usage: r.unsaved.store(), Iterations: r.unsavedCalls}
+		Messages: r.pending, Usage: r.unsaved.store(), Iterations: r.unsavedCalls, Model: r.session.model()}
 	end := Event{Status: RunFailed, Error: reason, Usage: r.usage}
 	if failed.Cancelled {
 		end.Status = RunCancelled

@@ -81,8 +81,10 @@ func (a *Agent) CancelRun(ctx context.Context, tenantID, runID string) error {
 // to the model as interrupted, its effect unknown.
 //
 // For a run that ended, ResumeRun returns what WaitRun returns. It fails
-// with ErrApprovalPending while calls wait for a decision, and with
-// ErrSessionBusy while a process runs the session.
+// with ErrApprovalPending while calls wait for a decision, with
+// ErrSessionBusy while a process runs the session, and with a *LimitError,
+// leaving the run as it was, while its tenant's limits refuse its next
+// model call.
 func (a *Agent) ResumeRun(ctx context.Context, tenantID, runID string) (*Result, error) {
 	stored, err := a.storedRun(ctx, tenantID, runID)
 	if err != nil {
@@ -103,6 +105,9 @@ func (a *Agent) ResumeRun(ctx context.Context, tenantID, runID string) (*Result,
 		CachedGen: sess.cache.conv.gen, CachedSeq: sess.cache.lastSeq}
 	sess.cache.mu.Unlock()
 	begun, err := a.store.ResumeRun(ctx, params)
+	if refused := limitError(err, tenantID, sess.ID); refused != nil {
+		return nil, fmt.Errorf("agentpg: %w", refused)
+	}
 	if errors.Is(err, store.ErrFinished) {
 		return a.WaitRun(ctx, tenantID, runID)
 	}

@@ -67,11 +67,13 @@ FROM s, r`
 
 // ResumeRun takes the lease of the run's session for the run and moves it
 // to running, reading what the conversation gained since the cached copy
-// (the run's own messages included), in one round trip. It returns
-// ErrNotFound for no such run of the tenant, ErrFinished for a run that
-// ended, ErrApprovalPending while calls wait for a decision and ErrBusy
-// while a process holds the session or, for a queued run, while an earlier
-// run of the session has not ended.
+// (the run's own messages included), and admits its next model call under
+// the tenant's limits, in one round trip. It returns ErrNotFound for no
+// such run of the tenant, ErrFinished for a run that ended,
+// ErrApprovalPending while calls wait for a decision, ErrBusy while a
+// process holds the session or, for a queued run, while an earlier run of
+// the session has not ended, and a *LimitExceeded, having changed nothing,
+// when a limit refuses the call.
 func (s *Store) ResumeRun(ctx context.Context, p ResumeRunParams) (Begun, error) {
 	begun := Begun{Lease: Lease{TenantID: p.TenantID, RunID: p.RunID}}
 	b := begin{batch: &pgx.Batch{}, begun: &begun}
@@ -81,6 +83,7 @@ func (s *Store) ResumeRun(ctx context.Context, p ResumeRunParams) (Begun, error)
 				&b.sum.Text, &b.sum.FirstIntent, &b.sum.CompactedAtSeq, &begun.Prompt)
 		})
 	b.readHistory(s.q(resumeHistorySQL), p.TenantID, p.RunID, p.CachedGen, p.CachedSeq)
+	s.queueAdmit(b.batch, begun.Lease, nil)
 	err := b.send(ctx, s.db, func() error { return s.whyNotResumed(ctx, p.TenantID, p.RunID) })
 	return begun, err
 }
