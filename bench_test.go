@@ -99,7 +99,7 @@ func (c countingConn) Read(p []byte) (int, error) {
 
 // tracedPool returns a pool on db's database whose statements counter
 // counts, and the count of bytes read from the server.
-func tracedPool(b *testing.B, db *pgxpool.Pool, counter *statementCounter) (*pgxpool.Pool, *atomic.Int64) {
+func tracedPool(b testing.TB, db *pgxpool.Pool, counter *statementCounter) (*pgxpool.Pool, *atomic.Int64) {
 	read := new(atomic.Int64)
 	cfg := db.Config().Copy()
 	cfg.ConnConfig.Tracer = counter
@@ -120,7 +120,18 @@ func tracedPool(b *testing.B, db *pgxpool.Pool, counter *statementCounter) (*pgx
 // round trips and commits per turn, and the time and allocations of the whole
 // turn (PostgreSQL and the loopback model server included).
 func BenchmarkPlainTurn(b *testing.B) {
-	benchmarkTurn(b, nil, agentpgtest.Echo)
+	benchmarkTurn(b, nil, agentpgtest.Echo, nil)
+}
+
+// BenchmarkPlainTurnLimited is BenchmarkPlainTurn for a tenant with
+// limits, high enough never to refuse: admitting each model call and
+// counting its usage add statements to the turn's batches, not round
+// trips.
+func BenchmarkPlainTurnLimited(b *testing.B) {
+	benchmarkTurn(b, nil, agentpgtest.Echo, &agentpg.TenantLimits{
+		RequestsPerMinute: 1 << 30, TokensPerDay: 1 << 50,
+		PerSession: agentpg.SessionLimits{RequestsPerMinute: 1 << 30, TokensPerDay: 1 << 50},
+	})
 }
 
 // BenchmarkToolTurn measures a Run in which the model calls one tool and
@@ -138,12 +149,13 @@ func BenchmarkToolTurn(b *testing.B) {
 			return agentpgtest.Text("done")
 		}
 		return agentpgtest.Blocks(agentpgtest.ToolUse(fmt.Sprintf("toolu_%d", len(req.Messages)), "echo", map[string]any{"city": "Oslo"}))
-	})
+	}, nil)
 }
 
 // benchmarkTurn runs b.N turns, ten per session, with the given tools and
-// model responder, and reports round trips and commits per turn.
-func benchmarkTurn(b *testing.B, tools []tool.Tool, responder func(agentpgtest.Request) agentpgtest.Reply) {
+// model responder, and limits on the tenant unless nil, and reports round
+// trips and commits per turn.
+func benchmarkTurn(b *testing.B, tools []tool.Tool, responder func(agentpgtest.Request) agentpgtest.Reply, limits *agentpg.TenantLimits) {
 	counter := &statementCounter{}
 	pool, _ := tracedPool(b, agentpgtest.DB(b), counter)
 	model := agentpgtest.NewServer(b)
@@ -155,6 +167,11 @@ func benchmarkTurn(b *testing.B, tools []tool.Tool, responder func(agentpgtest.R
 		b.Fatal(err)
 	}
 	ctx := context.Background()
+	if limits != nil {
+		if err := agent.SetTenantLimits(ctx, "bench", *limits); err != nil {
+			b.Fatal(err)
+		}
+	}
 
 	const turnsPerSession = 10
 	var sess *agentpg.Session

@@ -480,3 +480,59 @@ FROM (VALUES ('acme', 100), ('steady', 1000)) AS t(tenant_id, tokens), generate_
 		}
 	}
 }
+
+// Limits cost no round trip: a plain turn and a tool turn take as many
+// round trips with limits as without, the admissions and the usage riding
+// in the batches the turn sends anyway.
+func TestLimitsAddNoRoundTrip(t *testing.T) {
+	t.Parallel()
+	echo, err := tool.NewFunc("echo", "Echoes its input.", func(ctx context.Context, in cityInput) (string, error) {
+		return in.City, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := &statementCounter{}
+	pool, _ := tracedPool(t, agentpgtest.DB(t), counter)
+	model := agentpgtest.NewServer(t)
+	model.SetResponder(func(req agentpgtest.Request) agentpgtest.Reply {
+		last := req.Messages[len(req.Messages)-1]
+		if last.Content[0].Type == "tool_result" || req.LastUserText() == "plain" {
+			return agentpgtest.Text("done")
+		}
+		return agentpgtest.Blocks(agentpgtest.ToolUse(fmt.Sprintf("toolu_%d", len(req.Messages)), "echo", map[string]any{"city": "Oslo"}))
+	})
+	agent, err := agentpg.New(agentpg.Config{DB: pool, Client: model.Client(), Model: "claude-sonnet-5-5", Tools: []tool.Tool{echo}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTrips := func(tenant, prompt string) int64 {
+		sess, err := agent.NewSession(ctx(t), tenant, prompt, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sess.Run(ctx(t), "warm the statement caches up"); err != nil {
+			t.Fatal(err)
+		}
+		counter.statements.Store(0)
+		counter.on.Store(true)
+		defer counter.on.Store(false)
+		if _, err := sess.Run(ctx(t), prompt); err != nil {
+			t.Fatal(err)
+		}
+		return counter.statements.Load()
+	}
+	if err := agent.SetTenantLimits(ctx(t), "limited", agentpg.TenantLimits{RequestsPerMinute: 1000, TokensPerDay: 1 << 40,
+		PerSession: agentpg.SessionLimits{RequestsPerMinute: 1000, TokensPerDay: 1 << 40}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, prompt := range []string{"plain", "use the tool"} {
+		free, limited := roundTrips("free-"+prompt, prompt), roundTrips("limited", prompt)
+		if free != limited {
+			t.Errorf("a %q turn takes %d round trips with limits, %d without", prompt, limited, free)
+		}
+		if prompt == "plain" && free != 2 {
+			t.Errorf("a plain turn takes %d round trips, want 2: begin, then complete", free)
+		}
+	}
+}
