@@ -20,6 +20,7 @@ import (
 
 	"github.com/agentpg/agentpg"
 	"github.com/agentpg/agentpg/agentpgtest"
+	"github.com/agentpg/agentpg/compaction"
 	"github.com/agentpg/agentpg/tool"
 )
 
@@ -534,5 +535,51 @@ func TestLimitsAddNoRoundTrip(t *testing.T) {
 		if prompt == "plain" && free != 2 {
 			t.Errorf("a plain turn takes %d round trips, want 2: begin, then complete", free)
 		}
+	}
+}
+
+// A compaction's summary counts in the tenant's usage, as a model call of
+// its own, and in the session's token budget.
+func TestCompactionCountsInUsage(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *agentpg.Config) {
+		c.ContextWindow = 20000
+		c.Compaction = agentpg.CompactionConfig{Disabled: true, Strategy: compaction.StrategySummarize}
+	})
+	b.model.SetResponder(longAnswers(agentpgtest.Text("the user asked many things")))
+	sess := buildHistory(t, b.agent, "compacted", 24)
+	usage := func() agentpg.DailyUsage {
+		t.Helper()
+		days, err := b.agent.TenantUsage(ctx(t), "acme", time.Now(), time.Now())
+		if err != nil || len(days) != 1 {
+			t.Fatalf("TenantUsage = %+v, %v", days, err)
+		}
+		return days[0]
+	}
+	before := usage()
+	if before.Requests != 24 {
+		t.Fatalf("usage before compaction = %+v, want 24 model calls", before)
+	}
+	event, err := sess.Compact(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := usage()
+	want := before.Usage
+	want.InputTokens += event.Usage.InputTokens
+	want.OutputTokens += event.Usage.OutputTokens
+	want.CacheReadInputTokens += event.Usage.CacheReadInputTokens
+	want.CacheCreationInputTokens += event.Usage.CacheCreationInputTokens
+	if after.Requests != 25 || after.Usage != want || event.Usage.OutputTokens == 0 {
+		t.Fatalf("usage after compaction = %+v, want %+v and one more call", after, want)
+	}
+	// The session's budget counts the summary's tokens too.
+	sessionTokens := want.InputTokens + want.OutputTokens
+	b.setLimits(t, "acme", agentpg.TenantLimits{PerSession: agentpg.SessionLimits{TokensPerDay: sessionTokens}})
+	_, err = sess.Run(ctx(t), "one more")
+	refused(t, err, agentpg.LimitTokensPerDay, true)
+	b.setLimits(t, "acme", agentpg.TenantLimits{PerSession: agentpg.SessionLimits{TokensPerDay: sessionTokens + 1}})
+	if _, err := sess.Run(ctx(t), "one more"); err != nil {
+		t.Fatalf("run below the session's budget: %v", err)
 	}
 }

@@ -68,7 +68,8 @@ type PendingToolCall struct {
 // What the run commits survives a crash: the prompt and the run row before
 // the model is called, the answer and the run's completion after. A failed
 // run is recorded with its reason; its messages stay stored but are left out
-// of the conversation, so the session stays usable.
+// of the conversation, so the session stays usable. A run its tenant's
+// limits refuse (see TenantLimits) returns a *LimitError.
 func (s *Session) Run(ctx context.Context, prompt string) (*Result, error) {
 	return s.RunWithOptions(ctx, prompt, RunOptions{})
 }

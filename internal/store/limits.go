@@ -154,11 +154,17 @@ upserted AS (
 )
 DELETE FROM {{schema}}.model_requests WHERE tenant_id = $1 AND $2 = 0 AND $4 = 0`
 
-// SetLimits replaces the tenant's limits.
+// lockLimitsSQL locks the tenant's limit rows in the order
+// admit_model_call locks them.
+const lockLimitsSQL = `SELECT 1 FROM {{schema}}.tenant_limits WHERE tenant_id = $1 ORDER BY scope FOR UPDATE`
+
+// SetLimits replaces the tenant's limits, in one round trip.
 func (s *Store) SetLimits(ctx context.Context, tenantID string, l Limits) error {
-	_, err := s.db.Exec(ctx, s.q(setLimitsSQL), tenantID,
+	batch := &pgx.Batch{}
+	batch.Queue(s.q(lockLimitsSQL), tenantID)
+	batch.Queue(s.q(setLimitsSQL), tenantID,
 		l.RequestsPerMinute, l.TokensPerDay, l.SessionRequestsPerMinute, l.SessionTokensPerDay)
-	if err != nil {
+	if err := s.db.SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("storing the tenant's limits: %w", err)
 	}
 	return nil

@@ -65,9 +65,9 @@ $$;
 
 -- admit_model_call admits one model call of the tenant's session, or
 -- refuses it with limit_exceeded. Without limits it reads one index entry.
--- Token budgets count input and output tokens of the current UTC day; a
--- tenant's requests-per-minute limit serializes its admissions on its
--- limit row, so that processes never admit more than the limit together.
+-- Token budgets count input and output tokens of the current UTC day; with
+-- a requests-per-minute limit, the tenant's admissions take turns on its
+-- limit rows, so that processes never admit more than the limit together.
 CREATE FUNCTION {{schema}}.admit_model_call(p_tenant text, p_session uuid)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -109,11 +109,11 @@ BEGIN
         RETURN;
     END IF;
 
-    IF t_rpm > 0 THEN
-        PERFORM 1 FROM {{schema}}.tenant_limits WHERE tenant_id = p_tenant AND scope = 'tenant' FOR UPDATE;
-    END IF;
-    -- Read after the lock, so that admissions serialized on it are in
-    -- clock order.
+    -- Admissions of the tenant take turns on its limit rows, locked in
+    -- scope order as SetLimits locks them.
+    PERFORM 1 FROM {{schema}}.tenant_limits WHERE tenant_id = p_tenant ORDER BY scope FOR UPDATE;
+    -- Read after the lock, so that admissions taking turns are in clock
+    -- order.
     at_ := clock_timestamp();
     DELETE FROM {{schema}}.model_requests WHERE tenant_id = p_tenant AND admitted_at <= at_ - interval '1 minute';
     IF t_rpm > 0 THEN
