@@ -50,21 +50,33 @@ func (c *cli) limitsShowCmd() *cobra.Command {
 		Example: `  agentpg limits show --tenant acme`,
 	}
 	return c.leaf(cmd, []string{flagDatabaseURL, flagSchema, flagTenant, flagJSON}, func(ctx context.Context) error {
-		tenant, err := c.tenantOr("")
-		if err != nil {
-			return err
-		}
-		agent, db, err := c.storageAgent(ctx)
-		if err != nil {
-			return err
-		}
-		defer db.close()
-		limits, err := agent.GetTenantLimits(ctx, tenant)
-		if err != nil {
+		return c.limits(ctx, nil)
+	})
+}
+
+// limits prints the limits of --tenant, after changing them with change
+// unless it is nil.
+func (c *cli) limits(ctx context.Context, change func(*agentpg.TenantLimits)) error {
+	tenant, err := c.tenantOr("")
+	if err != nil {
+		return err
+	}
+	agent, db, err := c.storageAgent(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.close()
+	limits, err := agent.GetTenantLimits(ctx, tenant)
+	if err != nil {
+		return flagError(err)
+	}
+	if change != nil {
+		change(&limits)
+		if err := agent.SetTenantLimits(ctx, tenant, limits); err != nil {
 			return flagError(err)
 		}
-		return c.printLimits(tenant, limits)
-	})
+	}
+	return c.printLimits(tenant, limits)
 }
 
 // printLimits prints the tenant's limits.
@@ -111,39 +123,24 @@ func (c *cli) limitsSetCmd() *cobra.Command {
 	sessionRPM := f.Int("session-requests-per-minute", 0, "each session's model calls in any minute (`n`, 0: no limit)")
 	sessionTPD := f.Int64("session-tokens-per-day", 0, "each session's input and output tokens per UTC day (`n`, 0: no limit)")
 	return c.leaf(cmd, []string{flagDatabaseURL, flagSchema, flagTenant, flagJSON}, func(ctx context.Context) error {
-		tenant, err := c.tenantOr("")
-		if err != nil {
-			return err
-		}
 		if !f.Changed("requests-per-minute") && !f.Changed("tokens-per-day") &&
 			!f.Changed("session-requests-per-minute") && !f.Changed("session-tokens-per-day") {
 			return usageErrorf("give at least one limit to set, such as --requests-per-minute")
 		}
-		agent, db, err := c.storageAgent(ctx)
-		if err != nil {
-			return err
-		}
-		defer db.close()
-		limits, err := agent.GetTenantLimits(ctx, tenant)
-		if err != nil {
-			return flagError(err)
-		}
-		if f.Changed("requests-per-minute") {
-			limits.RequestsPerMinute = *rpm
-		}
-		if f.Changed("tokens-per-day") {
-			limits.TokensPerDay = *tpd
-		}
-		if f.Changed("session-requests-per-minute") {
-			limits.PerSession.RequestsPerMinute = *sessionRPM
-		}
-		if f.Changed("session-tokens-per-day") {
-			limits.PerSession.TokensPerDay = *sessionTPD
-		}
-		if err := agent.SetTenantLimits(ctx, tenant, limits); err != nil {
-			return flagError(err)
-		}
-		return c.printLimits(tenant, limits)
+		return c.limits(ctx, func(l *agentpg.TenantLimits) {
+			if f.Changed("requests-per-minute") {
+				l.RequestsPerMinute = *rpm
+			}
+			if f.Changed("tokens-per-day") {
+				l.TokensPerDay = *tpd
+			}
+			if f.Changed("session-requests-per-minute") {
+				l.PerSession.RequestsPerMinute = *sessionRPM
+			}
+			if f.Changed("session-tokens-per-day") {
+				l.PerSession.TokensPerDay = *sessionTPD
+			}
+		})
 	})
 }
 
