@@ -60,7 +60,12 @@ func TestRequestsPerMinuteRefusesBeforeTheModel(t *testing.T) {
 	b.setLimits(t, "acme", agentpg.TenantLimits{RequestsPerMinute: 2})
 
 	start := time.Now()
+	var second time.Time // before the second run
 	for i := range 2 {
+		if i == 1 {
+			time.Sleep(2 * time.Second) // so that the two calls leave the window apart
+		}
+		second = time.Now()
 		if _, err := sess.Run(ctx(t), fmt.Sprintf("turn %d", i)); err != nil {
 			t.Fatalf("run %d under the limit: %v", i, err)
 		}
@@ -76,8 +81,16 @@ func TestRequestsPerMinuteRefusesBeforeTheModel(t *testing.T) {
 	if le.RetryAfter > time.Minute || le.RetryAfter < time.Minute-elapsed-time.Second {
 		t.Errorf("RetryAfter = %s, want about %s", le.RetryAfter, time.Minute-elapsed)
 	}
+	// Lowered to one, the limit frees a place only when the second call
+	// leaves the window too.
+	b.setLimits(t, "acme", agentpg.TenantLimits{RequestsPerMinute: 1})
+	_, err = sess.Run(ctx(t), "one too many")
+	le = refused(t, err, agentpg.LimitRequestsPerMinute, false)
+	if lower := time.Minute - time.Since(second) - time.Second; le.RetryAfter > time.Minute || le.RetryAfter < lower {
+		t.Errorf("RetryAfter under the lowered limit = %s, want at least %s", le.RetryAfter, lower)
+	}
 	if n := len(b.model.Requests()); n != 2 {
-		t.Fatalf("the model received %d requests, want 2: the refused run reached it", n)
+		t.Fatalf("the model received %d requests, want 2: a refused run reached it", n)
 	}
 	if got := runStatuses(t, sess); !slices.Equal(got, []string{agentpg.RunCompleted, agentpg.RunCompleted}) {
 		t.Errorf("runs = %q: the refused run left a trace", got)

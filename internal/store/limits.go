@@ -151,6 +151,8 @@ upserted AS (
 ), removed AS (
     DELETE FROM {{schema}}.tenant_limits l USING wanted w
     WHERE l.tenant_id = $1 AND l.scope = w.scope AND w.rpm = 0 AND w.tpd = 0
+), forgotten AS (
+    DELETE FROM {{schema}}.model_request_counts WHERE tenant_id = $1 AND $2 = 0 AND $4 = 0
 )
 DELETE FROM {{schema}}.model_requests WHERE tenant_id = $1 AND $2 = 0 AND $4 = 0`
 

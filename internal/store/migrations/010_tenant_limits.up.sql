@@ -29,6 +29,12 @@ CREATE TABLE {{schema}}.model_requests (
 );
 CREATE INDEX model_requests_tenant_idx ON {{schema}}.model_requests (tenant_id, admitted_at);
 CREATE INDEX model_requests_session_idx ON {{schema}}.model_requests (session_id, admitted_at);
+-- How many rows of model_requests each tenant has, kept with them, so that
+-- admitting a call under the limit reads no more than this row.
+CREATE TABLE {{schema}}.model_request_counts (
+    tenant_id text    PRIMARY KEY,
+    admitted  integer NOT NULL CHECK (admitted >= 0)
+);
 
 -- Usage per tenant, UTC day and model: model calls (compaction summaries
 -- included) and their tokens as the API counted them, added by the same
@@ -80,6 +86,8 @@ DECLARE
     at_ timestamptz;
     used bigint;
     nth timestamptz;
+    expired integer;
+    in_window integer;
 BEGIN
     SELECT coalesce(max(requests_per_minute) FILTER (WHERE scope = 'tenant'), 0),
            coalesce(max(tokens_per_day) FILTER (WHERE scope = 'tenant'), 0),
@@ -116,12 +124,14 @@ BEGIN
     -- order.
     at_ := clock_timestamp();
     DELETE FROM {{schema}}.model_requests WHERE tenant_id = p_tenant AND admitted_at <= at_ - interval '1 minute';
-    IF t_rpm > 0 THEN
+    GET DIAGNOSTICS expired = ROW_COUNT;
+    SELECT coalesce(max(admitted), 0) - expired INTO in_window FROM {{schema}}.model_request_counts WHERE tenant_id = p_tenant;
+    IF t_rpm > 0 AND in_window >= t_rpm THEN
+        -- Room comes when the calls that fill the window leave it: the
+        -- oldest, or more when the limit was lowered.
         SELECT admitted_at INTO nth FROM {{schema}}.model_requests
-        WHERE tenant_id = p_tenant ORDER BY admitted_at DESC OFFSET t_rpm - 1 LIMIT 1;
-        IF FOUND THEN
-            PERFORM {{schema}}.limit_exceeded('tenant', 'requests_per_minute', t_rpm, nth + interval '1 minute' - at_);
-        END IF;
+        WHERE tenant_id = p_tenant ORDER BY admitted_at OFFSET in_window - t_rpm LIMIT 1;
+        PERFORM {{schema}}.limit_exceeded('tenant', 'requests_per_minute', t_rpm, nth + interval '1 minute' - at_);
     END IF;
     IF s_rpm > 0 THEN
         SELECT admitted_at INTO nth FROM {{schema}}.model_requests
@@ -132,6 +142,8 @@ BEGIN
         END IF;
     END IF;
     INSERT INTO {{schema}}.model_requests (tenant_id, session_id, admitted_at) VALUES (p_tenant, p_session, at_);
+    INSERT INTO {{schema}}.model_request_counts (tenant_id, admitted) VALUES (p_tenant, in_window + 1)
+    ON CONFLICT (tenant_id) DO UPDATE SET admitted = EXCLUDED.admitted;
 END
 $$;
 
