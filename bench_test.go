@@ -137,19 +137,26 @@ func BenchmarkPlainTurnLimited(b *testing.B) {
 // BenchmarkToolTurn measures a Run in which the model calls one tool and
 // then answers: model, tool, model.
 func BenchmarkToolTurn(b *testing.B) {
+	tools, responder := echoToolTurn(b)
+	benchmarkTurn(b, tools, responder, nil)
+}
+
+// echoToolTurn returns the tool and the model of a tool turn: the model
+// calls the tool echo, then answers.
+func echoToolTurn(b *testing.B) ([]tool.Tool, func(agentpgtest.Request) agentpgtest.Reply) {
 	echo, err := tool.NewFunc("echo", "Echoes its input.", func(ctx context.Context, in cityInput) (string, error) {
 		return in.City, nil
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	benchmarkTurn(b, []tool.Tool{echo}, func(req agentpgtest.Request) agentpgtest.Reply {
+	return []tool.Tool{echo}, func(req agentpgtest.Request) agentpgtest.Reply {
 		last := req.Messages[len(req.Messages)-1]
 		if last.Content[0].Type == "tool_result" {
 			return agentpgtest.Text("done")
 		}
 		return agentpgtest.Blocks(agentpgtest.ToolUse(fmt.Sprintf("toolu_%d", len(req.Messages)), "echo", map[string]any{"city": "Oslo"}))
-	}, nil)
+	}
 }
 
 // benchmarkTurn runs b.N turns, ten per session, with the given tools and

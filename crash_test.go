@@ -1,10 +1,13 @@
 package agentpg_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,103 +98,135 @@ func lines(t *testing.T, file string) int {
 }
 
 // killPoints are the step boundaries of a two-tool run at which the
-// crash tests kill the process running it, with what the run must come to
-// once resumed in another process: completed, or failed with a stored
-// reason when nothing of it was stored; and how many times each tool
-// must have run by then, counted in files.
+// crash tests kill the process running it. completes says whether a
+// synchronous run killed there completes once resumed in another process,
+// or fails with a stored reason because nothing of it was stored; an
+// enqueued run, whose prompt was stored when it was enqueued, always
+// completes. interrupted says whether the payment was under way, so that
+// the model is told its effect is unknown.
 var killPoints = []struct {
-	name            string
-	completes       bool
-	charges, lookup int // lookup: at least
+	name        string
+	completes   bool
+	interrupted bool
 }{
-	{name: "before the model call", completes: false},
-	{name: "mid-stream", completes: false},
-	{name: "after the assistant commit", completes: true, charges: 0, lookup: 1},
-	{name: "mid-tool", completes: true, charges: 1, lookup: 1},
-	{name: "after the tool commit", completes: true, charges: 1, lookup: 1},
-	{name: "before completion", completes: true, charges: 1, lookup: 1},
+	{name: "before the model call"},
+	{name: "mid-stream"},
+	{name: "after the assistant commit", completes: true, interrupted: true},
+	{name: "mid-tool", completes: true, interrupted: true},
+	{name: "after the tool commit", completes: true},
+	{name: "before completion", completes: true},
 }
 
-// A synchronous run killed (SIGKILL) at each step boundary of a two-tool
-// run is continued with ResumeRun from another process: it completes, or
-// fails with a stored reason when nothing of it was stored; a tool call
-// whose result is stored never runs again, the interrupted payment never
-// runs twice and is reported to the model, the idempotent lookup runs at
-// least once, every history sent is valid, no message is lost or
-// duplicated, and the session goes on.
+// A run killed (SIGKILL) at each step boundary of a two-tool run is
+// continued by another process: a synchronous Run with ResumeRun, an
+// enqueued run by a Worker once River's rescuer has taken its job from the
+// dead one. Each run completes, or fails with a stored reason when nothing
+// of it was stored; a tool call whose result is stored never runs again,
+// the interrupted payment never runs twice and is reported to the model,
+// the idempotent lookup runs at least once, every history sent is valid,
+// no message is lost or duplicated, and the session goes on.
 func TestKillAtEveryStep(t *testing.T) {
 	t.Parallel()
-	for _, point := range killPoints {
-		t.Run(point.name, func(t *testing.T) {
-			t.Parallel()
-			dir := t.TempDir()
-			b := setup(t, func(c *agentpg.Config) {
-				c.Tools = crashTools(dir, "")
-				c.LeaseTTL = time.Second
+	for _, mode := range []string{"run", "worker"} {
+		for _, point := range killPoints {
+			t.Run(mode+"/"+point.name, func(t *testing.T) {
+				t.Parallel()
+				testKillAt(t, mode, point.name, point.completes || mode == "worker", point.interrupted)
 			})
-			sess := b.session(t, "acme", "payer")
-			b.model.SetResponder(func(req agentpgtest.Request) agentpgtest.Reply {
-				if len(req.Messages) == 1 {
-					return agentpgtest.Blocks(
-						agentpgtest.TextBlock("Paying now."),
-						agentpgtest.ToolUse("toolu_charge", "charge", map[string]any{"amount": 10}),
-						agentpgtest.ToolUse("toolu_lookup", "lookup", map[string]any{}),
-					)
-				}
-				return agentpgtest.Echo(req)
-			})
-			killAt(t, b, sess.ID, dir, point.name)
-
-			var stuck agentpg.RunInfo
-			waitFor(t, func() bool {
-				runs, err := b.agent.ListRuns(ctx(t), "acme", agentpg.RunFilter{Status: agentpg.RunRunning}, agentpg.ListOptions{})
-				if err != nil || len(runs.Items) != 1 {
-					return false
-				}
-				stuck = runs.Items[0]
-				return stuck.Stuck
-			})
-			res, err := b.agent.ResumeRun(ctx(t), "acme", stuck.ID) // this process: another than the killed one
-			info, infoErr := b.agent.GetRun(ctx(t), "acme", stuck.ID)
-			if infoErr != nil {
-				t.Fatal(infoErr)
-			}
-			switch {
-			case point.completes && (err != nil || info.Status != agentpg.RunCompleted || res.Text == ""):
-				t.Fatalf("resumed: %+v, %v; run %+v", res, err, info)
-			case !point.completes && (!errors.Is(err, agentpg.ErrRunInterrupted) || info.Status != agentpg.RunFailed || info.Error == ""):
-				t.Fatalf("resumed: %v; run %+v, want it failed with a stored reason", err, info)
-			}
-			if n := lines(t, filepath.Join(dir, "charge")); n != point.charges {
-				t.Fatalf("the payment ran %d times, want %d", n, point.charges)
-			}
-			if n := lines(t, filepath.Join(dir, "lookup")); n < point.lookup {
-				t.Fatalf("the idempotent lookup ran %d times, want at least %d", n, point.lookup)
-			}
-			if rejected := b.model.Rejected(); len(rejected) > 0 {
-				t.Fatalf("the model server rejected %d requests: %s", len(rejected), rejected[0].RejectReason)
-			}
-			roles, _ := conversation(t, sess)
-			if want := "user,assistant,user,assistant"; point.completes && strings.Join(roles, ",") != want {
-				t.Fatalf("stored messages %v, want %s: lost or duplicated", roles, want)
-			}
-			if point.completes {
-				results := toolResults(t, b.model)
-				interrupted := point.name == "after the assistant commit" || point.name == "mid-tool"
-				if len(results) != 2 || results[0].IsError != interrupted || results[1].IsError {
-					t.Fatalf("the model was told %q (%v), %q (%v)", resultText(results[0]), results[0].IsError, resultText(results[1]), results[1].IsError)
-				}
-			}
-			if _, err := sess.Run(ctx(t), "and now?"); err != nil {
-				t.Fatalf("the session after the resumed run: %v", err)
-			}
-		})
+		}
 	}
 }
 
-// killAt runs the session in a second OS process until it reaches point,
-// and kills it there with SIGKILL.
-func killAt(t *testing.T, b *bundle, sessionID, dir, point string) {
+func testKillAt(t *testing.T, mode, point string, completes, interrupted bool) {
+	dir := t.TempDir()
+	b := setup(t, func(c *agentpg.Config) {
+		c.Tools = crashTools(dir, "")
+		c.LeaseTTL = time.Second
+	})
+	sess := b.session(t, "acme", "payer")
+	b.model.SetResponder(func(req agentpgtest.Request) agentpgtest.Reply {
+		if len(req.Messages) == 1 {
+			return agentpgtest.Blocks(
+				agentpgtest.TextBlock("Paying now."),
+				agentpgtest.ToolUse("toolu_charge", "charge", map[string]any{"amount": 10}),
+				agentpgtest.ToolUse("toolu_lookup", "lookup", map[string]any{}),
+			)
+		}
+		return agentpgtest.Echo(req)
+	})
+	var res *agentpg.Result
+	var err error
+	var runID string
+	if mode == "worker" {
+		if runID, err = sess.Enqueue(ctx(t), crashPrompt); err != nil {
+			t.Fatal(err)
+		}
+		killAt(t, b, sess.ID, dir, point, mode)
+		b.startWorker(t, agentpg.WorkerConfig{RescueAfter: 2 * time.Second})
+		waitCtx, cancel := context.WithTimeout(ctx(t), 2*time.Minute)
+		defer cancel()
+		res, err = b.agent.WaitRun(waitCtx, "acme", runID)
+	} else {
+		killAt(t, b, sess.ID, dir, point, mode)
+		var stuck agentpg.RunInfo
+		waitFor(t, func() bool {
+			runs, err := b.agent.ListRuns(ctx(t), "acme", agentpg.RunFilter{Status: agentpg.RunRunning}, agentpg.ListOptions{})
+			if err != nil || len(runs.Items) != 1 {
+				return false
+			}
+			stuck = runs.Items[0]
+			return stuck.Stuck
+		})
+		runID = stuck.ID
+		res, err = b.agent.ResumeRun(ctx(t), "acme", runID) // this process: another than the killed one
+	}
+	info, infoErr := b.agent.GetRun(ctx(t), "acme", runID)
+	if infoErr != nil {
+		t.Fatal(infoErr)
+	}
+	switch {
+	case completes && (err != nil || info.Status != agentpg.RunCompleted || res.Text == ""):
+		t.Fatalf("resumed: %+v, %v; run %+v", res, err, info)
+	case !completes && (!errors.Is(err, agentpg.ErrRunInterrupted) || info.Status != agentpg.RunFailed || info.Error == ""):
+		t.Fatalf("resumed: %v; run %+v, want it failed with a stored reason", err, info)
+	}
+	// The payment runs once, unless the run fails before the model asks
+	// for it or the crash interrupted it before its effect.
+	charges := 0
+	if completes && point != "after the assistant commit" {
+		charges = 1
+	}
+	if n := lines(t, filepath.Join(dir, "charge")); n != charges {
+		t.Fatalf("the payment ran %d times, want %d", n, charges)
+	}
+	if n := lines(t, filepath.Join(dir, "lookup")); completes && n < 1 {
+		t.Fatalf("the idempotent lookup ran %d times, want at least once", n)
+	}
+	if rejected := b.model.Rejected(); len(rejected) > 0 {
+		t.Fatalf("the model server rejected %d requests: %s", len(rejected), rejected[0].RejectReason)
+	}
+	roles, _ := conversation(t, sess)
+	if want := "user,assistant,user,assistant"; completes && strings.Join(roles, ",") != want {
+		t.Fatalf("stored messages %v, want %s: lost or duplicated", roles, want)
+	}
+	if completes {
+		results := toolResults(t, b.model)
+		if len(results) != 2 || results[0].IsError != interrupted || results[1].IsError {
+			t.Fatalf("the model was told %q (%v), %q (%v)", resultText(results[0]), results[0].IsError, resultText(results[1]), results[1].IsError)
+		}
+	}
+	if _, err := sess.Run(ctx(t), "and now?"); err != nil {
+		t.Fatalf("the session after the resumed run: %v", err)
+	}
+}
+
+// crashPrompt is the prompt of the crash tests' runs.
+const crashPrompt = "pay the invoice"
+
+// killAt has a second OS process run the session (mode "run") or a Worker
+// execute its enqueued run (mode "worker") until it reaches point, and
+// kills it there with SIGKILL.
+func killAt(t *testing.T, b *bundle, sessionID, dir, point, mode string) {
 	t.Helper()
 	child := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.v")
 	child.Env = append(os.Environ(),
@@ -200,6 +235,7 @@ func killAt(t *testing.T, b *bundle, sessionID, dir, point string) {
 		"AGENTPG_CRASH_SESSION="+sessionID,
 		"AGENTPG_CRASH_DIR="+dir,
 		"AGENTPG_CRASH_POINT="+point,
+		"AGENTPG_CRASH_MODE="+mode,
 	)
 	out := &strings.Builder{}
 	child.Stdout, child.Stderr = out, out
@@ -208,10 +244,13 @@ func killAt(t *testing.T, b *bundle, sessionID, dir, point string) {
 	}
 	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
 	reached := filepath.Join(dir, "reached")
-	waitFor(t, func() bool {
-		_, err := os.Stat(reached)
-		return err == nil
-	})
+	deadline := time.Now().Add(30 * time.Second)
+	for _, err := os.Stat(reached); err != nil; _, err = os.Stat(reached) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the helper process did not reach %q in 30s:\n%s", point, out)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -221,9 +260,9 @@ func killAt(t *testing.T, b *bundle, sessionID, dir, point string) {
 	}
 }
 
-// TestCrashHelper is the process killAt kills: it runs the session and
-// stops dead at the kill point, after saying so in a file. It does nothing
-// unless started by killAt.
+// TestCrashHelper is the process killAt kills: it runs the session, or a
+// Worker, and stops dead at the kill point, after saying so in a file. It
+// does nothing unless started by killAt.
 func TestCrashHelper(t *testing.T) {
 	dsn := os.Getenv("AGENTPG_CRASH_DB")
 	if dsn == "" {
@@ -235,7 +274,8 @@ func TestCrashHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := anthropic.NewClient(option.WithBaseURL(os.Getenv("AGENTPG_CRASH_MODEL")), option.WithAPIKey("test"), option.WithMaxRetries(0))
+	client := anthropic.NewClient(option.WithBaseURL(os.Getenv("AGENTPG_CRASH_MODEL")), option.WithAPIKey("test"),
+		option.WithMaxRetries(0), option.WithMiddleware(stopMidStream(point, stop)))
 	agent, err := agentpg.New(agentpg.Config{
 		DB: pool, Client: &client, Model: "claude-sonnet-5-5", LeaseTTL: time.Second,
 		Tools: crashTools(dir, point),
@@ -262,17 +302,49 @@ func TestCrashHelper(t *testing.T) {
 		}
 		return nil
 	})
-	onEvent := func(e agentpg.Event) {
-		if e.Kind == agentpg.EventText && point == "mid-stream" {
-			stop()
+	if os.Getenv("AGENTPG_CRASH_MODE") == "worker" {
+		w, err := agentpg.NewWorker(agent, agentpg.WorkerConfig{RescueAfter: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
 		}
+		if err := w.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute)
+		t.Fatal("the worker did not reach the kill point in a minute")
 	}
 	sess, err := agent.LoadSession(t.Context(), "acme", os.Getenv("AGENTPG_CRASH_SESSION"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = sess.RunWithOptions(t.Context(), "pay the invoice", agentpg.RunOptions{OnEvent: onEvent})
+	_, err = sess.Run(t.Context(), crashPrompt)
 	t.Fatalf("Run returned (%v) instead of being killed", err)
+}
+
+// stopMidStream is a client middleware that, at the kill point
+// "mid-stream", calls stop once the model's answer has begun to arrive.
+func stopMidStream(point string, stop func()) option.Middleware {
+	return func(req *http.Request, next option.MiddlewareNext) (*http.Response, error) {
+		resp, err := next(req)
+		if err == nil && point == "mid-stream" {
+			resp.Body = &stopOnDelta{ReadCloser: resp.Body, stop: stop}
+		}
+		return resp, err
+	}
+}
+
+// stopOnDelta calls stop when the stream it reads brings a text delta.
+type stopOnDelta struct {
+	io.ReadCloser
+	stop func()
+}
+
+func (r *stopOnDelta) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if bytes.Contains(p[:n], []byte("text_delta")) {
+		r.stop()
+	}
+	return n, err
 }
 
 // PostgreSQL connections terminated in the middle of a run: the run

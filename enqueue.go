@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"runtime"
 	"sync"
+	"time"
 	"weak"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
@@ -134,6 +135,12 @@ func (s *Session) enqueueTx(ctx context.Context, tx pgx.Tx, params store.Enqueue
 	return nil
 }
 
+// insertNotifyCooldown is how often, at most, an Agent's enqueues
+// announce new runs to the Workers (River's insert notification, one
+// NOTIFY in the enqueue's transaction). River's default, 100 ms, would
+// leave an idle Worker to find most runs by polling.
+const insertNotifyCooldown = 2 * time.Millisecond
+
 // inserters holds each Agent's insert-only River client, keyed weakly so
 // that an Agent that is no longer used is collected with its entry. (The
 // client does not refer to the Agent.)
@@ -145,7 +152,8 @@ func (a *Agent) inserter() (*river.Client[pgx.Tx], error) {
 	// The value must not refer to a, or a would never be collected.
 	db, schema, logger := a.cfg.DB, a.cfg.Schema, a.cfg.Logger
 	newClient := sync.OnceValues(func() (*river.Client[pgx.Tx], error) {
-		return river.NewClient(riverpgxv5.New(db), &river.Config{Schema: schema, Logger: logger})
+		return river.NewClient(riverpgxv5.New(db), &river.Config{Schema: schema, Logger: logger,
+			FetchCooldown: insertNotifyCooldown})
 	})
 	v, loaded := inserters.LoadOrStore(key, newClient)
 	if !loaded {

@@ -93,19 +93,22 @@ func (a *Agent) ResumeRun(ctx context.Context, tenantID, runID string) (*Result,
 	if ended(stored.Status) {
 		return a.endedResult(ctx, tenantID, stored)
 	}
-	sess, err := a.LoadSession(ctx, tenantID, stored.SessionID)
-	if err != nil {
-		return nil, err
-	}
+	return a.resumeRun(ctx, tenantID, stored.SessionID, runID)
+}
+
+// resumeRun is ResumeRun of a run of the tenant's session sessionID, which
+// it reads with the lease, in one round trip.
+func (a *Agent) resumeRun(ctx context.Context, tenantID, sessionID, runID string) (*Result, error) {
 	// No in-process gate: a Run of this process waiting in it for the
 	// session may wait for this very run (enqueued runs come first); the
 	// lease decides.
-	sess.cache.mu.Lock()
-	params := store.ResumeRunParams{TenantID: tenantID, RunID: runID, LeaseTTL: a.cfg.LeaseTTL,
-		CachedGen: sess.cache.conv.gen, CachedSeq: sess.cache.lastSeq}
-	sess.cache.mu.Unlock()
+	cache := a.cachedConversation(sessionID)
+	cache.mu.Lock()
+	params := store.ResumeRunParams{TenantID: tenantID, SessionID: sessionID, RunID: runID, LeaseTTL: a.cfg.LeaseTTL,
+		CachedGen: cache.conv.gen, CachedSeq: cache.lastSeq}
+	cache.mu.Unlock()
 	begun, err := a.store.ResumeRun(ctx, params)
-	if refused := limitError(err, tenantID, sess.ID); refused != nil {
+	if refused := limitError(err, tenantID, sessionID); refused != nil {
 		return nil, fmt.Errorf("agentpg: %w", refused)
 	}
 	if errors.Is(err, store.ErrFinished) {
@@ -114,10 +117,16 @@ func (a *Agent) ResumeRun(ctx context.Context, tenantID, runID string) (*Result,
 	if err != nil {
 		return nil, runStoreError(err, "resuming the run")
 	}
+	sess, err := a.session(begun.Session)
+	if err != nil {
+		// The session's row is unreadable (edited by hand): the run stays
+		// as it is, and its lease expires.
+		return nil, err
+	}
 	r := &run{
 		session: sess,
 		lease:   begun.Lease,
-		log:     a.cfg.Logger.With("tenant_id", tenantID, "session_id", sess.ID, "run_id", runID),
+		log:     a.cfg.Logger.With("tenant_id", tenantID, "session_id", sessionID, "run_id", runID),
 		events:  newEventWriter(a, tenantID, runID),
 	}
 	r.log.InfoContext(ctx, "run resumed")

@@ -204,10 +204,19 @@ func (s *Session) conversationSince(begun store.Begun) (conversation, error) {
 	s.cache.mu.Lock()
 	conv := s.cache.conv
 	s.cache.mu.Unlock()
+	rows := begun.History
 	if sum := begun.Summary; sum != nil {
 		conv = conversation{gen: sum.Gen, summary: sum.Text, firstIntent: sum.FirstIntent, compactedAtSeq: sum.CompactedAtSeq}
+	} else {
+		// A run that ended after the run read the cache's position, and
+		// before it took the lease, may have been cached since: keep only
+		// what the cache lacks.
+		last := conv.lastSeq()
+		for len(rows) > 0 && rows[0].Seq <= last {
+			rows = rows[1:]
+		}
 	}
-	return conv.extended(begun.History)
+	return conv.extended(rows)
 }
 
 // readHistory returns the conversation as the holder of lease, which is

@@ -31,7 +31,8 @@ const (
 type WorkerConfig struct {
 	// Concurrency is how many runs the Worker executes at once (default
 	// DefaultWorkerConcurrency). Runs of one session execute one at a
-	// time whatever it is.
+	// time whatever it is; the Worker holds up to as many more runs
+	// waiting for their session's turn, which take no part of it.
 	Concurrency int
 	// PollInterval is how often the idle Worker looks for runs that no
 	// notification announces (default DefaultWorkerPollInterval): a run
@@ -93,6 +94,13 @@ type Worker struct {
 	// runs are the runs being executed, which outlive their job's context
 	// when Stop hands them back.
 	runs sync.WaitGroup
+	// handBack is closed when Stop gives up waiting for the runs: their
+	// jobs end then, to be retried, while the runs go on.
+	handBack     chan struct{}
+	handBackOnce sync.Once
+	// slots bound the runs executing at once to Concurrency; a run
+	// waiting for its session's turn holds none.
+	slots chan struct{}
 	// stopListening lets the Agent's listener for released sessions go.
 	stopListening func()
 }
@@ -124,7 +132,7 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 	if cfg.StuckRunGrace == 0 {
 		cfg.StuckRunGrace = DefaultStuckRunGrace
 	}
-	w := &Worker{agent: a, cfg: cfg}
+	w := &Worker{agent: a, cfg: cfg, handBack: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency)}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &runWorker{w: w}); err != nil {
 		return nil, fmt.Errorf("agentpg: registering the run worker: %w", err)
@@ -140,13 +148,16 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 		},
 		&river.PeriodicJobOpts{RunOnStart: true})
 	client, err := river.NewClient(riverpgxv5.New(a.cfg.DB), &river.Config{
-		Schema:  a.cfg.Schema,
-		Logger:  a.cfg.Logger,
-		Queues:  map[string]river.QueueConfig{a.cfg.Queue: {MaxWorkers: cfg.Concurrency}},
+		Schema: a.cfg.Schema,
+		Logger: a.cfg.Logger,
+		// Twice as many jobs as runs that execute: a job whose session is
+		// busy waits for its turn without keeping a run of another session
+		// from executing.
+		Queues:  map[string]river.QueueConfig{a.cfg.Queue: {MaxWorkers: 2 * cfg.Concurrency}},
 		Workers: workers,
-		// A run lasts as long as it needs: its lease, not a timeout, says
-		// whether its worker is alive.
-		JobTimeout:           -1,
+		// A job's timeout is when River's rescuer may deem its worker dead
+		// (see runWorker.Timeout); a run is not bound by it.
+		JobTimeout:           cfg.RescueAfter,
 		RescueStuckJobsAfter: cfg.RescueAfter,
 		FetchCooldown:        min(10*time.Millisecond, cfg.PollInterval),
 		FetchPollInterval:    cfg.PollInterval,
@@ -193,6 +204,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	if ctx.Err() == nil {
 		return fmt.Errorf("agentpg: stopping the worker: %w", err)
 	}
+	w.handBackOnce.Do(func() { close(w.handBack) })
 	hardCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := w.client.StopAndCancel(hardCtx); err != nil {
@@ -208,6 +220,11 @@ type runWorker struct {
 	w *Worker
 }
 
+// Timeout is the job's timeout, which River's rescuer also takes as the
+// time after which a job still running belongs to a dead worker:
+// RescueAfter. The run itself is not bound by it (see Work).
+func (rw *runWorker) Timeout(*river.Job[runJobArgs]) time.Duration { return rw.w.cfg.RescueAfter }
+
 // Work executes the job's run with ResumeRun and maps its outcome to the
 // job's: a run that ended or paused ends the job (a failed run is not
 // retried by River: its failure is recorded in the run), a busy session
@@ -217,17 +234,18 @@ func (rw *runWorker) Work(ctx context.Context, job *river.Job[runJobArgs]) error
 	w := rw.w
 	a := w.agent
 	args := job.Args
-	// The run's context is not the job's: StopAndCancel hands the job
-	// back without interrupting the run, which a cancelled context would
-	// record as failed.
+	// The run's context is not the job's, whose timeout only tells River's
+	// rescuer when the worker may be dead: the run goes on as long as it
+	// needs, and a Stop that hands the job back does not interrupt it,
+	// which a cancelled context would record as a failure.
 	runCtx := context.WithoutCancel(ctx)
 	done := make(chan error, 1)
 	w.runs.Go(func() { done <- w.resume(runCtx, args) })
 	var err error
 	select {
 	case err = <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("agentpg: worker stopping, run %s handed back: %w", args.RunID, context.Cause(ctx))
+	case <-w.handBack:
+		return fmt.Errorf("agentpg: worker stopping, run %s handed back", args.RunID)
 	}
 	var runErr *RunError
 	switch {
@@ -259,10 +277,11 @@ func (rw *runWorker) Work(ctx context.Context, job *river.Job[runJobArgs]) error
 // a second at most each, before it snoozes and frees its worker.
 const maxTurnWaits = 10
 
-// resume resumes the job's run. While its session is busy (an earlier run
-// holds it), it waits to be woken by the release of the session's lease,
-// announced by NOTIFY, rather than polling, up to maxTurnWaits times; then
-// it returns ErrSessionBusy and the job snoozes.
+// resume resumes the job's run in one of the Worker's slots. While its
+// session is busy (an earlier run holds it), it gives its slot back and
+// waits to be woken by the release of the session's lease, announced by
+// NOTIFY, rather than polling, up to maxTurnWaits times; then it returns
+// ErrSessionBusy and the job snoozes.
 func (w *Worker) resume(ctx context.Context, args runJobArgs) error {
 	a := w.agent
 	// Registered before the first try, a release that comes between the
@@ -270,7 +289,13 @@ func (w *Worker) resume(ctx context.Context, args runJobArgs) error {
 	wake, unregister := a.releases.register(a, args.SessionID)
 	defer unregister()
 	for range maxTurnWaits {
-		_, err := a.ResumeRun(ctx, args.TenantID, args.RunID)
+		select {
+		case w.slots <- struct{}{}:
+		case <-w.handBack:
+			return fmt.Errorf("agentpg: worker stopping, run %s handed back", args.RunID)
+		}
+		_, err := a.resumeRun(ctx, args.TenantID, args.SessionID, args.RunID)
+		<-w.slots
 		if !errors.Is(err, ErrSessionBusy) {
 			return err
 		}

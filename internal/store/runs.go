@@ -75,6 +75,8 @@ type Begun struct {
 	History []Message
 	// Prompt is the stored prompt of a resumed run not yet started.
 	Prompt json.RawMessage
+	// Session is the run's session, read with the lease by ResumeRun.
+	Session *Session
 }
 
 const beginRunSQL = `

@@ -23,7 +23,10 @@ var (
 // ResumeRunParams resume a run that is queued, was interrupted or waited
 // for approvals.
 type ResumeRunParams struct {
-	TenantID  string
+	TenantID string
+	// SessionID is the run's session, whose cached conversation CachedGen
+	// and CachedSeq describe.
+	SessionID string
 	RunID     string
 	LeaseTTL  time.Duration
 	CachedGen int
@@ -33,7 +36,8 @@ type ResumeRunParams struct {
 const resumeRunSQL = `
 WITH r AS (
     SELECT id, session_id, prompt FROM {{schema}}.runs
-    WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'running', 'awaiting_approval')
+    WHERE tenant_id = $1 AND id = $2 AND session_id = $5
+      AND status IN ('queued', 'running', 'awaiting_approval')
       AND NOT EXISTS (SELECT 1 FROM {{schema}}.tool_executions t WHERE t.run_id = $2 AND t.status = 'awaiting_approval')
       -- A session's runs execute in order: a queued run waits for the
       -- earlier ones to end, save for a synchronous one a crash left
@@ -53,7 +57,8 @@ WITH r AS (
         updated_at = now()
     WHERE tenant_id = $1 AND id = (SELECT session_id FROM r)
       AND (lease_run_id IS NULL OR lease_expires_at <= now())
-    RETURNING id, lease_token, compaction_gen, summary, first_intent, compacted_at_seq
+    RETURNING id, lease_token, compaction_gen, summary, first_intent, compacted_at_seq,
+              tenant_id, identifier, parent_id, depth, metadata, overrides, created_at, updated_at
 ), run AS (
     UPDATE {{schema}}.runs
     SET status = 'running', lease_token = s.lease_token, started_at = coalesce(started_at, now())
@@ -62,7 +67,8 @@ WITH r AS (
 SELECT s.id::text, s.lease_token, s.compaction_gen, s.compaction_gen <> $4,
        CASE WHEN s.compaction_gen <> $4 THEN coalesce(s.summary, '') ELSE '' END,
        CASE WHEN s.compaction_gen <> $4 THEN coalesce(s.first_intent, '') ELSE '' END,
-       s.compacted_at_seq, r.prompt
+       s.compacted_at_seq, r.prompt,
+       s.tenant_id, s.identifier, s.parent_id::text, s.depth, s.metadata, s.overrides, s.created_at, s.updated_at
 FROM s, r`
 
 // ResumeRun takes the lease of the run's session for the run and moves it
@@ -75,16 +81,20 @@ FROM s, r`
 // the session has not ended, and a *LimitExceeded, having changed nothing,
 // when a limit refuses the call.
 func (s *Store) ResumeRun(ctx context.Context, p ResumeRunParams) (Begun, error) {
-	begun := Begun{Lease: Lease{TenantID: p.TenantID, RunID: p.RunID}}
+	begun := Begun{Lease: Lease{TenantID: p.TenantID, RunID: p.RunID}, Session: &Session{}}
 	b := begin{batch: &pgx.Batch{}, begun: &begun}
-	b.batch.Queue(s.q(resumeRunSQL), p.TenantID, p.RunID, p.LeaseTTL.Seconds(), p.CachedGen).
+	sess := begun.Session
+	b.batch.Queue(s.q(resumeRunSQL), p.TenantID, p.RunID, p.LeaseTTL.Seconds(), p.CachedGen, p.SessionID).
 		QueryRow(func(row pgx.Row) error {
-			return row.Scan(&begun.Lease.SessionID, &begun.Lease.Token, &begun.Lease.CompactionGen, &b.stale,
-				&b.sum.Text, &b.sum.FirstIntent, &b.sum.CompactedAtSeq, &begun.Prompt)
+			return row.Scan(&sess.ID, &begun.Lease.Token, &begun.Lease.CompactionGen, &b.stale,
+				&b.sum.Text, &b.sum.FirstIntent, &b.sum.CompactedAtSeq, &begun.Prompt,
+				&sess.TenantID, &sess.Identifier, &sess.ParentID, &sess.Depth, &sess.Metadata, &sess.Overrides,
+				&sess.CreatedAt, &sess.UpdatedAt)
 		})
 	b.readHistory(s.q(resumeHistorySQL), p.TenantID, p.RunID, p.CachedGen, p.CachedSeq)
 	s.queueAdmit(b.batch, begun.Lease, nil)
-	err := b.send(ctx, s.db, func() error { return s.whyNotResumed(ctx, p.TenantID, p.RunID) })
+	err := b.send(ctx, s.db, func() error { return s.whyNotResumed(ctx, p.TenantID, p.SessionID, p.RunID) })
+	begun.Lease.SessionID = sess.ID
 	return begun, err
 }
 
@@ -101,10 +111,13 @@ WHERE s.tenant_id = $1 AND s.lease_run_id = $2
 ORDER BY m.seq`
 
 // whyNotResumed explains a run that could not be resumed.
-func (s *Store) whyNotResumed(ctx context.Context, tenantID, runID string) error {
+func (s *Store) whyNotResumed(ctx context.Context, tenantID, sessionID, runID string) error {
 	run, err := s.GetRun(ctx, tenantID, runID)
 	if err != nil {
 		return err
+	}
+	if run.SessionID != sessionID {
+		return ErrNotFound
 	}
 	switch run.Status {
 	case RunCompleted, RunFailed, RunCancelled:
