@@ -62,8 +62,10 @@ var ErrLimitExceeded = errors.New("tenant limit exceeded")
 // Agent.ResumeRun resumes it) is left as it was: a new run is not
 // recorded, a queued run stays queued (a Worker tries it again after
 // RetryAfter), a resumed one stays where it stopped. A run refused before
-// a later call, once the model asked for tools, fails with class "limit"
-// before those tools run, keeping the model's answer for the record.
+// a later call, once the model asked for tools, stops before those tools
+// run: an enqueued run goes back to the queue with that step stored (a
+// Worker resumes it after RetryAfter, tools first); a run of Session.Run
+// fails with class "limit", keeping the model's answer for the record.
 type LimitError struct {
 	Tenant string
 	// SessionID is the session whose run was refused.

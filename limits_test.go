@@ -210,6 +210,11 @@ func TestLimitReachedMidRun(t *testing.T) {
 	if err != nil || len(msgs.Items) != 2 || msgs.Items[1].Text() != "Counting." {
 		t.Errorf("stored messages = %+v, %v: the model's answer is kept for the record", msgs.Items, err)
 	}
+	// Its events tell the refused step: the tool call asked for, then the
+	// failure.
+	if got := eventKinds(t, b.agent, info.ID); !slices.Equal(got, []string{"text", "tool_call", "run_end:failed"}) {
+		t.Errorf("events = %q", got)
+	}
 
 	// Another session of the tenant has a minute of its own.
 	b.model.Push(agentpgtest.Text("hello"))
@@ -223,6 +228,94 @@ func TestLimitReachedMidRun(t *testing.T) {
 	}
 	if _, texts := conversation(t, sess); !slices.Equal(texts[len(texts)-2:], []string{"again", "again"}) {
 		t.Errorf("conversation = %q", texts)
+	}
+}
+
+// eventKinds returns the kinds of the run's stored events, with the
+// status of its end.
+func eventKinds(t *testing.T, agent *agentpg.Agent, runID string) []string {
+	t.Helper()
+	events, errs := follow(t, agent, "acme", runID, 0)
+	if len(errs) > 0 {
+		t.Fatalf("RunEvents: %v", errs)
+	}
+	var kinds []string
+	for _, e := range events {
+		kind := string(e.Kind)
+		if e.Kind == agentpg.EventRunEnd {
+			kind += ":" + e.Status
+		}
+		kinds = append(kinds, kind)
+	}
+	return kinds
+}
+
+// An enqueued run refused before a later model call goes back to the
+// queue instead of failing: nothing of the refused step runs, and once the
+// limit admits it, a Worker resumes it where it stopped.
+func TestWorkerRequeuesRunRefusedMidWay(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	runs := 0
+	counted, err := tool.NewFunc("count", "Counts.", func(context.Context, struct{}) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		runs++
+		return "counted", nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := setup(t, func(c *agentpg.Config) { c.Tools = []tool.Tool{counted} })
+	sess := b.session(t, "acme", "user-1")
+	b.setLimits(t, "acme", agentpg.TenantLimits{PerSession: agentpg.SessionLimits{RequestsPerMinute: 1}})
+	b.model.Push(agentpgtest.Blocks(agentpgtest.TextBlock("Counting."), agentpgtest.ToolUse("toolu_1", "count", map[string]any{})),
+		agentpgtest.Text("Counted once."))
+	runID, err := sess.Enqueue(ctx(t), "count")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.startWorker(t, agentpg.WorkerConfig{})
+	waitFor(t, func() bool {
+		var state string
+		err := b.db.QueryRow(ctx(t), `SELECT state FROM agentpg.river_job WHERE args->>'run_id' = $1`, runID).Scan(&state)
+		return err == nil && state == "scheduled"
+	})
+	info, err := b.agent.GetRun(ctx(t), "acme", runID)
+	if err != nil || info.Status != agentpg.RunQueued || info.Iterations != 1 {
+		t.Fatalf("the refused run = %+v, %v; want it queued again after one model call", info, err)
+	}
+	mu.Lock()
+	ran := runs
+	mu.Unlock()
+	if ran != 0 || len(b.model.Requests()) != 1 {
+		t.Fatalf("after the refusal the tool ran %d times and the model got %d requests; want 0 and 1", ran, len(b.model.Requests()))
+	}
+	// The session waits for the queued run: a new run may not overtake it.
+	if _, err := sess.RunWithOptions(ctx(t), "overtake", agentpg.RunOptions{NoWait: true}); !errors.Is(err, agentpg.ErrSessionBusy) {
+		t.Fatalf("a run overtaking the queued one = %v, want ErrSessionBusy", err)
+	}
+
+	b.setLimits(t, "acme", agentpg.TenantLimits{})
+	if _, err := b.db.Exec(ctx(t), `UPDATE agentpg.river_job SET scheduled_at = now() WHERE args->>'run_id' = $1`, runID); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.agent.WaitRun(ctx(t), "acme", runID)
+	if err != nil || res.Text != "Counted once." || res.Iterations != 2 {
+		t.Fatalf("WaitRun = %+v, %v", res, err)
+	}
+	mu.Lock()
+	ran = runs
+	mu.Unlock()
+	if ran != 1 {
+		t.Errorf("the tool ran %d times, want once", ran)
+	}
+	if roles, texts := conversation(t, sess); !slices.Equal(roles, []string{"user", "assistant", "user", "assistant"}) ||
+		texts[0] != "count" || texts[3] != "Counted once." {
+		t.Errorf("conversation = %q %q", roles, texts)
+	}
+	if got := eventKinds(t, b.agent, runID); !slices.Equal(got, []string{"text", "tool_call", "tool_result", "text", "run_end:completed"}) {
+		t.Errorf("events = %q", got)
 	}
 }
 

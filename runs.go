@@ -126,6 +126,7 @@ func (a *Agent) resumeRun(ctx context.Context, tenantID, sessionID, runID string
 	r := &run{
 		session: sess,
 		lease:   begun.Lease,
+		async:   begun.Async,
 		log:     a.cfg.Logger.With("tenant_id", tenantID, "session_id", sessionID, "run_id", runID),
 		events:  newEventWriter(a, tenantID, runID),
 	}

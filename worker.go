@@ -228,8 +228,8 @@ func (rw *runWorker) Timeout(*river.Job[runJobArgs]) time.Duration { return rw.w
 // Work executes the job's run with ResumeRun and maps its outcome to the
 // job's: a run that ended or paused ends the job (a failed run is not
 // retried by River: its failure is recorded in the run), a busy session
-// snoozes the job, and so does a run its tenant's limits refuse, until
-// they admit it again; anything else is retried.
+// snoozes the job, and so does a run its tenant's limits refuse (queued
+// again), until they admit it; anything else is retried.
 func (rw *runWorker) Work(ctx context.Context, job *river.Job[runJobArgs]) error {
 	w := rw.w
 	a := w.agent

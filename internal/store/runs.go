@@ -77,6 +77,9 @@ type Begun struct {
 	Prompt json.RawMessage
 	// Session is the run's session, read with the lease by ResumeRun.
 	Session *Session
+	// Async reports an enqueued run (Session.Enqueue), resumed by
+	// ResumeRun.
+	Async bool
 }
 
 const beginRunSQL = `
@@ -305,7 +308,8 @@ type StepParams struct {
 	Usage      Usage
 	Iterations int
 	// Status is the run's status after the step: RunRunning (the default),
-	// RunCompleted or RunAwaitingApproval; the last two release the lease.
+	// RunCompleted, RunAwaitingApproval or, for an enqueued run put back
+	// in the queue, RunQueued; all but the first release the lease.
 	Status     string
 	StopReason string
 	LeaseTTL   time.Duration // the lease is renewed by this much while running

@@ -35,7 +35,7 @@ type ResumeRunParams struct {
 
 const resumeRunSQL = `
 WITH r AS (
-    SELECT id, session_id, prompt FROM {{schema}}.runs
+    SELECT id, session_id, prompt, async FROM {{schema}}.runs
     WHERE tenant_id = $1 AND id = $2 AND session_id = $5
       AND status IN ('queued', 'running', 'awaiting_approval')
       AND NOT EXISTS (SELECT 1 FROM {{schema}}.tool_executions t WHERE t.run_id = $2 AND t.status = 'awaiting_approval')
@@ -67,7 +67,7 @@ WITH r AS (
 SELECT s.id::text, s.lease_token, s.compaction_gen, s.compaction_gen <> $4,
        CASE WHEN s.compaction_gen <> $4 THEN coalesce(s.summary, '') ELSE '' END,
        CASE WHEN s.compaction_gen <> $4 THEN coalesce(s.first_intent, '') ELSE '' END,
-       s.compacted_at_seq, r.prompt,
+       s.compacted_at_seq, r.prompt, r.async,
        s.tenant_id, s.identifier, s.parent_id::text, s.depth, s.metadata, s.overrides, s.created_at, s.updated_at
 FROM s, r`
 
@@ -87,7 +87,7 @@ func (s *Store) ResumeRun(ctx context.Context, p ResumeRunParams) (Begun, error)
 	b.batch.Queue(s.q(resumeRunSQL), p.TenantID, p.RunID, p.LeaseTTL.Seconds(), p.CachedGen, p.SessionID).
 		QueryRow(func(row pgx.Row) error {
 			return row.Scan(&sess.ID, &begun.Lease.Token, &begun.Lease.CompactionGen, &b.stale,
-				&b.sum.Text, &b.sum.FirstIntent, &b.sum.CompactedAtSeq, &begun.Prompt,
+				&b.sum.Text, &b.sum.FirstIntent, &b.sum.CompactedAtSeq, &begun.Prompt, &begun.Async,
 				&sess.TenantID, &sess.Identifier, &sess.ParentID, &sess.Depth, &sess.Metadata, &sess.Overrides,
 				&sess.CreatedAt, &sess.UpdatedAt)
 		})
