@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"slices"
@@ -687,5 +688,56 @@ func TestCompactionCountsInUsage(t *testing.T) {
 	b.setLimits(t, "acme", agentpg.TenantLimits{PerSession: agentpg.SessionLimits{TokensPerDay: sessionTokens + 1}})
 	if _, err := sess.Run(ctx(t), "one more"); err != nil {
 		t.Fatalf("run below the session's budget: %v", err)
+	}
+}
+
+// Config.Prices override the default prices, the longest matching name
+// winning; a model without a price is reported so, and invalid prices are
+// refused.
+func TestPrices(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *agentpg.Config) {
+		c.Prices = map[string]agentpg.ModelPrice{"claude-sonnet-5-5": {Input: 1, Output: 2, CacheRead: 0.5, CacheWrite: 4}}
+	})
+	b.model.SetResponder(func(agentpgtest.Request) agentpgtest.Reply {
+		return agentpgtest.Reply{Content: []agentpgtest.Block{agentpgtest.TextBlock("ok")},
+			Usage: &agentpgtest.Usage{InputTokens: 1_000_000, OutputTokens: 1_000_000, CacheReadInputTokens: 2_000_000, CacheCreationInputTokens: 500_000}}
+	})
+	if _, err := b.session(t, "acme", "user-1").Run(ctx(t), "spend"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := b.cfg
+	cfg.Model = "claude-fable-5"
+	fable, err := agentpg.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := fable.NewSession(ctx(t), "acme", "user-2", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sess.Run(ctx(t), "spend"); err != nil {
+		t.Fatal(err)
+	}
+	days, err := b.agent.TenantUsage(ctx(t), "acme", time.Now(), time.Now())
+	if err != nil || len(days) != 2 {
+		t.Fatalf("TenantUsage = %+v, %v", days, err)
+	}
+	byModel := map[string]agentpg.DailyUsage{days[0].Model: days[0], days[1].Model: days[1]}
+	if d := byModel["claude-sonnet-5-5"]; !d.Priced || d.Cost != 1+2+1+2 {
+		t.Errorf("claude-sonnet-5-5 = %+v, want $6 at the configured price", d)
+	}
+	if d := byModel["claude-fable-5"]; d.Priced || d.Cost != 0 || d.Requests != 1 {
+		t.Errorf("claude-fable-5 = %+v, want no price", d)
+	}
+	for _, bad := range []agentpg.ModelPrice{{Input: -1}, {Output: math.NaN()}, {CacheWrite: math.Inf(1)}} {
+		cfg := b.cfg
+		cfg.Prices = map[string]agentpg.ModelPrice{"claude-x": bad}
+		if _, err := agentpg.New(cfg); err == nil || !strings.Contains(err.Error(), "Config.Prices") {
+			t.Errorf("New with price %+v = %v, want an error naming Config.Prices", bad, err)
+		}
+	}
+	if _, err := b.agent.TenantUsage(ctx(t), "acme", time.Now(), time.Now().AddDate(0, 0, -1)); !errors.Is(err, agentpg.ErrInvalidArgument) {
+		t.Errorf("TenantUsage with to before from = %v, want ErrInvalidArgument", err)
 	}
 }
