@@ -110,6 +110,10 @@ type Config struct {
 	// Retry says how a failed model call is retried; its zero value
 	// retries with the defaults. See RetryConfig.
 	Retry RetryConfig
+	// RetentionBatchSize is how many rows each statement of
+	// ApplyRetention and of the erasures deletes at most (default
+	// DefaultRetentionBatchSize), so that none holds its locks long.
+	RetentionBatchSize int
 	// RequestOptions are passed to every Messages API call, for settings
 	// this Config does not name (headers, sampling parameters the model
 	// accepts, a beta flag). The SDK's own retries are turned off on
@@ -238,6 +242,9 @@ func (c Config) withDefaults() Config {
 	if c.Retry.MaxAttempts == 0 {
 		c.Retry.MaxAttempts = DefaultRetryMaxAttempts
 	}
+	if c.RetentionBatchSize == 0 {
+		c.RetentionBatchSize = DefaultRetentionBatchSize
+	}
 	if c.Retry.InitialBackoff == 0 {
 		c.Retry.InitialBackoff = DefaultRetryInitialBackoff
 		if c.Retry.MaxBackoff > 0 {
@@ -296,6 +303,9 @@ func (c Config) validate() error {
 	}
 	if c.ConversationCacheSize < 1 {
 		problem("ConversationCacheSize must be positive, got %d", c.ConversationCacheSize)
+	}
+	if c.RetentionBatchSize < 1 {
+		problem("RetentionBatchSize must be positive, got %d", c.RetentionBatchSize)
 	}
 	if c.ContextWindow < 0 {
 		problem("ContextWindow must not be negative, got %d", c.ContextWindow)

@@ -56,7 +56,15 @@ type WorkerConfig struct {
 	// rescuer fails it (Agent.FailStuckRuns), so that no run stays running
 	// forever (default DefaultStuckRunGrace).
 	StuckRunGrace time.Duration
+	// RetentionInterval is how often the Workers apply the retention
+	// policies (Agent.ApplyRetention) (default
+	// DefaultWorkerRetentionInterval); one Worker, River's leader, does.
+	RetentionInterval time.Duration
 }
+
+// DefaultWorkerRetentionInterval is WorkerConfig.RetentionInterval's
+// default.
+const DefaultWorkerRetentionInterval = time.Hour
 
 // DefaultStuckRunGrace is WorkerConfig.StuckRunGrace's default.
 const DefaultStuckRunGrace = 10 * time.Minute
@@ -77,6 +85,25 @@ type rescueWorker struct {
 // Work fails the synchronous runs stuck for longer than the grace period.
 func (rw *rescueWorker) Work(ctx context.Context, _ *river.Job[rescueJobArgs]) error {
 	_, err := rw.w.agent.FailStuckRuns(ctx, rw.w.cfg.StuckRunGrace)
+	return err
+}
+
+// retentionJobArgs are the arguments of the periodic job that applies the
+// retention policies.
+type retentionJobArgs struct{}
+
+// Kind is the River job kind of the retention job.
+func (retentionJobArgs) Kind() string { return "agentpg_apply_retention" }
+
+// retentionWorker runs Agent.ApplyRetention.
+type retentionWorker struct {
+	river.WorkerDefaults[retentionJobArgs]
+	w *Worker
+}
+
+// Work deletes what the retention policies say has expired.
+func (rw *retentionWorker) Work(ctx context.Context, _ *river.Job[retentionJobArgs]) error {
+	_, err := rw.w.agent.ApplyRetention(ctx)
 	return err
 }
 
@@ -114,7 +141,7 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 	switch {
 	case cfg.Concurrency < 0:
 		return nil, fmt.Errorf("agentpg: %w: WorkerConfig.Concurrency must not be negative", ErrInvalidArgument)
-	case cfg.PollInterval < 0, cfg.BusyDelay < 0, cfg.RescueAfter < 0, cfg.StuckRunGrace < 0:
+	case cfg.PollInterval < 0, cfg.BusyDelay < 0, cfg.RescueAfter < 0, cfg.StuckRunGrace < 0, cfg.RetentionInterval < 0:
 		return nil, fmt.Errorf("agentpg: %w: WorkerConfig durations must not be negative", ErrInvalidArgument)
 	}
 	if cfg.Concurrency == 0 {
@@ -132,6 +159,9 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 	if cfg.StuckRunGrace == 0 {
 		cfg.StuckRunGrace = DefaultStuckRunGrace
 	}
+	if cfg.RetentionInterval == 0 {
+		cfg.RetentionInterval = DefaultWorkerRetentionInterval
+	}
 	w := &Worker{agent: a, cfg: cfg, handBack: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency)}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &runWorker{w: w}); err != nil {
@@ -140,11 +170,19 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 	if err := river.AddWorkerSafely(workers, &rescueWorker{w: w}); err != nil {
 		return nil, fmt.Errorf("agentpg: registering the rescuer: %w", err)
 	}
+	if err := river.AddWorkerSafely(workers, &retentionWorker{w: w}); err != nil {
+		return nil, fmt.Errorf("agentpg: registering the retention job: %w", err)
+	}
 	// The leader among the Workers inserts the rescuer's job, at most
 	// every minute and once on start.
 	rescue := river.NewPeriodicJob(river.PeriodicInterval(min(time.Minute, cfg.StuckRunGrace)),
 		func() (river.JobArgs, *river.InsertOpts) {
 			return rescueJobArgs{}, &river.InsertOpts{Queue: a.cfg.Queue}
+		},
+		&river.PeriodicJobOpts{RunOnStart: true})
+	retention := river.NewPeriodicJob(river.PeriodicInterval(cfg.RetentionInterval),
+		func() (river.JobArgs, *river.InsertOpts) {
+			return retentionJobArgs{}, &river.InsertOpts{Queue: a.cfg.Queue}
 		},
 		&river.PeriodicJobOpts{RunOnStart: true})
 	client, err := river.NewClient(riverpgxv5.New(a.cfg.DB), &river.Config{
@@ -161,7 +199,7 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 		RescueStuckJobsAfter: cfg.RescueAfter,
 		FetchCooldown:        min(10*time.Millisecond, cfg.PollInterval),
 		FetchPollInterval:    cfg.PollInterval,
-		PeriodicJobs:         []*river.PeriodicJob{rescue},
+		PeriodicJobs:         []*river.PeriodicJob{rescue, retention},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agentpg: making the River client: %w", err)

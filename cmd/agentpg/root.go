@@ -98,6 +98,8 @@ func (c *cli) rootCmd() *cobra.Command {
 		c.approvalsCmd(),
 		c.limitsCmd(),
 		c.usageCmd(),
+		c.retentionCmd(),
+		c.eraseCmd(),
 		c.doctorCmd(),
 		c.versionCmd(),
 	)
