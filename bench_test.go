@@ -120,7 +120,7 @@ func tracedPool(b testing.TB, db *pgxpool.Pool, counter *statementCounter) (*pgx
 // round trips and commits per turn, and the time and allocations of the whole
 // turn (PostgreSQL and the loopback model server included).
 func BenchmarkPlainTurn(b *testing.B) {
-	benchmarkTurn(b, nil, agentpgtest.Echo, nil)
+	benchmarkTurn(b, agentpg.Config{}, agentpgtest.Echo, nil)
 }
 
 // BenchmarkPlainTurnLimited is BenchmarkPlainTurn for a tenant with
@@ -128,17 +128,21 @@ func BenchmarkPlainTurn(b *testing.B) {
 // counting its usage add statements to the turn's batches, not round
 // trips.
 func BenchmarkPlainTurnLimited(b *testing.B) {
-	benchmarkTurn(b, nil, agentpgtest.Echo, &agentpg.TenantLimits{
+	benchmarkTurn(b, agentpg.Config{}, agentpgtest.Echo, &agentpg.TenantLimits{
 		RequestsPerMinute: 1 << 30, TokensPerDay: 1 << 50,
 		PerSession: agentpg.SessionLimits{RequestsPerMinute: 1 << 30, TokensPerDay: 1 << 50},
 	})
 }
 
 // BenchmarkToolTurn measures a Run in which the model calls one tool and
-// then answers: model, tool, model.
+// then answers: model, tool, model; "audited" with Config.Audit.Enabled,
+// its round trips counting the audit log's background writes.
 func BenchmarkToolTurn(b *testing.B) {
 	tools, responder := echoToolTurn(b)
-	benchmarkTurn(b, tools, responder, nil)
+	b.Run("plain", func(b *testing.B) { benchmarkTurn(b, agentpg.Config{Tools: tools}, responder, nil) })
+	b.Run("audited", func(b *testing.B) {
+		benchmarkTurn(b, agentpg.Config{Tools: tools, Audit: agentpg.AuditConfig{Enabled: true}}, responder, nil)
+	})
 }
 
 // echoToolTurn returns the tool and the model of a tool turn: the model
@@ -159,17 +163,17 @@ func echoToolTurn(b *testing.B) ([]tool.Tool, func(agentpgtest.Request) agentpgt
 	}
 }
 
-// benchmarkTurn runs b.N turns, ten per session, with the given tools and
-// model responder, and limits on the tenant unless nil, and reports round
-// trips and commits per turn.
-func benchmarkTurn(b *testing.B, tools []tool.Tool, responder func(agentpgtest.Request) agentpgtest.Reply, limits *agentpg.TenantLimits) {
+// benchmarkTurn runs b.N turns, ten per session, with cfg's tools and
+// audit settings, the model responder and limits on the tenant unless nil,
+// and reports round trips and commits per turn (those of the audit log's
+// background writes, flushed at the end, included).
+func benchmarkTurn(b *testing.B, cfg agentpg.Config, responder func(agentpgtest.Request) agentpgtest.Reply, limits *agentpg.TenantLimits) {
 	counter := &statementCounter{}
 	pool, _ := tracedPool(b, agentpgtest.DB(b), counter)
 	model := agentpgtest.NewServer(b)
 	model.SetResponder(responder)
-	agent, err := agentpg.New(agentpg.Config{
-		DB: pool, Client: model.Client(), Model: "claude-sonnet-5-5", SystemPrompt: "Be brief.", Tools: tools,
-	})
+	cfg.DB, cfg.Client, cfg.Model, cfg.SystemPrompt = pool, model.Client(), "claude-sonnet-5-5", "Be brief."
+	agent, err := agentpg.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -200,6 +204,9 @@ func benchmarkTurn(b *testing.B, tools []tool.Tool, responder func(agentpgtest.R
 		}
 	}
 	b.StopTimer()
+	if err := agent.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
 	b.ReportMetric(float64(counter.statements.Load())/float64(b.N), "roundtrips/turn")
 	b.ReportMetric(float64(counter.writes.Load())/float64(b.N), "commits/turn")
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentpg/agentpg/compaction"
 	"github.com/agentpg/agentpg/internal/store"
+	"github.com/agentpg/agentpg/redact"
 	"github.com/agentpg/agentpg/tool"
 )
 
@@ -79,8 +80,14 @@ type Config struct {
 	// may nest (default DefaultMaxAgentDepth).
 	MaxAgentDepth int
 	// Logger receives AgentPG's logs, with tenant_id, session_id and run_id
-	// attributes. Nil discards them.
+	// attributes. Nil discards them. Every message and attribute passes
+	// through redact.Redact first (email addresses, card numbers, API keys
+	// and other secrets become [REDACTED:KIND]), unless
+	// DisableLogRedaction.
 	Logger *slog.Logger
+	// DisableLogRedaction passes log records to Logger as they are, for a
+	// Logger that redacts by itself, or a test that needs the raw values.
+	DisableLogRedaction bool
 	// LeaseTTL is how long a run's lease on its session lasts without
 	// renewal (default DefaultLeaseTTL). A run renews it every third of
 	// that; a process that dies holding it blocks the session at most this
@@ -114,6 +121,10 @@ type Config struct {
 	// ApplyRetention and of the erasures deletes at most (default
 	// DefaultRetentionBatchSize), so that none holds its locks long.
 	RetentionBatchSize int
+	// Audit configures the Agent's audit log: with Audit.Enabled, the
+	// Agent records its tool calls, approvals, session deletions and run
+	// cancellations there. See AuditConfig.
+	Audit AuditConfig
 	// RequestOptions are passed to every Messages API call, for settings
 	// this Config does not name (headers, sampling parameters the model
 	// accepts, a beta flag). The SDK's own retries are turned off on
@@ -236,8 +247,11 @@ func (c Config) withDefaults() Config {
 	if c.MaxAgentDepth == 0 {
 		c.MaxAgentDepth = DefaultMaxAgentDepth
 	}
-	if c.Logger == nil {
+	switch {
+	case c.Logger == nil:
 		c.Logger = slog.New(slog.DiscardHandler)
+	case !c.DisableLogRedaction:
+		c.Logger = slog.New(redact.NewHandler(c.Logger.Handler()))
 	}
 	if c.Retry.MaxAttempts == 0 {
 		c.Retry.MaxAttempts = DefaultRetryMaxAttempts

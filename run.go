@@ -12,6 +12,7 @@ import (
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 
+	"github.com/agentpg/agentpg/audit"
 	"github.com/agentpg/agentpg/internal/store"
 	"github.com/agentpg/agentpg/tool"
 )
@@ -392,6 +393,7 @@ func (r *run) toolStep(ctx context.Context, resp *response) (*Result, error) {
 		if err := a.beforeToolCall(ctx, r, call); err != nil {
 			res := deniedResult(call, err)
 			planned[i].result = &res
+			a.record(ctx, r.auditEntry(audit.ActionToolDenied, call, false, err.Error()))
 		} else if a.needsApproval(call.Name) {
 			planned[i].status = store.ToolAwaitingApproval
 			pending = append(pending, PendingToolCall{ToolUseID: call.ID, Name: call.Name, Input: call.Input})
@@ -546,7 +548,9 @@ func (r *run) completeTools(ctx context.Context, planned []plannedCall) error {
 			at = append(at, i)
 		}
 	}
-	for i, res := range a.executor.Execute(ctx, runnable) {
+	ran := a.executor.Execute(ctx, runnable)
+	r.auditToolCalls(ctx, ran)
+	for i, res := range ran {
 		results[at[i]] = res
 	}
 	if err := context.Cause(ctx); err != nil {

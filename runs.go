@@ -11,6 +11,7 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/riverqueue/river"
 
+	"github.com/agentpg/agentpg/audit"
 	"github.com/agentpg/agentpg/internal/store"
 	"github.com/agentpg/agentpg/tool"
 )
@@ -69,6 +70,7 @@ func (a *Agent) CancelRun(ctx context.Context, tenantID, runID string) error {
 		return err
 	}
 	_, err := a.store.CancelRun(ctx, tenantID, runID, "cancelled by CancelRun")
+	a.record(ctx, audit.Entry{TenantID: tenantID, RunID: runID, Action: audit.ActionRunCancel, Success: err == nil})
 	return runStoreError(err, "cancelling the run")
 }
 
@@ -173,13 +175,14 @@ func (a *Agent) DecideToolCall(ctx context.Context, tenantID, runID, toolUseID s
 		return err
 	}
 	note, _ = storableText(note)
-	remaining, err := a.store.DecideToolCall(ctx, tenantID, runID, toolUseID, approve, note)
+	decided, err := a.store.DecideToolCall(ctx, tenantID, runID, toolUseID, approve, note)
+	a.auditDecision(ctx, tenantID, runID, approve, note, decided, err)
 	if err != nil {
 		return runStoreError(err, "deciding the tool call")
 	}
 	a.cfg.Logger.InfoContext(ctx, "tool call decided", "tenant_id", tenantID, "run_id", runID,
 		"tool_use_id", toolUseID, "approved", approve)
-	if remaining == 0 {
+	if decided.Remaining == 0 {
 		return a.continueAsync(ctx, tenantID, runID)
 	}
 	return nil

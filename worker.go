@@ -228,7 +228,8 @@ func (w *Worker) Start(ctx context.Context) error {
 // and Stop returns ctx's error. The runs are not interrupted mid-step: in
 // this process they go on until they end or the process exits; then their
 // leases on their sessions expire and another Worker resumes each from its
-// last committed step.
+// last committed step. A Stop whose runs all ended also flushes the Agent's
+// audit log (Agent.Close closes it).
 func (w *Worker) Stop(ctx context.Context) error {
 	if w.stopListening != nil {
 		defer w.stopListening()
@@ -236,6 +237,9 @@ func (w *Worker) Stop(ctx context.Context) error {
 	err := w.client.Stop(ctx)
 	if err == nil {
 		w.runs.Wait()
+		if err := w.agent.audit.Flush(ctx); err != nil {
+			w.agent.cfg.Logger.WarnContext(ctx, "flushing the audit log", "error", err)
+		}
 		w.agent.cfg.Logger.InfoContext(ctx, "worker stopped")
 		return nil
 	}

@@ -19,6 +19,8 @@
 //	approvals list   list the runs awaiting approval and their pending tool calls
 //	approvals approve  approve a tool call awaiting approval
 //	approvals deny   deny a tool call awaiting approval
+//	audit list       list a tenant's audit entries, oldest first (--since)
+//	audit verify     verify the audit chain of a tenant, or of every tenant
 //	limits show      show a tenant's limits on model calls
 //	limits set       set a tenant's requests per minute and tokens per day
 //	usage            show a tenant's model calls, tokens and cost per day
@@ -34,9 +36,9 @@
 //	                    postgres://root@127.0.0.1:5432/test?sslmode=disable)
 //	--schema name       the schema of AgentPG's tables (default "agentpg")
 //	--tenant id         the tenant, for demo, chat, sessions, runs, approvals,
-//	                    limits and usage
+//	                    audit, limits and usage
 //	--json              machine-readable output, for sessions, runs, approvals
-//	                    (list), limits, usage, doctor and version
+//	                    (list), audit, limits, usage, doctor and version
 //
 // When nothing answers at the default database, demo starts a throwaway
 // cluster of its own. ANTHROPIC_API_KEY lets demo and chat talk to Claude;

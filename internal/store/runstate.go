@@ -176,36 +176,47 @@ SET status = CASE WHEN $4 THEN 'approved' ELSE 'denied' END, decision_note = $5,
 WHERE tenant_id = $1 AND run_id = $2 AND tool_use_id = $3 AND status = 'awaiting_approval'
   AND EXISTS (SELECT 1 FROM {{schema}}.runs r WHERE r.id = $2 AND r.status = 'awaiting_approval')
 RETURNING (SELECT count(*) FROM {{schema}}.tool_executions
-           WHERE run_id = $2 AND status = 'awaiting_approval' AND tool_use_id <> $3)`
+           WHERE run_id = $2 AND status = 'awaiting_approval' AND tool_use_id <> $3),
+          session_id::text, name, input`
+
+// DecidedCall is a call DecideToolCall decided.
+type DecidedCall struct {
+	// Remaining is how many calls of the run still wait.
+	Remaining int
+	SessionID string
+	Name      string
+	Input     json.RawMessage
+}
 
 // DecideToolCall approves or denies a call waiting for approval. It
-// returns how many calls of the run still wait, ErrNotPending for a call
-// that does not wait (decided already), ErrFinished for a call of a run
-// that ended (cancelled), or ErrNotFound.
-func (s *Store) DecideToolCall(ctx context.Context, tenantID, runID, toolUseID string, approve bool, note string) (int, error) {
-	var remaining int
-	err := s.db.QueryRow(ctx, s.q(decideToolCallSQL), tenantID, runID, toolUseID, approve, note).Scan(&remaining)
+// returns the call, ErrNotPending for a call that does not wait (decided
+// already), ErrFinished for a call of a run that ended (cancelled), or
+// ErrNotFound.
+func (s *Store) DecideToolCall(ctx context.Context, tenantID, runID, toolUseID string, approve bool, note string) (DecidedCall, error) {
+	var d DecidedCall
+	err := s.db.QueryRow(ctx, s.q(decideToolCallSQL), tenantID, runID, toolUseID, approve, note).
+		Scan(&d.Remaining, &d.SessionID, &d.Name, &d.Input)
 	if !errors.Is(err, pgx.ErrNoRows) {
-		return remaining, err
+		return d, err
 	}
 	run, err := s.GetRun(ctx, tenantID, runID)
 	if err != nil {
-		return 0, err
+		return d, err
 	}
 	switch run.Status {
 	case RunCompleted, RunFailed, RunCancelled:
-		return 0, ErrFinished
+		return d, ErrFinished
 	}
 	calls, err := s.ListToolCalls(ctx, tenantID, nil, runID)
 	if err != nil {
-		return 0, err
+		return d, err
 	}
 	for _, c := range calls {
 		if c.ToolUseID == toolUseID {
-			return 0, ErrNotPending
+			return d, ErrNotPending
 		}
 	}
-	return 0, ErrNotFound
+	return d, ErrNotFound
 }
 
 const lastAnswerSQL = `
