@@ -16,8 +16,9 @@ type AuditConfig struct {
 	// each tool call that ran (audit.ActionToolCall: the tool, its input,
 	// whether it succeeded), each call an OnBeforeToolCall hook denied
 	// (ActionToolDenied), each DecideToolCall (ActionToolApprove or
-	// ActionToolDeny), DeleteSession (ActionSessionDelete) and CancelRun
-	// (ActionRunCancel), each with whether it took effect. The entries of
+	// ActionToolDeny), DeleteSession (ActionSessionDelete), CancelRun
+	// (ActionRunCancel) and SetTenantLimits (ActionLimitsSet), each with
+	// whether it took effect. The entries of
 	// a run carry the session's identifier as UserID. They are buffered
 	// and written in the background: a turn waits for no audit write. An
 	// entry that cannot be recorded is logged, and the Agent goes on.

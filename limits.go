@@ -2,11 +2,13 @@ package agentpg
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"time"
 
+	"github.com/agentpg/agentpg/audit"
 	"github.com/agentpg/agentpg/internal/store"
 )
 
@@ -110,7 +112,8 @@ func limitError(err error, tenantID, sessionID string) *LimitError {
 // SetTenantLimits replaces the tenant's limits with l; zero fields remove
 // limits, and a zero TenantLimits removes them all. Runs already under way
 // meet the new limits at their next model call. A negative limit is
-// ErrInvalidArgument.
+// ErrInvalidArgument. With Config.Audit.Enabled, the change is recorded in
+// the audit log (audit.ActionLimitsSet).
 func (a *Agent) SetTenantLimits(ctx context.Context, tenantID string, l TenantLimits) error {
 	if err := validateTenant(tenantID); err != nil {
 		return err
@@ -132,6 +135,8 @@ func (a *Agent) SetTenantLimits(ctx context.Context, tenantID string, l TenantLi
 		RequestsPerMinute: l.RequestsPerMinute, TokensPerDay: l.TokensPerDay,
 		SessionRequestsPerMinute: l.PerSession.RequestsPerMinute, SessionTokensPerDay: l.PerSession.TokensPerDay,
 	})
+	set, _ := json.Marshal(l)
+	a.record(ctx, audit.Entry{TenantID: tenantID, Action: audit.ActionLimitsSet, Input: string(set), Success: err == nil})
 	if err != nil {
 		return fmt.Errorf("agentpg: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/agentpg/agentpg"
 	"github.com/agentpg/agentpg/agentpgtest"
+	"github.com/agentpg/agentpg/audit"
 	"github.com/agentpg/agentpg/compaction"
 	"github.com/agentpg/agentpg/tool"
 )
@@ -739,5 +740,24 @@ func TestPrices(t *testing.T) {
 	}
 	if _, err := b.agent.TenantUsage(ctx(t), "acme", time.Now(), time.Now().AddDate(0, 0, -1)); !errors.Is(err, agentpg.ErrInvalidArgument) {
 		t.Errorf("TenantUsage with to before from = %v, want ErrInvalidArgument", err)
+	}
+}
+
+// With the audit log on, a change of a tenant's limits is recorded in
+// that tenant's chain, with the limits set.
+func TestSetTenantLimitsAudited(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *agentpg.Config) { c.Audit = agentpg.AuditConfig{Enabled: true} })
+	b.setLimits(t, "acme", agentpg.TenantLimits{RequestsPerMinute: 7})
+	if err := b.agent.AuditLog().Flush(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	entries := auditEntries(t, b.agent, "acme")
+	if len(entries) != 1 || entries[0].Action != audit.ActionLimitsSet || !entries[0].Success ||
+		!strings.Contains(entries[0].Input, `"RequestsPerMinute":7`) {
+		t.Fatalf("audit entries = %+v", entries)
+	}
+	if entries := auditEntries(t, b.agent, "globex"); len(entries) != 0 {
+		t.Errorf("another tenant's audit entries = %+v", entries)
 	}
 }
