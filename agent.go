@@ -357,6 +357,7 @@ func (a *Agent) session(row *store.Session) (*Session, error) {
 		agent:      a,
 		depth:      row.Depth,
 		cache:      a.cachedConversation(row.ID),
+		endUser:    row.Identifier,
 	}
 	if row.ParentID != nil {
 		sess.ParentID = *row.ParentID

@@ -18,13 +18,18 @@ type AuditConfig struct {
 	// (ActionToolDenied), each DecideToolCall (ActionToolApprove or
 	// ActionToolDeny), DeleteSession (ActionSessionDelete), CancelRun
 	// (ActionRunCancel) and SetTenantLimits (ActionLimitsSet), each with
-	// whether it took effect. The entries of
-	// a run carry the session's identifier as UserID. They are buffered
+	// whether it took effect. The entries of a run carry the session's
+	// identifier as UserID; those of a nested agent's run, the identifier
+	// of the session that called it, so that EraseIdentifier erases them
+	// with the rest of the end user's data. They are buffered
 	// and written in the background: a turn waits for no audit write. An
 	// entry that cannot be recorded is logged, and the Agent goes on.
 	Enabled bool
 	// Redact rewrites each entry's Input and Detail before it is stored
-	// (audit.Options.Redact); nil stores them as given.
+	// (audit.Options.Redact); nil means redact.Redact, which replaces
+	// email addresses, card numbers, secrets and the like with
+	// [REDACTED:KIND]. To store inputs as given, set a function that
+	// returns its argument.
 	Redact func(string) string
 	// Actor, if set, names who acts from the context of a call, such as
 	// the authenticated user your handler put there: the Agent sets it as
@@ -63,10 +68,21 @@ func (a *Agent) record(ctx context.Context, e audit.Entry) {
 	}
 }
 
+// actor names who acts, for the audit log: Config.Audit.Actor's answer, or
+// "agentpg".
+func (a *Agent) actor(ctx context.Context) string {
+	if a.cfg.Audit.Actor != nil {
+		if actor := a.cfg.Audit.Actor(ctx); actor != "" {
+			return actor
+		}
+	}
+	return "agentpg"
+}
+
 // auditEntry is an entry about a call of the run.
 func (r *run) auditEntry(action string, call tool.Call, success bool, detail string) audit.Entry {
 	return audit.Entry{
-		TenantID: r.session.TenantID, UserID: r.session.Identifier, SessionID: r.session.ID, RunID: r.lease.RunID,
+		TenantID: r.session.TenantID, UserID: r.session.endUser, SessionID: r.session.ID, RunID: r.lease.RunID,
 		Action: action, Tool: call.Name, Input: string(call.Input), Success: success, Detail: detail,
 	}
 }

@@ -253,6 +253,9 @@ func (c Config) withDefaults() Config {
 	case !c.DisableLogRedaction:
 		c.Logger = slog.New(redact.NewHandler(c.Logger.Handler()))
 	}
+	if c.Audit.Redact == nil {
+		c.Audit.Redact = redact.Redact
+	}
 	if c.Retry.MaxAttempts == 0 {
 		c.Retry.MaxAttempts = DefaultRetryMaxAttempts
 	}

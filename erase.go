@@ -14,7 +14,9 @@ type ErasureCounts struct {
 
 // EraseTenant deletes every row of the tenant: its sessions with their
 // messages, archive, runs, tool calls, events and nested agents' sessions,
-// and its settings (retention policy). Runs of the tenant still going fail
+// and its settings (retention policy); in its audit log, the content of
+// every entry is blanked and a tombstone says who erased it and when (the
+// chain still verifies). Runs of the tenant still going fail
 // at their next write. It deletes in statements of at most
 // Config.RetentionBatchSize sessions; should it be interrupted, calling it
 // again finishes.
@@ -28,14 +30,19 @@ func (a *Agent) EraseTenant(ctx context.Context, tenantID string) error {
 	if err := a.store.EraseTenantSettings(ctx, tenantID); err != nil {
 		return fmt.Errorf("agentpg: erasing the tenant's settings: %w", err)
 	}
+	if _, err := a.audit.EraseTenant(ctx, tenantID, a.actor(ctx)); err != nil {
+		return fmt.Errorf("agentpg: erasing the tenant's audit entries: %w", err)
+	}
 	a.cfg.Logger.InfoContext(ctx, "tenant erased", "tenant_id", tenantID)
 	return nil
 }
 
 // EraseIdentifier deletes everything of one end user of the tenant: the
 // session with that identifier, the nested agents' sessions under it, and
-// their messages, archive, runs, tool calls and events. Other sessions of
-// the tenant are untouched. A run of the session still going fails at its
+// their messages, archive, runs, tool calls and events; and the content of
+// the audit entries whose UserID is identifier (the Agent records a run's
+// entries under its session's identifier), leaving a tombstone. Other
+// sessions of the tenant are untouched. A run of the session still going fails at its
 // next write. Erasing an identifier the tenant does not have does nothing.
 func (a *Agent) EraseIdentifier(ctx context.Context, tenantID, identifier string) error {
 	if err := validateTenant(tenantID); err != nil {
@@ -46,6 +53,9 @@ func (a *Agent) EraseIdentifier(ctx context.Context, tenantID, identifier string
 	}
 	if err := a.erase(ctx, store.Erasure{TenantID: tenantID, Identifier: &identifier}); err != nil {
 		return err
+	}
+	if _, err := a.audit.Erase(ctx, tenantID, identifier, a.actor(ctx)); err != nil {
+		return fmt.Errorf("agentpg: erasing the identifier's audit entries: %w", err)
 	}
 	a.cfg.Logger.InfoContext(ctx, "identifier erased", "tenant_id", tenantID)
 	return nil

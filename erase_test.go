@@ -47,6 +47,7 @@ func erasureSetup(t *testing.T) *bundle {
 		c.ContextWindow = 20000
 		c.Compaction = agentpg.CompactionConfig{Disabled: true, Strategy: compaction.StrategySummarize, ProtectTokens: 1000}
 		c.RetentionBatchSize = 2 // several batches
+		c.Audit.Enabled = true
 	})
 	if err := b.agent.Executor().Registry().Register(b.agent.AsTool("self", "Delegates to itself.")); err != nil {
 		t.Fatal(err)
@@ -102,7 +103,7 @@ func tablesHolding(t *testing.T, b *bundle, s string) []string {
 
 // After EraseIdentifier, nothing of the end user remains in any table:
 // sessions, nested agents' sessions, messages, archive, runs, tool calls,
-// events. Another user of the tenant, and a user with the same identifier
+// events, audit entries (whose chain still verifies). Another user of the tenant, and a user with the same identifier
 // in another tenant, keep all of theirs.
 func TestEraseIdentifier(t *testing.T) {
 	t.Parallel()
@@ -111,9 +112,12 @@ func TestEraseIdentifier(t *testing.T) {
 	userData(t, b, "acme", "user-1", victim)
 	userData(t, b, "acme", "user-2", bystander)
 	userData(t, b, "globex", "user-1", namesake)
+	if err := b.agent.AuditLog().Flush(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
 	for _, marker := range []string{victim, bystander, namesake} {
 		holding := tablesHolding(t, b, marker)
-		for _, table := range []string{"sessions", "messages", "message_archive", "tool_executions", "run_events"} {
+		for _, table := range []string{"sessions", "messages", "message_archive", "tool_executions", "run_events", "audit_log"} {
 			if !slices.Contains(holding, table) {
 				t.Fatalf("%s is in %v, not in %s: the test writes too little", marker, holding, table)
 			}
@@ -131,8 +135,13 @@ func TestEraseIdentifier(t *testing.T) {
 		t.Fatalf("the erased user is still in %v", holding)
 	}
 	for _, marker := range []string{bystander, namesake} {
-		if holding := tablesHolding(t, b, marker); len(holding) < 5 {
+		if holding := tablesHolding(t, b, marker); len(holding) < 6 {
 			t.Fatalf("%s lost data: only in %v", marker, holding)
+		}
+	}
+	for _, tenant := range []string{"acme", "globex"} {
+		if err := b.agent.AuditLog().Verify(ctx(t), tenant); err != nil {
+			t.Fatalf("the audit chain of %s after the erasure: %v", tenant, err)
 		}
 	}
 	after, err := b.agent.PreviewErasure(ctx(t), "acme", "user-1")
@@ -166,10 +175,13 @@ func TestEraseTenant(t *testing.T) {
 	if err := b.agent.EraseTenant(ctx(t), "acme"); err != nil {
 		t.Fatal(err)
 	}
+	if err := b.agent.AuditLog().Verify(ctx(t), "acme"); err != nil {
+		t.Fatalf("the erased tenant's audit chain: %v", err)
+	}
 	if holding := tablesHolding(t, b, gone); len(holding) > 0 {
 		t.Fatalf("the erased tenant is still in %v", holding)
 	}
-	if holding := tablesHolding(t, b, kept); len(holding) < 5 {
+	if holding := tablesHolding(t, b, kept); len(holding) < 6 {
 		t.Fatalf("the other tenant lost data: only in %v", holding)
 	}
 	policies, err := b.agent.RetentionPolicies(ctx(t))

@@ -30,6 +30,7 @@ import (
 	"github.com/agentpg/agentpg"
 	"github.com/agentpg/agentpg/agentpgtest"
 	"github.com/agentpg/agentpg/audit"
+	"github.com/agentpg/agentpg/redact"
 	"github.com/agentpg/agentpg/tool"
 	"github.com/agentpg/agentpg/tool/builtin"
 )
@@ -458,9 +459,10 @@ func TestGuideToolSamples(t *testing.T) {
 
 // --- Sensitive data filtering and audit --------------------------------
 
+// containsPII is the guide's helper, on package redact's detectors.
 func containsPII(msg any) bool {
 	m, ok := msg.(agentpg.Message)
-	return ok && strings.Contains(m.Text(), "SSN")
+	return ok && len(redact.Find(m.Text())) > 0
 }
 
 func installGuideHooks(agent *agentpg.Agent) {

@@ -26,6 +26,10 @@ type Session struct {
 	depth     int // how deep the session nests under its ancestors
 
 	cache *cachedConversation // shared by the agent's Session values of this session
+	// endUser is whose session this is, for the audit log: its identifier,
+	// or for a nested agent's session made by a run, the identifier of
+	// the session at the root of the run's tree.
+	endUser string
 }
 
 // cachedConversation is the conversation of a session as last read, so

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 
+	"github.com/agentpg/agentpg/audit"
 	"github.com/agentpg/agentpg/internal/store"
 )
 
@@ -21,7 +22,9 @@ const doctorHelp = `Check the deployment agentpg is pointed at, as the Checklist
 guide (docs/security.md) asks: whether ANTHROPIC_API_KEY is set, where the
 database's URL comes from (a warning when DATABASE_URL is unset and the local
 default is used), whether the database answers, over TLS, whether the URL holds
-a password, the server's version and whether the schema has every migration.
+a password, the server's version, whether the schema has every migration,
+whether the audit log has entries and every tenant's chain is intact, and
+whether a retention policy is set.
 
 TLS is judged by sslmode: disable, allow and prefer warn (they fall back to
 plaintext silently and never verify the server), require warns for a remote
@@ -66,25 +69,37 @@ type checkup struct {
 	// db is the database, or nil when connecting failed with dbErr.
 	db    *database
 	dbErr error
+	// migrated is set by checkMigrations when the schema is up to date.
+	migrated bool
 }
 
 // doctorCheck is one check of doctor.
 type doctorCheck struct {
-	name string
-	// needsDB is set for the checks that run only once connected.
-	needsDB bool
-	run     func(ctx context.Context, cu *checkup) finding
+	name  string
+	needs need
+	run   func(ctx context.Context, cu *checkup) finding
 }
+
+// need is what a check needs to run.
+type need int
+
+const (
+	needsNothing need = iota
+	needsDB           // a connection
+	needsSchema       // a connection, and the schema migrated
+)
 
 // doctorChecks are the checks of doctor, in the order they print.
 var doctorChecks = []doctorCheck{
-	{"API key", false, checkAPIKey},
-	{"database URL", false, checkDatabaseURL},
-	{"database", false, checkDatabase},
-	{"TLS", true, checkTLS},
-	{"password", false, checkPassword},
-	{"server version", true, checkServerVersion},
-	{"migrations", true, checkMigrations},
+	{"API key", needsNothing, checkAPIKey},
+	{"database URL", needsNothing, checkDatabaseURL},
+	{"database", needsNothing, checkDatabase},
+	{"TLS", needsDB, checkTLS},
+	{"password", needsNothing, checkPassword},
+	{"server version", needsDB, checkServerVersion},
+	{"migrations", needsDB, checkMigrations},
+	{"audit log", needsSchema, checkAuditLog},
+	{"retention", needsSchema, checkRetention},
 }
 
 // doctorCmd returns "agentpg doctor".
@@ -100,10 +115,12 @@ func (c *cli) doctorCmd() *cobra.Command {
 // doctorReport is the outcome of doctor, as --json prints it.
 type doctorReport struct {
 	Checks []checkResult `json:"checks"`
-	// Skipped names the checks that need a connection, when there is none.
-	Skipped  []string `json:"skipped"`
-	Failed   int      `json:"failed"`
-	Warnings int      `json:"warnings"`
+	// Skipped names the checks that need a connection, when there is none,
+	// and Unmigrated those that need the schema migrated, when it is not.
+	Skipped    []string `json:"skipped"`
+	Unmigrated []string `json:"unmigrated"`
+	Failed     int      `json:"failed"`
+	Warnings   int      `json:"warnings"`
 }
 
 // checkResult is the outcome of one check.
@@ -122,10 +139,14 @@ func (c *cli) doctor(ctx context.Context) error {
 	if cu.db != nil {
 		defer cu.db.close()
 	}
-	report := doctorReport{Checks: []checkResult{}, Skipped: []string{}}
+	report := doctorReport{Checks: []checkResult{}, Skipped: []string{}, Unmigrated: []string{}}
 	for _, check := range doctorChecks {
-		if check.needsDB && cu.db == nil {
+		if check.needs >= needsDB && cu.db == nil {
 			report.Skipped = append(report.Skipped, check.name)
+			continue
+		}
+		if check.needs == needsSchema && !cu.migrated {
+			report.Unmigrated = append(report.Unmigrated, check.name)
 			continue
 		}
 		f := check.run(ctx, cu)
@@ -160,6 +181,9 @@ func (c *cli) printReport(report doctorReport) {
 	tw.Flush()
 	if len(report.Skipped) > 0 {
 		fmt.Fprintf(c.stdout, "\nNot checked, for want of a connection: %s.\n", strings.Join(report.Skipped, ", "))
+	}
+	if len(report.Unmigrated) > 0 {
+		fmt.Fprintf(c.stdout, "\nNot checked until the schema is migrated: %s.\n", strings.Join(report.Unmigrated, ", "))
 	}
 	switch {
 	case report.Failed > 0:
@@ -432,5 +456,48 @@ func checkMigrations(ctx context.Context, cu *checkup) finding {
 	if len(pending) > 0 {
 		return failf("schema %q lacks %d of %s: %s", cu.schema, len(pending), count(len(migrations), "migration"), remedy)
 	}
+	cu.migrated = true
 	return okf("schema %q is up to date (%s)", cu.schema, count(len(migrations), "migration"))
+}
+
+// checkAuditLog tells whether the audit log is in use (it has entries) and
+// whether every tenant's chain verifies.
+func checkAuditLog(ctx context.Context, cu *checkup) finding {
+	log, err := audit.New(cu.db.pool, audit.Options{Schema: cu.schema})
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	defer log.Close(ctx)
+	tenants, err := log.Tenants(ctx)
+	if err != nil {
+		return failf("%s: run agentpg migrate", message(err))
+	}
+	if len(tenants) == 0 {
+		return warnf("no audit entries: set Config.Audit.Enabled in the application, or record your own (Agent.AuditLog)")
+	}
+	for _, tenant := range tenants {
+		if err := log.Verify(ctx, tenant); err != nil {
+			return failf("the audit chain of tenant %s is broken: %s; see agentpg audit verify", quote(tenant), message(err))
+		}
+	}
+	return okf("%s, every chain intact", count(len(tenants), "tenant"))
+}
+
+// checkRetention tells whether retention policies are set.
+func checkRetention(ctx context.Context, cu *checkup) finding {
+	st, err := store.New(cu.db.pool, cu.schema)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	policies, err := st.ListRetention(ctx)
+	if err != nil {
+		return failf("%s: run agentpg migrate", message(err))
+	}
+	switch {
+	case len(policies) == 0:
+		return warnf("no retention policy: data is kept forever; agentpg retention set --default --guide")
+	case policies[0].TenantID != "":
+		return warnf("%s, no default: other tenants keep everything; agentpg retention set --default --guide", count(len(policies), "tenant")+" with a policy of its own")
+	}
+	return okf("default policy set; %s with a policy of its own", count(len(policies)-1, "tenant"))
 }

@@ -8,8 +8,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentpg/agentpg/agentpgtest"
+	"github.com/agentpg/agentpg/audit"
 )
 
 // testDSN returns the test database's URL changed by change.
@@ -74,10 +76,50 @@ func TestDoctorMigrated(t *testing.T) {
 	wantCheck(t, res.stdout, "password", statusOK, "DATABASE_URL holds no password")
 	wantCheck(t, res.stdout, "server version", statusOK, "PostgreSQL 1")
 	wantCheck(t, res.stdout, "migrations", statusOK, `schema "`+schema+`" is up to date`)
-	wantContains(t, "stdout", res.stdout, "No check failed; 2 warnings.")
+	wantCheck(t, res.stdout, "audit log", statusWarn, "no audit entries", "Config.Audit.Enabled")
+	wantCheck(t, res.stdout, "retention", statusWarn, "no retention policy", "agentpg retention set --default --guide")
+	wantContains(t, "stdout", res.stdout, "No check failed; 4 warnings.")
 	if res.stderr != "" {
 		t.Errorf("stderr is not empty:\n%s", res.stderr)
 	}
+
+	// With a default retention policy and an audit entry, both pass; an
+	// entry changed behind the triggers' back fails the audit check.
+	wantCode(t, agentpgCLI(t, "retention", "set", "--default", "--guide", "--schema", schema), 0)
+	pool, err := pgxpool.New(t.Context(), agentpgtest.DatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	log, err := audit.New(pool, audit.Options{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := log.Record(audit.Entry{TenantID: "acme", UserID: "u1", Action: "tool_call", Tool: "t", Input: "{}", Success: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := log.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	res = invocation{env: map[string]string{"DATABASE_URL": plainDSN(t)}}.run(t, "doctor", "--schema", schema)
+	wantCode(t, res, 0)
+	wantCheck(t, res.stdout, "audit log", statusOK, "1 tenant, every chain intact")
+	wantCheck(t, res.stdout, "retention", statusOK, "default policy set; 0 tenants with a policy of its own")
+	tx, err := pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{`SET LOCAL session_replication_role = replica`, `UPDATE ` + schema + `.audit_log SET success = false`} {
+		if _, err := tx.Exec(t.Context(), sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	res = invocation{env: map[string]string{"DATABASE_URL": plainDSN(t)}}.run(t, "doctor", "--schema", schema)
+	wantCode(t, res, 1)
+	wantCheck(t, res.stdout, "audit log", statusFail, `the audit chain of tenant "acme" is broken`, "agentpg audit verify")
 }
 
 func TestDoctorUnmigrated(t *testing.T) {
@@ -175,7 +217,7 @@ func TestDoctorUnreachable(t *testing.T) {
 					"DATABASE_URL is not set: using the default postgres://root@127.0.0.1:1/test?sslmode=disable")
 				wantCheck(t, res.stdout, "password", statusOK, "the default URL holds no password")
 			}
-			wantContains(t, "stdout", res.stdout, "Not checked, for want of a connection: TLS, server version, migrations.")
+			wantContains(t, "stdout", res.stdout, "Not checked, for want of a connection: TLS, server version, migrations, audit log, retention.")
 			wantContains(t, "stderr", res.stderr, "agentpg: 1 check failed")
 			wantHidden(t, res, password)
 			if strings.Contains(res.stdout+res.stderr, "throwaway") {
@@ -211,13 +253,14 @@ func TestDoctorJSON(t *testing.T) {
 		Checks []struct {
 			Name, Status, Message string
 		}
+		Unmigrated       []string
 		Failed, Warnings int
 	}
 	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil {
 		t.Fatalf("doctor --json: %v\n%s", err, res.stdout)
 	}
-	if got.Failed != 1 || len(got.Checks) != 7 {
-		t.Errorf("doctor --json = %+v, want 7 checks, 1 failed", got)
+	if got.Failed != 1 || len(got.Checks) != 7 || strings.Join(got.Unmigrated, ",") != "audit log,retention" {
+		t.Errorf("doctor --json = %+v, want 7 checks, 1 failed, 2 not checked", got)
 	}
 	last := got.Checks[len(got.Checks)-1]
 	if last.Name != "migrations" || last.Status != "fail" || !strings.Contains(last.Message, "does not exist") {
