@@ -761,3 +761,37 @@ func TestSetTenantLimitsAudited(t *testing.T) {
 		t.Errorf("another tenant's audit entries = %+v", entries)
 	}
 }
+
+// Erasing a tenant erases its limits, their counters and its usage, and
+// nothing of another tenant's.
+func TestEraseTenantErasesLimitsAndUsage(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.model.SetResponder(agentpgtest.Echo)
+	limits := agentpg.TenantLimits{RequestsPerMinute: 100, TokensPerDay: 1 << 30}
+	for _, tenant := range []string{"acme", "globex"} {
+		b.setLimits(t, tenant, limits)
+		if _, err := b.session(t, tenant, "user-1").Run(ctx(t), "hi"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.agent.EraseTenant(ctx(t), "acme"); err != nil {
+		t.Fatal(err)
+	}
+	for tenant, want := range map[string]int{"acme": 0, "globex": 1} {
+		got, err := b.agent.GetTenantLimits(ctx(t), tenant)
+		if err != nil || (got == limits) != (want == 1) {
+			t.Errorf("%s's limits after erasing acme = %+v, %v", tenant, got, err)
+		}
+		days, err := b.agent.TenantUsage(ctx(t), tenant, time.Now(), time.Now())
+		if err != nil || len(days) != want {
+			t.Errorf("%s's usage after erasing acme = %+v, %v", tenant, days, err)
+		}
+		var requests, counts int
+		err = b.db.QueryRow(ctx(t), `SELECT (SELECT count(*) FROM agentpg.model_requests WHERE tenant_id = $1),
+			(SELECT count(*) FROM agentpg.model_request_counts WHERE tenant_id = $1)`, tenant).Scan(&requests, &counts)
+		if err != nil || requests != want || counts != want {
+			t.Errorf("%s keeps %d admitted calls and %d counts after erasing acme (%v), want %d", tenant, requests, counts, err, want)
+		}
+	}
+}
