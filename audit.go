@@ -16,11 +16,12 @@ type AuditConfig struct {
 	// each tool call that ran (audit.ActionToolCall: the tool, its input,
 	// whether it succeeded), each call an OnBeforeToolCall hook denied
 	// (ActionToolDenied), each DecideToolCall (ActionToolApprove or
-	// ActionToolDeny), DeleteSession (ActionSessionDelete) and CancelRun
-	// (ActionRunCancel), each with whether it took effect. The entries of
-	// a run carry the session's identifier as UserID; those of a nested
-	// agent's run, the identifier of the session that called it, so that
-	// EraseIdentifier erases them with the rest of the end user's data. They are buffered
+	// ActionToolDeny), DeleteSession (ActionSessionDelete), CancelRun
+	// (ActionRunCancel) and SetTenantLimits (ActionLimitsSet), each with
+	// whether it took effect. The entries of a run carry the session's
+	// identifier as UserID; those of a nested agent's run, the identifier
+	// of the session that called it, so that EraseIdentifier erases them
+	// with the rest of the end user's data. They are buffered
 	// and written in the background: a turn waits for no audit write. An
 	// entry that cannot be recorded is logged, and the Agent goes on.
 	Enabled bool

@@ -99,7 +99,7 @@ func (c countingConn) Read(p []byte) (int, error) {
 
 // tracedPool returns a pool on db's database whose statements counter
 // counts, and the count of bytes read from the server.
-func tracedPool(b *testing.B, db *pgxpool.Pool, counter *statementCounter) (*pgxpool.Pool, *atomic.Int64) {
+func tracedPool(b testing.TB, db *pgxpool.Pool, counter *statementCounter) (*pgxpool.Pool, *atomic.Int64) {
 	read := new(atomic.Int64)
 	cfg := db.Config().Copy()
 	cfg.ConnConfig.Tracer = counter
@@ -120,7 +120,18 @@ func tracedPool(b *testing.B, db *pgxpool.Pool, counter *statementCounter) (*pgx
 // round trips and commits per turn, and the time and allocations of the whole
 // turn (PostgreSQL and the loopback model server included).
 func BenchmarkPlainTurn(b *testing.B) {
-	benchmarkTurn(b, agentpg.Config{}, agentpgtest.Echo)
+	benchmarkTurn(b, agentpg.Config{}, agentpgtest.Echo, nil)
+}
+
+// BenchmarkPlainTurnLimited is BenchmarkPlainTurn for a tenant with
+// limits, high enough never to refuse: admitting each model call and
+// counting its usage add statements to the turn's batches, not round
+// trips.
+func BenchmarkPlainTurnLimited(b *testing.B) {
+	benchmarkTurn(b, agentpg.Config{}, agentpgtest.Echo, &agentpg.TenantLimits{
+		RequestsPerMinute: 1 << 30, TokensPerDay: 1 << 50,
+		PerSession: agentpg.SessionLimits{RequestsPerMinute: 1 << 30, TokensPerDay: 1 << 50},
+	})
 }
 
 // BenchmarkToolTurn measures a Run in which the model calls one tool and
@@ -128,9 +139,9 @@ func BenchmarkPlainTurn(b *testing.B) {
 // its round trips counting the audit log's background writes.
 func BenchmarkToolTurn(b *testing.B) {
 	tools, responder := echoToolTurn(b)
-	b.Run("plain", func(b *testing.B) { benchmarkTurn(b, agentpg.Config{Tools: tools}, responder) })
+	b.Run("plain", func(b *testing.B) { benchmarkTurn(b, agentpg.Config{Tools: tools}, responder, nil) })
 	b.Run("audited", func(b *testing.B) {
-		benchmarkTurn(b, agentpg.Config{Tools: tools, Audit: agentpg.AuditConfig{Enabled: true}}, responder)
+		benchmarkTurn(b, agentpg.Config{Tools: tools, Audit: agentpg.AuditConfig{Enabled: true}}, responder, nil)
 	})
 }
 
@@ -153,10 +164,10 @@ func echoToolTurn(b *testing.B) ([]tool.Tool, func(agentpgtest.Request) agentpgt
 }
 
 // benchmarkTurn runs b.N turns, ten per session, with cfg's tools and
-// audit settings and the model responder, and reports round trips and
-// commits per turn (those of the audit log's background writes, flushed
-// at the end, included).
-func benchmarkTurn(b *testing.B, cfg agentpg.Config, responder func(agentpgtest.Request) agentpgtest.Reply) {
+// audit settings, the model responder and limits on the tenant unless nil,
+// and reports round trips and commits per turn (those of the audit log's
+// background writes, flushed at the end, included).
+func benchmarkTurn(b *testing.B, cfg agentpg.Config, responder func(agentpgtest.Request) agentpgtest.Reply, limits *agentpg.TenantLimits) {
 	counter := &statementCounter{}
 	pool, _ := tracedPool(b, agentpgtest.DB(b), counter)
 	model := agentpgtest.NewServer(b)
@@ -167,6 +178,11 @@ func benchmarkTurn(b *testing.B, cfg agentpg.Config, responder func(agentpgtest.
 		b.Fatal(err)
 	}
 	ctx := context.Background()
+	if limits != nil {
+		if err := agent.SetTenantLimits(ctx, "bench", *limits); err != nil {
+			b.Fatal(err)
+		}
+	}
 
 	const turnsPerSession = 10
 	var sess *agentpg.Session

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
@@ -132,6 +133,11 @@ type Config struct {
 	// so that the two never multiply. The Client's other uses keep its
 	// settings.
 	RequestOptions []option.RequestOption
+	// Prices are the models' prices that Agent.TenantUsage reports costs
+	// with, keyed by model name or name prefix (the longest matching key
+	// wins), over DefaultPrices, list prices that may be out of date:
+	// set those you pay.
+	Prices map[string]ModelPrice
 }
 
 // RetryConfig says how a failed model call is retried: with exponential
@@ -332,6 +338,14 @@ func (c Config) validate() error {
 	}
 	if r := c.Retry; r.MaxElapsed <= 0 {
 		problem("Retry.MaxElapsed must be positive, got %s", r.MaxElapsed)
+	}
+	for model, p := range c.Prices {
+		for _, v := range []float64{p.Input, p.Output, p.CacheRead, p.CacheWrite} {
+			if !(v >= 0) || math.IsInf(v, 1) {
+				problem("Prices[%q]: prices must be finite and not negative, got %+v", model, p)
+				break
+			}
+		}
 	}
 	if err := c.compactionOptions(c.Model).Validate(); err != nil {
 		problem("Compaction: %v", err)

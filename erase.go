@@ -14,9 +14,9 @@ type ErasureCounts struct {
 
 // EraseTenant deletes every row of the tenant: its sessions with their
 // messages, archive, runs, tool calls, events and nested agents' sessions,
-// and its settings (retention policy); in its audit log, the content of
-// every entry is blanked and a tombstone says who erased it and when (the
-// chain still verifies). Runs of the tenant still going fail
+// its settings (retention policy, limits) and its usage; in its audit log,
+// the content of every entry is blanked and a tombstone says who erased it
+// and when (the chain still verifies). Runs of the tenant still going fail
 // at their next write. It deletes in statements of at most
 // Config.RetentionBatchSize sessions; should it be interrupted, calling it
 // again finishes.

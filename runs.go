@@ -83,8 +83,10 @@ func (a *Agent) CancelRun(ctx context.Context, tenantID, runID string) error {
 // to the model as interrupted, its effect unknown.
 //
 // For a run that ended, ResumeRun returns what WaitRun returns. It fails
-// with ErrApprovalPending while calls wait for a decision, and with
-// ErrSessionBusy while a process runs the session.
+// with ErrApprovalPending while calls wait for a decision, with
+// ErrSessionBusy while a process runs the session, and with a *LimitError,
+// leaving the run as it was, while its tenant's limits refuse its next
+// model call.
 func (a *Agent) ResumeRun(ctx context.Context, tenantID, runID string) (*Result, error) {
 	stored, err := a.storedRun(ctx, tenantID, runID)
 	if err != nil {
@@ -108,6 +110,9 @@ func (a *Agent) resumeRun(ctx context.Context, tenantID, sessionID, runID string
 		CachedGen: cache.conv.gen, CachedSeq: cache.lastSeq}
 	cache.mu.Unlock()
 	begun, err := a.store.ResumeRun(ctx, params)
+	if refused := limitError(err, tenantID, sessionID); refused != nil {
+		return nil, fmt.Errorf("agentpg: %w", refused)
+	}
 	if errors.Is(err, store.ErrFinished) {
 		return a.WaitRun(ctx, tenantID, runID)
 	}
@@ -123,6 +128,7 @@ func (a *Agent) resumeRun(ctx context.Context, tenantID, sessionID, runID string
 	r := &run{
 		session: sess,
 		lease:   begun.Lease,
+		async:   begun.Async,
 		log:     a.cfg.Logger.With("tenant_id", tenantID, "session_id", sessionID, "run_id", runID),
 		events:  newEventWriter(a, tenantID, runID),
 	}

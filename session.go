@@ -115,7 +115,8 @@ func (s *Session) Archive(ctx context.Context, opts ListOptions) (Page[ArchivedM
 
 // Run statuses, as RunInfo.Status reports them. A run moves from queued
 // (enqueued, not started) to running, possibly to awaiting_approval and
-// back, and ends completed, failed or cancelled.
+// back, and ends completed, failed or cancelled. An enqueued run that its
+// tenant's limits refuse mid-way goes back from running to queued.
 const (
 	RunQueued           = store.RunQueued
 	RunRunning          = store.RunRunning

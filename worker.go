@@ -270,7 +270,8 @@ func (rw *runWorker) Timeout(*river.Job[runJobArgs]) time.Duration { return rw.w
 // Work executes the job's run with ResumeRun and maps its outcome to the
 // job's: a run that ended or paused ends the job (a failed run is not
 // retried by River: its failure is recorded in the run), a busy session
-// snoozes the job, anything else is retried.
+// snoozes the job, and so does a run its tenant's limits refuse (queued
+// again), until they admit it; anything else is retried.
 func (rw *runWorker) Work(ctx context.Context, job *river.Job[runJobArgs]) error {
 	w := rw.w
 	a := w.agent
@@ -303,6 +304,11 @@ func (rw *runWorker) Work(ctx context.Context, job *river.Job[runJobArgs]) error
 	if info, gerr := a.GetRun(runCtx, args.TenantID, args.RunID); gerr == nil &&
 		(ended(info.Status) || info.Status == RunAwaitingApproval) {
 		return nil
+	}
+	if refused, ok := errors.AsType[*LimitError](err); ok {
+		a.cfg.Logger.InfoContext(ctx, "run refused by its tenant's limits; snoozed", "tenant_id", args.TenantID,
+			"run_id", args.RunID, "limit", refused.Limit, "retry_after", refused.RetryAfter)
+		return river.JobSnooze(refused.RetryAfter)
 	}
 	a.cfg.Logger.WarnContext(ctx, "run job failed; River retries it", "tenant_id", args.TenantID,
 		"run_id", args.RunID, "attempt", job.Attempt, "error", err)

@@ -67,6 +67,7 @@ const (
 	ActionToolDeny      = "tool_deny"      // Agent.DecideToolCall denied a call; Detail is the note
 	ActionSessionDelete = "session_delete" // Agent.DeleteSession
 	ActionRunCancel     = "run_cancel"     // Agent.CancelRun
+	ActionLimitsSet     = "limits_set"     // Agent.SetTenantLimits; Input is the limits set, as JSON
 	// ActionErasure is the tombstone Log.Erase appends. Record refuses it.
 	ActionErasure = "audit_erasure"
 )

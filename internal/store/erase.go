@@ -70,10 +70,21 @@ func (s *Store) EraseSessions(ctx context.Context, e Erasure, limit int) ([]stri
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
-const eraseTenantSettingsSQL = `DELETE FROM {{schema}}.retention_policies WHERE tenant_id = $1`
+const eraseTenantSettingsSQL = `
+WITH limits AS (
+    DELETE FROM {{schema}}.tenant_limits WHERE tenant_id = $1
+), requests AS (
+    DELETE FROM {{schema}}.model_requests WHERE tenant_id = $1
+), counts AS (
+    DELETE FROM {{schema}}.model_request_counts WHERE tenant_id = $1
+), usage AS (
+    DELETE FROM {{schema}}.tenant_usage WHERE tenant_id = $1
+)
+DELETE FROM {{schema}}.retention_policies WHERE tenant_id = $1`
 
-// EraseTenantSettings deletes the tenant's own settings (its retention
-// policy), once its sessions are gone.
+// EraseTenantSettings deletes the tenant's own settings and records (its
+// retention policy, its limits and their counters, its usage), once its
+// sessions are gone.
 func (s *Store) EraseTenantSettings(ctx context.Context, tenantID string) error {
 	_, err := s.db.Exec(ctx, s.q(eraseTenantSettingsSQL), tenantID)
 	return err

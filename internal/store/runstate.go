@@ -35,7 +35,7 @@ type ResumeRunParams struct {
 
 const resumeRunSQL = `
 WITH r AS (
-    SELECT id, session_id, prompt FROM {{schema}}.runs
+    SELECT id, session_id, prompt, async FROM {{schema}}.runs
     WHERE tenant_id = $1 AND id = $2 AND session_id = $5
       AND status IN ('queued', 'running', 'awaiting_approval')
       AND NOT EXISTS (SELECT 1 FROM {{schema}}.tool_executions t WHERE t.run_id = $2 AND t.status = 'awaiting_approval')
@@ -67,17 +67,19 @@ WITH r AS (
 SELECT s.id::text, s.lease_token, s.compaction_gen, s.compaction_gen <> $4,
        CASE WHEN s.compaction_gen <> $4 THEN coalesce(s.summary, '') ELSE '' END,
        CASE WHEN s.compaction_gen <> $4 THEN coalesce(s.first_intent, '') ELSE '' END,
-       s.compacted_at_seq, r.prompt,
+       s.compacted_at_seq, r.prompt, r.async,
        s.tenant_id, s.identifier, s.parent_id::text, s.depth, s.metadata, s.overrides, s.created_at, s.updated_at
 FROM s, r`
 
 // ResumeRun takes the lease of the run's session for the run and moves it
 // to running, reading what the conversation gained since the cached copy
-// (the run's own messages included), in one round trip. It returns
-// ErrNotFound for no such run of the tenant, ErrFinished for a run that
-// ended, ErrApprovalPending while calls wait for a decision and ErrBusy
-// while a process holds the session or, for a queued run, while an earlier
-// run of the session has not ended.
+// (the run's own messages included), and admits its next model call under
+// the tenant's limits, in one round trip. It returns ErrNotFound for no
+// such run of the tenant, ErrFinished for a run that ended,
+// ErrApprovalPending while calls wait for a decision, ErrBusy while a
+// process holds the session or, for a queued run, while an earlier run of
+// the session has not ended, and a *LimitExceeded, having changed nothing,
+// when a limit refuses the call.
 func (s *Store) ResumeRun(ctx context.Context, p ResumeRunParams) (Begun, error) {
 	begun := Begun{Lease: Lease{TenantID: p.TenantID, RunID: p.RunID}, Session: &Session{}}
 	b := begin{batch: &pgx.Batch{}, begun: &begun}
@@ -85,11 +87,12 @@ func (s *Store) ResumeRun(ctx context.Context, p ResumeRunParams) (Begun, error)
 	b.batch.Queue(s.q(resumeRunSQL), p.TenantID, p.RunID, p.LeaseTTL.Seconds(), p.CachedGen, p.SessionID).
 		QueryRow(func(row pgx.Row) error {
 			return row.Scan(&sess.ID, &begun.Lease.Token, &begun.Lease.CompactionGen, &b.stale,
-				&b.sum.Text, &b.sum.FirstIntent, &b.sum.CompactedAtSeq, &begun.Prompt,
+				&b.sum.Text, &b.sum.FirstIntent, &b.sum.CompactedAtSeq, &begun.Prompt, &begun.Async,
 				&sess.TenantID, &sess.Identifier, &sess.ParentID, &sess.Depth, &sess.Metadata, &sess.Overrides,
 				&sess.CreatedAt, &sess.UpdatedAt)
 		})
 	b.readHistory(s.q(resumeHistorySQL), p.TenantID, p.RunID, p.CachedGen, p.CachedSeq)
+	s.queueAdmit(b.batch, begun.Lease, nil)
 	err := b.send(ctx, s.db, func() error { return s.whyNotResumed(ctx, p.TenantID, p.SessionID, p.RunID) })
 	begun.Lease.SessionID = sess.ID
 	return begun, err
