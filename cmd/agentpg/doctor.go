@@ -23,8 +23,9 @@ guide (docs/security.md) asks: whether ANTHROPIC_API_KEY is set, where the
 database's URL comes from (a warning when DATABASE_URL is unset and the local
 default is used), whether the database answers, over TLS, whether the URL holds
 a password, the server's version, whether the schema has every migration,
-whether the audit log has entries and every tenant's chain is intact, and
-whether a retention policy is set.
+whether the audit log has entries and every tenant's chain is intact,
+whether a retention policy and tenant rate limits are set, and which tenants
+use more than 3 times their usual daily tokens today.
 
 TLS is judged by sslmode: disable, allow and prefer warn (they fall back to
 plaintext silently and never verify the server), require warns for a remote
@@ -100,6 +101,8 @@ var doctorChecks = []doctorCheck{
 	{"migrations", needsDB, checkMigrations},
 	{"audit log", needsSchema, checkAuditLog},
 	{"retention", needsSchema, checkRetention},
+	{"rate limits", needsSchema, checkLimits},
+	{"usage anomalies", needsSchema, checkAnomalies},
 }
 
 // doctorCmd returns "agentpg doctor".
@@ -500,4 +503,46 @@ func checkRetention(ctx context.Context, cu *checkup) finding {
 		return warnf("%s, no default: other tenants keep everything; agentpg retention set --default --guide", count(len(policies), "tenant")+" with a policy of its own")
 	}
 	return okf("default policy set; %s with a policy of its own", count(len(policies)-1, "tenant"))
+}
+
+// checkLimits tells whether any tenant has rate limits or a budget.
+func checkLimits(ctx context.Context, cu *checkup) finding {
+	st, err := store.New(cu.db.pool, cu.schema)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	n, err := st.LimitedTenants(ctx)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	if n == 0 {
+		return warnf("no tenant has rate limits or a token budget: agentpg limits set --tenant T --requests-per-minute N")
+	}
+	return okf("%s with limits", count(n, "tenant"))
+}
+
+// anomalyThreshold is how many times its usual daily tokens a tenant uses
+// today before doctor warns.
+const anomalyThreshold = 3
+
+// checkAnomalies lists the tenants whose tokens today exceed
+// anomalyThreshold times their daily average of the week before.
+func checkAnomalies(ctx context.Context, cu *checkup) finding {
+	st, err := store.New(cu.db.pool, cu.schema)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	anomalies, err := st.UsageAnomalies(ctx, anomalyThreshold)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	if len(anomalies) == 0 {
+		return okf("no tenant uses more than %d times its usual daily tokens today", anomalyThreshold)
+	}
+	var tenants []string
+	for _, a := range anomalies {
+		tenants = append(tenants, fmt.Sprintf("%s (%.1f times)", quote(a.TenantID), a.Ratio))
+	}
+	return warnf("%s above %d times their usual daily tokens today: %s; see agentpg usage --tenant T",
+		count(len(anomalies), "tenant"), anomalyThreshold, strings.Join(tenants, ", "))
 }

@@ -78,7 +78,9 @@ func TestDoctorMigrated(t *testing.T) {
 	wantCheck(t, res.stdout, "migrations", statusOK, `schema "`+schema+`" is up to date`)
 	wantCheck(t, res.stdout, "audit log", statusWarn, "no audit entries", "Config.Audit.Enabled")
 	wantCheck(t, res.stdout, "retention", statusWarn, "no retention policy", "agentpg retention set --default --guide")
-	wantContains(t, "stdout", res.stdout, "No check failed; 4 warnings.")
+	wantCheck(t, res.stdout, "rate limits", statusWarn, "no tenant has rate limits")
+	wantCheck(t, res.stdout, "usage anomalies", statusOK, "no tenant uses more than 3 times")
+	wantContains(t, "stdout", res.stdout, "No check failed; 5 warnings.")
 	if res.stderr != "" {
 		t.Errorf("stderr is not empty:\n%s", res.stderr)
 	}
@@ -105,6 +107,14 @@ func TestDoctorMigrated(t *testing.T) {
 	wantCode(t, res, 0)
 	wantCheck(t, res.stdout, "audit log", statusOK, "1 tenant, every chain intact")
 	wantCheck(t, res.stdout, "retention", statusOK, "default policy set; 0 tenants with a policy of its own")
+	wantCode(t, agentpgCLI(t, "limits", "set", "--tenant", "acme", "--requests-per-minute", "60", "--schema", schema), 0)
+	if _, err := pool.Exec(t.Context(), `INSERT INTO `+schema+`.tenant_usage (tenant_id, day, model, input_tokens, output_tokens)
+		SELECT 'acme', (now() AT TIME ZONE 'UTC')::date - d, 'claude-sonnet-5-5', CASE WHEN d = 0 THEN 50000 ELSE 1000 END, 0 FROM generate_series(0, 7) d`); err != nil {
+		t.Fatal(err)
+	}
+	res = invocation{env: map[string]string{"DATABASE_URL": plainDSN(t)}}.run(t, "doctor", "--schema", schema)
+	wantCheck(t, res.stdout, "rate limits", statusOK, "1 tenant with limits")
+	wantCheck(t, res.stdout, "usage anomalies", statusWarn, `1 tenant above 3 times their usual daily tokens today: "acme" (50.0 times)`)
 	tx, err := pool.Begin(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +227,7 @@ func TestDoctorUnreachable(t *testing.T) {
 					"DATABASE_URL is not set: using the default postgres://root@127.0.0.1:1/test?sslmode=disable")
 				wantCheck(t, res.stdout, "password", statusOK, "the default URL holds no password")
 			}
-			wantContains(t, "stdout", res.stdout, "Not checked, for want of a connection: TLS, server version, migrations, audit log, retention.")
+			wantContains(t, "stdout", res.stdout, "Not checked, for want of a connection: TLS, server version, migrations, audit log, retention, rate limits, usage anomalies.")
 			wantContains(t, "stderr", res.stderr, "agentpg: 1 check failed")
 			wantHidden(t, res, password)
 			if strings.Contains(res.stdout+res.stderr, "throwaway") {
@@ -259,8 +269,8 @@ func TestDoctorJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil {
 		t.Fatalf("doctor --json: %v\n%s", err, res.stdout)
 	}
-	if got.Failed != 1 || len(got.Checks) != 7 || strings.Join(got.Unmigrated, ",") != "audit log,retention" {
-		t.Errorf("doctor --json = %+v, want 7 checks, 1 failed, 2 not checked", got)
+	if got.Failed != 1 || len(got.Checks) != 7 || strings.Join(got.Unmigrated, ",") != "audit log,retention,rate limits,usage anomalies" {
+		t.Errorf("doctor --json = %+v, want 7 checks, 1 failed, 4 not checked", got)
 	}
 	last := got.Checks[len(got.Checks)-1]
 	if last.Name != "migrations" || last.Status != "fail" || !strings.Contains(last.Message, "does not exist") {

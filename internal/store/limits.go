@@ -225,3 +225,12 @@ func (s *Store) UsageAnomalies(ctx context.Context, threshold float64) ([]Anomal
 		return a, err
 	}, threshold)
 }
+
+const limitedTenantsSQL = `SELECT count(DISTINCT tenant_id) FROM {{schema}}.tenant_limits`
+
+// LimitedTenants returns how many tenants have a limit set.
+func (s *Store) LimitedTenants(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.QueryRow(ctx, s.q(limitedTenantsSQL)).Scan(&n)
+	return n, err
+}
