@@ -6,15 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"runtime"
-	"sync"
-	"time"
-	"weak"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/agentpg/agentpg/internal/store"
 )
@@ -44,8 +39,9 @@ func (runJobArgs) Kind() string { return RunJobKind }
 // a Worker (of any process on the same database and schema), and returns
 // the run's id; Agent.WaitRun returns its Result, Agent.CancelRun cancels
 // it, Agent.GetRun and Agent.RunEvents follow it. The run and its River
-// job are inserted in one transaction. A session's runs execute one at a
-// time, in the order they were enqueued, after any run already under way.
+// job are inserted in one statement, which announces the job to the
+// Workers. A session's runs execute one at a time, in the order they were
+// enqueued, after any run already under way.
 //
 // Unlike Run's, an enqueued prompt is stored (in the run's row) before the
 // OnBeforeMessage hooks see it: they run in the worker, before the model
@@ -53,15 +49,11 @@ func (runJobArgs) Kind() string { return RunJobKind }
 // cleared. Enqueue on a session of another tenant, or one deleted since,
 // is ErrSessionNotFound.
 func (s *Session) Enqueue(ctx context.Context, prompt string) (runID string, err error) {
-	a := s.agent
 	params, err := s.enqueueParams(prompt)
 	if err != nil {
 		return "", err
 	}
-	err = pgx.BeginFunc(ctx, a.cfg.DB, func(tx pgx.Tx) error {
-		return s.enqueueTx(ctx, tx, params)
-	})
-	if err != nil {
+	if err := s.enqueue(ctx, s.agent.store, params); err != nil {
 		return "", err
 	}
 	return params.RunID, nil
@@ -81,7 +73,7 @@ func (s *Session) EnqueueTx(ctx context.Context, tx pgx.Tx, prompt string) (runI
 	// A savepoint keeps a failed insert from aborting the caller's
 	// transaction.
 	err = pgx.BeginFunc(ctx, tx, func(tx pgx.Tx) error {
-		return s.enqueueTx(ctx, tx, params)
+		return s.enqueue(ctx, s.agent.store.WithDB(tx), params)
 	})
 	if err != nil {
 		return "", err
@@ -89,8 +81,11 @@ func (s *Session) EnqueueTx(ctx context.Context, tx pgx.Tx, prompt string) (runI
 	return params.RunID, nil
 }
 
-// enqueueParams validates prompt and makes the run's row.
+// enqueueParams validates prompt and makes the run's row and job.
 func (s *Session) enqueueParams(prompt string) (store.EnqueueRunParams, error) {
+	if err := validateTenant(s.TenantID); err != nil {
+		return store.EnqueueRunParams{}, err
+	}
 	if err := validateText("prompt", prompt, s.agent.cfg.MaxPromptBytes); err != nil {
 		return store.EnqueueRunParams{}, err
 	}
@@ -99,69 +94,43 @@ func (s *Session) enqueueParams(prompt string) (store.EnqueueRunParams, error) {
 		return store.EnqueueRunParams{}, fmt.Errorf("agentpg: encoding the prompt: %w", err)
 	}
 	content, _ = storableJSON(content)
+	runID := newID()
+	job, err := s.agent.runJob(s.TenantID, s.ID, runID)
+	if err != nil {
+		return store.EnqueueRunParams{}, err
+	}
 	return store.EnqueueRunParams{
 		TenantID:  s.TenantID,
 		SessionID: s.ID,
-		RunID:     newID(),
+		RunID:     runID,
 		Model:     s.model(),
 		Prompt:    content,
+		Job:       job,
 	}, nil
 }
 
-// enqueueTx inserts the run and its job in tx.
-func (s *Session) enqueueTx(ctx context.Context, tx pgx.Tx, params store.EnqueueRunParams) error {
+// enqueue inserts the run and its job with st.
+func (s *Session) enqueue(ctx context.Context, st *store.Store, params store.EnqueueRunParams) error {
 	a := s.agent
-	if err := validateTenant(s.TenantID); err != nil {
-		return err
-	}
-	err := a.store.WithDB(tx).EnqueueRun(ctx, params)
+	err := st.EnqueueRun(ctx, params)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("agentpg: %w", ErrSessionNotFound)
 	case err != nil:
 		return fmt.Errorf("agentpg: enqueueing the run: %w", err)
 	}
-	client, err := a.inserter()
-	if err != nil {
-		return err
-	}
-	_, err = client.InsertTx(ctx, tx, runJobArgs{TenantID: params.TenantID, SessionID: params.SessionID, RunID: params.RunID},
-		&river.InsertOpts{Queue: a.cfg.Queue})
-	if err != nil {
-		return fmt.Errorf("agentpg: inserting the run's job: %w", err)
-	}
 	a.cfg.Logger.InfoContext(ctx, "run enqueued", "tenant_id", params.TenantID, "session_id", params.SessionID,
 		"run_id", params.RunID, "queue", a.cfg.Queue)
 	return nil
 }
 
-// insertNotifyCooldown is how often, at most, an Agent's enqueues
-// announce new runs to the Workers (River's insert notification, one
-// NOTIFY in the enqueue's transaction). River's default, 100 ms, would
-// leave an idle Worker to find most runs by polling.
-const insertNotifyCooldown = 2 * time.Millisecond
-
-// inserters holds each Agent's insert-only River client, keyed weakly so
-// that an Agent that is no longer used is collected with its entry. (The
-// client does not refer to the Agent.)
-var inserters sync.Map // weak.Pointer[Agent] -> func() (*river.Client[pgx.Tx], error)
-
-// inserter returns the Agent's insert-only River client, made on first use.
-func (a *Agent) inserter() (*river.Client[pgx.Tx], error) {
-	key := weak.Make(a)
-	// The value must not refer to a, or a would never be collected.
-	db, schema, logger := a.cfg.DB, a.cfg.Schema, a.cfg.Logger
-	newClient := sync.OnceValues(func() (*river.Client[pgx.Tx], error) {
-		return river.NewClient(riverpgxv5.New(db), &river.Config{Schema: schema, Logger: logger,
-			FetchCooldown: insertNotifyCooldown})
-	})
-	v, loaded := inserters.LoadOrStore(key, newClient)
-	if !loaded {
-		runtime.AddCleanup(a, func(k weak.Pointer[Agent]) { inserters.Delete(k) }, key)
-	}
-	client, err := v.(func() (*river.Client[pgx.Tx], error))()
+// runJob is the River job of the tenant's run, with River's default
+// attempts and priority, in the Agent's queue.
+func (a *Agent) runJob(tenantID, sessionID, runID string) (store.RunJob, error) {
+	args, err := json.Marshal(runJobArgs{TenantID: tenantID, SessionID: sessionID, RunID: runID})
 	if err != nil {
-		return nil, fmt.Errorf("agentpg: making the River client: %w", err)
+		return store.RunJob{}, fmt.Errorf("agentpg: encoding the run's job: %w", err)
 	}
-	return client, nil
+	return store.RunJob{Kind: RunJobKind, Args: args, Queue: a.cfg.Queue,
+		MaxAttempts: river.MaxAttemptsDefault, Priority: river.PriorityDefault}, nil
 }

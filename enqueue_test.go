@@ -64,6 +64,8 @@ func benchWorker(b *testing.B, agent *agentpg.Agent, concurrency int) {
 // BenchmarkAsyncTurns measures enqueued turns executed per second by one
 // worker of 1, 4 or 8 concurrent runs, over 8 sessions, the model
 // answering at once: the queue's and the run state machine's overhead.
+// As BenchmarkDirectTurns has a goroutine per session calling Run, it has
+// one per session enqueueing its turns, in order, then waiting for them.
 func BenchmarkAsyncTurns(b *testing.B) {
 	for _, workers := range []int{1, 4, 8} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
@@ -73,19 +75,23 @@ func BenchmarkAsyncTurns(b *testing.B) {
 			benchWorker(b, agent, workers)
 			b.ResetTimer()
 			start := time.Now()
-			ids := make([]string, 0, b.N)
-			for i := range b.N {
-				id, err := sessions[i%len(sessions)].Enqueue(ctx, "turn")
-				if err != nil {
-					b.Fatal(err)
-				}
-				ids = append(ids, id)
-			}
 			var wg sync.WaitGroup
-			for _, id := range ids {
+			for i, s := range sessions {
 				wg.Go(func() {
-					if _, err := agent.WaitRun(ctx, "bench", id); err != nil {
-						b.Error(err)
+					var ids []string
+					for j := i; j < b.N; j += len(sessions) {
+						id, err := s.Enqueue(ctx, "turn")
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						ids = append(ids, id)
+					}
+					for _, id := range ids {
+						if _, err := agent.WaitRun(ctx, "bench", id); err != nil {
+							b.Error(err)
+							return
+						}
 					}
 				})
 			}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
-	"github.com/riverqueue/river"
 
 	"github.com/agentpg/agentpg/audit"
 	"github.com/agentpg/agentpg/internal/store"
@@ -206,12 +205,11 @@ func (a *Agent) continueAsync(ctx context.Context, tenantID, runID string) error
 	if err != nil || !run.Async {
 		return err
 	}
-	client, err := a.inserter()
+	job, err := a.runJob(tenantID, run.SessionID, runID)
 	if err != nil {
 		return err
 	}
-	args := runJobArgs{TenantID: tenantID, SessionID: run.SessionID, RunID: runID}
-	if _, err := client.Insert(ctx, args, &river.InsertOpts{Queue: a.cfg.Queue}); err != nil {
+	if err := a.store.RequeueRun(ctx, tenantID, runID, job); err != nil {
 		return fmt.Errorf("agentpg: handing the decided run to the workers: %w", err)
 	}
 	return nil

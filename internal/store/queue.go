@@ -51,6 +51,36 @@ func (s *Store) migrateRiver(ctx context.Context, tx pgx.Tx) (done bool, err err
 	return opts.TargetVersion == 0, nil
 }
 
+// RunJob is the River job that executes a run: River's row, inserted by
+// our statements (as River's clients in other languages insert theirs) so
+// that a run and its job take one statement, and one round trip.
+type RunJob struct {
+	Kind        string
+	Args        json.RawMessage // the job's arguments, as River's worker decodes them
+	Queue       string
+	MaxAttempts int
+	Priority    int
+}
+
+// runJobSQL inserts the job of the run of r (a CTE of one row or none), and
+// announces it to the queue's producers as River's insert notification
+// does: on channel "<schema>.river_insert", payload {"queue": ...}. $1 is
+// the job's kind, $2 its arguments, $3 its queue, $4 its maximum attempts,
+// $5 its priority, $6 the notification's channel and $7 its payload.
+const runJobSQL = `
+job AS (
+    INSERT INTO {{schema}}.river_job (args, kind, max_attempts, priority, queue, state, scheduled_at, tags, metadata)
+    SELECT $2::jsonb, $1, $4, $5, $3, 'available', now(), '{}', '{}' FROM r
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM job), (SELECT pg_notify($6, $7) FROM job)::text`
+
+// jobArgs are the arguments of runJobSQL.
+func (s *Store) jobArgs(j RunJob) []any {
+	payload, _ := json.Marshal(map[string]string{"queue": j.Queue})
+	return []any{j.Kind, j.Args, j.Queue, j.MaxAttempts, j.Priority, s.schema + ".river_insert", string(payload)}
+}
+
 // EnqueueRunParams record a run to be executed by a worker.
 type EnqueueRunParams struct {
 	TenantID  string
@@ -60,22 +90,50 @@ type EnqueueRunParams struct {
 	// Prompt is the run's first user message content, stored until the
 	// run's first step.
 	Prompt json.RawMessage
+	Job    RunJob
 }
 
 const enqueueRunSQL = `
-INSERT INTO {{schema}}.runs (id, session_id, tenant_id, lease_token, model, status, prompt, async)
-SELECT $3, s.id, s.tenant_id, 0, $4, 'queued', $5, true
-FROM {{schema}}.sessions s
-WHERE s.tenant_id = $1 AND s.id = $2`
+WITH r AS (
+    INSERT INTO {{schema}}.runs (id, session_id, tenant_id, lease_token, model, status, prompt, async)
+    SELECT $10, s.id, s.tenant_id, 0, $11, 'queued', $12, true
+    FROM {{schema}}.sessions s
+    WHERE s.tenant_id = $8 AND s.id = $9
+    RETURNING id
+), ` + runJobSQL
 
-// EnqueueRun stores a queued, asynchronous run of the tenant's session. It
-// returns ErrNotFound when the tenant has no such session.
+// EnqueueRun stores a queued, asynchronous run of the tenant's session and
+// its River job, in one statement, and announces the job. It returns
+// ErrNotFound when the tenant has no such session.
 func (s *Store) EnqueueRun(ctx context.Context, p EnqueueRunParams) error {
-	tag, err := s.db.Exec(ctx, s.q(enqueueRunSQL), p.TenantID, p.SessionID, p.RunID, p.Model, p.Prompt)
-	if err != nil {
+	args := append(s.jobArgs(p.Job), p.TenantID, p.SessionID, p.RunID, p.Model, p.Prompt)
+	var jobs int
+	var notified *string
+	if err := s.db.QueryRow(ctx, s.q(enqueueRunSQL), args...).Scan(&jobs, &notified); err != nil {
 		return fmt.Errorf("storing the queued run: %w", err)
 	}
-	if tag.RowsAffected() == 0 {
+	if jobs == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+const requeueRunSQL = `
+WITH r AS (
+    SELECT id FROM {{schema}}.runs WHERE tenant_id = $8 AND id = $9 AND async
+), ` + runJobSQL
+
+// RequeueRun inserts a new River job for the tenant's enqueued run, such
+// as one whose approvals were decided, and announces it. It returns
+// ErrNotFound for no such run, or one not enqueued.
+func (s *Store) RequeueRun(ctx context.Context, tenantID, runID string, job RunJob) error {
+	args := append(s.jobArgs(job), tenantID, runID)
+	var jobs int
+	var notified *string
+	if err := s.db.QueryRow(ctx, s.q(requeueRunSQL), args...).Scan(&jobs, &notified); err != nil {
+		return fmt.Errorf("inserting the run's job: %w", err)
+	}
+	if jobs == 0 {
 		return ErrNotFound
 	}
 	return nil
