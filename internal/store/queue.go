@@ -71,7 +71,7 @@ WHERE s.tenant_id = $1 AND s.id = $2`
 // EnqueueRun stores a queued, asynchronous run of the tenant's session. It
 // returns ErrNotFound when the tenant has no such session.
 func (s *Store) EnqueueRun(ctx context.Context, p EnqueueRunParams) error {
-	tag, err := s.db.Exec(ctx, s.q(enqueueRunSQL), p.TenantID, p.SessionID, p.RunID, p.Model, p.Prompt)
+	tag, err := s.as(p.TenantID).Exec(ctx, s.q(enqueueRunSQL), p.TenantID, p.SessionID, p.RunID, p.Model, p.Prompt)
 	if err != nil {
 		return fmt.Errorf("storing the queued run: %w", err)
 	}
