@@ -61,7 +61,7 @@ type DBOptions struct {
 // leaves, and [Main] for dropping them.
 func DB(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	return DBWithOptions(t, DBOptions{AppRole: os.Getenv("AGENTPGTEST_APP_ROLE") != ""})
+	return DBWithOptions(t, DBOptions{})
 }
 
 // DBWithOptions is [DB] with options: with opts.Schema, the database has
@@ -493,10 +493,12 @@ func dropRole(t testing.TB, base, name string) {
 	}
 }
 
-// dropOrphanRoles drops the application roles (DBOptions.AppRole) whose
-// database is gone: those of test processes killed before their cleanup.
-// A role is made after its database and dropped after it, so a role
-// without its database is no test's.
+// dropOrphanRoles drops the roles named after a test database (the
+// application roles of DBOptions.AppRole), or after one and an underscore
+// (roles a test made for its database), whose database is gone: those of
+// test processes killed before their cleanup. A role is made after its
+// database and dropped after it, so a role without its database is no
+// test's.
 func dropOrphanRoles(ctx context.Context, base string) error {
 	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
@@ -504,7 +506,8 @@ func dropOrphanRoles(ctx context.Context, base string) error {
 	}
 	defer conn.Close(ctx)
 	rows, err := conn.Query(ctx, `SELECT rolname::text FROM pg_roles r
-		WHERE starts_with(rolname, $1) AND NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = r.rolname)`, testDatabasePrefix)
+		WHERE starts_with(rolname, $1) AND NOT EXISTS (
+			SELECT 1 FROM pg_database WHERE datname = r.rolname OR starts_with(r.rolname, datname || '_'))`, testDatabasePrefix)
 	if err != nil {
 		return err
 	}

@@ -13,9 +13,9 @@
 --    the application connects as a role without either (agentpg migrate
 --    --app-role, agentpg doctor).
 -- 3. What truly spans tenants (the rescuer of stuck runs) runs in a
---    SECURITY DEFINER function owned by the tables' owner, which sets
---    agentpg.cross_tenant for its own duration; a second policy, for the
---    owner alone, accepts every row while that setting is on. The
+--    SECURITY DEFINER function owned by the tables' owner, which turns
+--    agentpg.cross_tenant on for its one statement; a second policy, for
+--    the owner alone, accepts every row while that setting is on. The
 --    application role can set agentpg.cross_tenant too, but that policy
 --    does not apply to it: it crosses tenants only by calling the function,
 --    and only to do what the function does.
@@ -110,18 +110,26 @@ WHERE c.relnamespace = '{{schema}}'::regnamespace AND c.relkind IN ('r', 'p');
 
 -- The rescuer (store.FailStuckRuns): fails the synchronous runs, of every
 -- tenant, that no process has held for longer than grace_secs. It is all
--- the cross-tenant path can do, and it returns only run ids.
+-- the cross-tenant path can do, and it returns only run ids. It turns
+-- agentpg.cross_tenant on around its one statement (set_config, since a
+-- function's SET clause may not name a custom setting unless a superuser
+-- creates it); an error aborts the statement's transaction or
+-- subtransaction, which restores the setting.
 CREATE FUNCTION {{schema}}.fail_stuck_runs(reason text, grace_secs double precision) RETURNS SETOF uuid
-LANGUAGE sql SECURITY DEFINER
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET agentpg.cross_tenant = 'on'
 AS $fn$
-UPDATE {{schema}}.runs r
-SET status = 'failed', error = reason, error_class = 'interrupted', finished_at = now(), prompt = NULL
-FROM {{schema}}.sessions s
-WHERE r.status = 'running' AND NOT r.async AND s.tenant_id = r.tenant_id AND s.id = r.session_id
-  AND (s.lease_run_id IS DISTINCT FROM r.id OR s.lease_expires_at < now() - make_interval(secs => grace_secs))
-  AND r.started_at < now() - make_interval(secs => grace_secs)
-RETURNING r.id
+BEGIN
+    PERFORM set_config('agentpg.cross_tenant', 'on', true);
+    RETURN QUERY
+    UPDATE {{schema}}.runs r
+    SET status = 'failed', error = reason, error_class = 'interrupted', finished_at = now(), prompt = NULL
+    FROM {{schema}}.sessions s
+    WHERE r.status = 'running' AND NOT r.async AND s.tenant_id = r.tenant_id AND s.id = r.session_id
+      AND (s.lease_run_id IS DISTINCT FROM r.id OR s.lease_expires_at < now() - make_interval(secs => grace_secs))
+      AND r.started_at < now() - make_interval(secs => grace_secs)
+    RETURNING r.id;
+    PERFORM set_config('agentpg.cross_tenant', 'off', true);
+END
 $fn$;
 REVOKE ALL ON FUNCTION {{schema}}.fail_stuck_runs(text, double precision) FROM PUBLIC;
