@@ -21,7 +21,10 @@ const doctorHelp = `Check the deployment agentpg is pointed at, as the Checklist
 guide (docs/security.md) asks: whether ANTHROPIC_API_KEY is set, where the
 database's URL comes from (a warning when DATABASE_URL is unset and the local
 default is used), whether the database answers, over TLS, whether the URL holds
-a password, the server's version and whether the schema has every migration.
+a password, the server's version, whether the schema has every migration,
+whether row-level security is forced on every tenant table, and whether the
+role connected is one row-level security binds: not a superuser, without
+BYPASSRLS, owner of none of the tables (docs/deployment.md).
 
 TLS is judged by sslmode: disable, allow and prefer warn (they fall back to
 plaintext silently and never verify the server), require warns for a remote
@@ -85,13 +88,15 @@ var doctorChecks = []doctorCheck{
 	{"password", false, checkPassword},
 	{"server version", true, checkServerVersion},
 	{"migrations", true, checkMigrations},
+	{"row-level security", true, checkRowLevelSecurity},
+	{"database role", true, checkRole},
 }
 
 // doctorCmd returns "agentpg doctor".
 func (c *cli) doctorCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "doctor",
-		Short: "check the deployment: API key, database, TLS, migrations",
+		Short: "check the deployment: API key, database, TLS, migrations, row-level security",
 		Long:  doctorHelp,
 	}
 	return c.leaf(cmd, []string{flagDatabaseURL, flagSchema, flagJSON}, c.doctor)
@@ -376,12 +381,11 @@ func settingValue(s string) (value, rest string) {
 	return s, ""
 }
 
-// minServerVersion is the oldest PostgreSQL major release doctor accepts.
-// AgentPG's own SQL needs nothing newer than 9.5 (jsonb, make_interval,
-// multi-argument unnest, data-modifying WITH), but releases before 13 are
-// out of support and untested. Tests with package agentpgtest need 15
-// (CREATE DATABASE ... STRATEGY).
-const minServerVersion = 13
+// minServerVersion is the oldest PostgreSQL major release doctor accepts:
+// migration 011 needs 15 (a foreign key's ON DELETE SET NULL of some of its
+// columns), as do tests with package agentpgtest (CREATE DATABASE ...
+// STRATEGY).
+const minServerVersion = 15
 
 // checkServerVersion tells whether the server is recent enough.
 func checkServerVersion(ctx context.Context, cu *checkup) finding {
@@ -406,10 +410,7 @@ func versionFinding(num int, version string) finding {
 // checkMigrations tells whether the schema has every migration of this
 // agentpg.
 func checkMigrations(ctx context.Context, cu *checkup) finding {
-	remedy := "run agentpg migrate"
-	if cu.schema != defaultSchema {
-		remedy += " --schema " + cu.schema
-	}
+	remedy := migrateRemedy(cu.schema)
 	exists, err := schemaExists(ctx, cu.db.pool, cu.schema)
 	if err != nil {
 		return failf("%s", message(err))
@@ -433,4 +434,70 @@ func checkMigrations(ctx context.Context, cu *checkup) finding {
 		return failf("schema %q lacks %d of %s: %s", cu.schema, len(pending), count(len(migrations), "migration"), remedy)
 	}
 	return okf("schema %q is up to date (%s)", cu.schema, count(len(migrations), "migration"))
+}
+
+// migrateRemedy is the command that fixes the schema.
+func migrateRemedy(schema string) string {
+	remedy := "run agentpg migrate"
+	if schema != defaultSchema {
+		remedy += " --schema " + schema
+	}
+	return remedy
+}
+
+// checkRowLevelSecurity tells whether every tenant table of the schema has
+// row-level security enabled and forced, with its tenant policy.
+func checkRowLevelSecurity(ctx context.Context, cu *checkup) finding {
+	exists, err := schemaExists(ctx, cu.db.pool, cu.schema)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	if !exists {
+		return failf("schema %q does not exist: %s", cu.schema, migrateRemedy(cu.schema))
+	}
+	st, err := store.New(cu.db.pool, cu.schema)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	tables, err := st.TenantTables(ctx)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	var lacking []string
+	for _, t := range tables {
+		if !t.Enabled || !t.Forced || !t.Policy {
+			lacking = append(lacking, t.Table)
+		}
+	}
+	switch {
+	case len(tables) == 0:
+		return failf("schema %q has no tenant tables: %s", cu.schema, migrateRemedy(cu.schema))
+	case len(lacking) > 0:
+		return failf("not forced, or without the tenant policy, on %s: %s", strings.Join(lacking, ", "), migrateRemedy(cu.schema))
+	}
+	return okf("forced on the %s of schema %q", count(len(tables), "tenant table"), cu.schema)
+}
+
+// appRoleRemedy says how to connect as an application role.
+const appRoleRemedy = "connect as an application role: create one (CREATE ROLE app LOGIN ...), run agentpg migrate --app-role app as the tables' owner, and use it in DATABASE_URL (docs/deployment.md)"
+
+// checkRole tells whether row-level security binds the connected role.
+func checkRole(ctx context.Context, cu *checkup) finding {
+	st, err := store.New(cu.db.pool, cu.schema)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	role, err := st.CurrentRole(ctx)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	switch {
+	case role.Superuser:
+		return failf("role %q is a superuser, which row-level security never binds: %s", role.Name, appRoleRemedy)
+	case role.BypassRLS:
+		return failf("role %q has BYPASSRLS, so row-level security does not bind it: %s", role.Name, appRoleRemedy)
+	case role.Owner:
+		return warnf("role %q owns schema %q or its tables (or is a member of their owner): row-level security binds it, but it could turn it off; %s", role.Name, cu.schema, appRoleRemedy)
+	}
+	return okf("role %q: not a superuser, no BYPASSRLS, owns none of the tables", role.Name)
 }
