@@ -99,7 +99,7 @@ func (c countingConn) Read(p []byte) (int, error) {
 
 // tracedPool returns a pool on db's database whose statements counter
 // counts, and the count of bytes read from the server.
-func tracedPool(b *testing.B, db *pgxpool.Pool, counter *statementCounter) (*pgxpool.Pool, *atomic.Int64) {
+func tracedPool(b testing.TB, db *pgxpool.Pool, counter *statementCounter) (*pgxpool.Pool, *atomic.Int64) {
 	read := new(atomic.Int64)
 	cfg := db.Config().Copy()
 	cfg.ConnConfig.Tracer = counter
@@ -120,7 +120,19 @@ func tracedPool(b *testing.B, db *pgxpool.Pool, counter *statementCounter) (*pgx
 // round trips and commits per turn, and the time and allocations of the whole
 // turn (PostgreSQL and the loopback model server included).
 func BenchmarkPlainTurn(b *testing.B) {
-	benchmarkTurn(b, nil, agentpgtest.Echo)
+	benchmarkTurn(b, agentpgtest.DB(b), nil, agentpgtest.Echo)
+}
+
+// BenchmarkPlainTurnRowLevelSecurity is BenchmarkPlainTurn as a superuser,
+// which row-level security does not bind (rls=off), and as an application
+// role, which it binds (rls=on), in one run. Both send the tenant's setting
+// with every statement.
+func BenchmarkPlainTurnRowLevelSecurity(b *testing.B) {
+	for _, rls := range []bool{false, true} {
+		b.Run(fmt.Sprintf("rls=%s", map[bool]string{false: "off", true: "on"}[rls]), func(b *testing.B) {
+			benchmarkTurn(b, agentpgtest.DBWithOptions(b, agentpgtest.DBOptions{AppRole: rls}), nil, agentpgtest.Echo)
+		})
+	}
 }
 
 // BenchmarkToolTurn measures a Run in which the model calls one tool and
@@ -132,7 +144,7 @@ func BenchmarkToolTurn(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	benchmarkTurn(b, []tool.Tool{echo}, func(req agentpgtest.Request) agentpgtest.Reply {
+	benchmarkTurn(b, agentpgtest.DB(b), []tool.Tool{echo}, func(req agentpgtest.Request) agentpgtest.Reply {
 		last := req.Messages[len(req.Messages)-1]
 		if last.Content[0].Type == "tool_result" {
 			return agentpgtest.Text("done")
@@ -141,11 +153,12 @@ func BenchmarkToolTurn(b *testing.B) {
 	})
 }
 
-// benchmarkTurn runs b.N turns, ten per session, with the given tools and
-// model responder, and reports round trips and commits per turn.
-func benchmarkTurn(b *testing.B, tools []tool.Tool, responder func(agentpgtest.Request) agentpgtest.Reply) {
+// benchmarkTurn runs b.N turns on db, ten per session, with the given tools
+// and model responder, and reports round trips and commits per turn, and
+// turns per second.
+func benchmarkTurn(b *testing.B, db *pgxpool.Pool, tools []tool.Tool, responder func(agentpgtest.Request) agentpgtest.Reply) {
 	counter := &statementCounter{}
-	pool, _ := tracedPool(b, agentpgtest.DB(b), counter)
+	pool, _ := tracedPool(b, db, counter)
 	model := agentpgtest.NewServer(b)
 	model.SetResponder(responder)
 	agent, err := agentpg.New(agentpg.Config{
@@ -178,6 +191,7 @@ func benchmarkTurn(b *testing.B, tools []tool.Tool, responder func(agentpgtest.R
 	b.StopTimer()
 	b.ReportMetric(float64(counter.statements.Load())/float64(b.N), "roundtrips/turn")
 	b.ReportMetric(float64(counter.writes.Load())/float64(b.N), "commits/turn")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "turns/s")
 }
 
 // BenchmarkTurnCost measures turn 10, 100 and 1,000 of one session whose

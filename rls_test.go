@@ -257,6 +257,29 @@ func TestEverythingAsAppRole(t *testing.T) {
 	}
 }
 
+// A plain turn as the application role takes 2 round trips, as it did
+// before row-level security: the tenant's setting rides in the batch of
+// each statement.
+func TestPlainTurnRoundTripsAsAppRole(t *testing.T) {
+	t.Parallel()
+	counter := &statementCounter{}
+	pool, _ := tracedPool(t, agentpgtest.DBWithOptions(t, agentpgtest.DBOptions{AppRole: true}), counter)
+	b := setupOn(t, pool)
+	b.model.SetResponder(agentpgtest.Echo)
+	sess := b.session(t, "acme", "counted")
+	const turns = 5
+	counter.on.Store(true)
+	for range turns {
+		if _, err := sess.Run(ctx(t), "What is the time?"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counter.on.Store(false)
+	if got := counter.statements.Load(); got != 2*turns {
+		t.Errorf("%d plain turns took %d round trips, want %d", turns, got, 2*turns)
+	}
+}
+
 // TestGrantAppRoleArguments checks that Agent.GrantAppRole refuses roles
 // that row-level security would not bind as ErrInvalidArgument.
 func TestGrantAppRoleArguments(t *testing.T) {
