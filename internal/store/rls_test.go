@@ -410,6 +410,25 @@ func TestRescuerCrossesTenantsOnlyThroughItsFunction(t *testing.T) {
 			t.Errorf("without a tenant, role %s sees %d runs (%v), want none", r.name, n, err)
 		}
 	}
+	// Maintenance as the owner names the exception in its transaction
+	// (docs/deployment.md); the app role cannot.
+	for _, r := range []testRoleConn{owner, app} {
+		tx, err := r.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if _, err := tx.Exec(ctx, `SET LOCAL agentpg.cross_tenant = 'on'`); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM owned.runs`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[string]int{owner.name: 2, app.name: 0}[r.name]; n != want {
+			t.Errorf("with agentpg.cross_tenant on, role %s sees %d runs, want %d", r.name, n, want)
+		}
+		tx.Rollback(ctx)
+	}
 	failed, err := appStore.FailStuckRuns(ctx, time.Minute, "stuck")
 	if err != nil {
 		t.Fatalf("FailStuckRuns as the app role: %v", err)
