@@ -9,31 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/agentpg/agentpg"
 	"github.com/agentpg/agentpg/agentpgtest"
 	"github.com/agentpg/agentpg/compaction"
 	"github.com/agentpg/agentpg/tool"
 )
-
-// superuserPool returns a pool on db's database as the role of
-// DATABASE_URL, which row-level security does not bind, for the test to
-// look behind the agent's back.
-func superuserPool(t *testing.T, db *pgxpool.Pool) *pgxpool.Pool {
-	t.Helper()
-	cfg, err := pgxpool.ParseConfig(agentpgtest.DatabaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.Database = db.Config().ConnConfig.Database
-	su, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(su.Close)
-	return su
-}
 
 // TestEverythingAsAppRole runs the library as a deployment does, connected
 // as an application role that row-level security binds: sessions, runs,
@@ -45,7 +25,7 @@ func superuserPool(t *testing.T, db *pgxpool.Pool) *pgxpool.Pool {
 func TestEverythingAsAppRole(t *testing.T) {
 	t.Parallel()
 	app := agentpgtest.DBWithOptions(t, agentpgtest.DBOptions{AppRole: true})
-	su := superuserPool(t, app)
+	su := agentpgtest.OwnerDB(t, app)
 	var weather, transfers atomic.Int32
 	transfer, err := tool.NewFunc("transfer", "Moves money.", func(_ context.Context, in cityInput) (string, error) {
 		transfers.Add(1)

@@ -143,6 +143,26 @@ func DBWithOptions(t testing.TB, opts DBOptions) *pgxpool.Pool {
 	return pool
 }
 
+// OwnerDB returns a pool on the database of db, a pool of [DB] or
+// [DBWithOptions], as the role of [DatabaseURL], which owns its tables: for
+// a test whose agent uses an application role (DBOptions.AppRole) to look
+// behind its back. With the default URL that role is a superuser, which
+// row-level security does not bind. The pool is closed when the test ends.
+func OwnerDB(t testing.TB, db *pgxpool.Pool) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(DatabaseURL())
+	if err != nil {
+		t.Fatalf("agentpgtest: DATABASE_URL: %v", err)
+	}
+	cfg.ConnConfig.Database = db.Config().ConnConfig.Database
+	owner, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("agentpgtest: connecting to %s: %v", cfg.ConnConfig.Database, err)
+	}
+	t.Cleanup(owner.Close)
+	return owner
+}
+
 // appRole makes the application role name for the database of dsn (made
 // after the database, so that Main never takes it for an orphan), grants
 // it what GrantAppRole grants in schema, and returns dsn with it as user.

@@ -24,23 +24,6 @@ var tenantTables = []string{
 	"compaction_events", "message_archive", "messages", "run_events", "runs", "session_waiters", "sessions", "tool_executions",
 }
 
-// superuserPool returns a pool on the database of pool as the role of
-// DATABASE_URL, a superuser, which row-level security never applies to.
-func superuserPool(t *testing.T, pool *pgxpool.Pool) *pgxpool.Pool {
-	t.Helper()
-	cfg, err := pgxpool.ParseConfig(agentpgtest.DatabaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.ConnConfig.Database = pool.Config().ConnConfig.Database
-	su, err := pgxpool.NewWithConfig(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(su.Close)
-	return su
-}
-
 // populate stores, through st, a row of the tenant in every tenant table:
 // a session and its child, a completed run with a tool call and events, a
 // run of the child called by it, a compaction that archived a message, a
@@ -147,7 +130,7 @@ func TestRowLevelSecurityAsAppRole(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	app := agentpgtest.DBWithOptions(t, agentpgtest.DBOptions{AppRole: true})
-	su := superuserPool(t, app)
+	su := agentpgtest.OwnerDB(t, app)
 	st, err := store.New(app, "")
 	if err != nil {
 		t.Fatal(err)
