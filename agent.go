@@ -12,6 +12,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/agentpg/agentpg/audit"
 	"github.com/agentpg/agentpg/internal/store"
 	"github.com/agentpg/agentpg/tool"
 )
@@ -28,6 +29,7 @@ type Agent struct {
 	// lease or a run's progress.
 	releases, runEvents *notifier
 	cache               *lru.Cache[string, *cachedConversation]
+	audit               *audit.Log
 
 	hookMu     sync.RWMutex
 	before     []func(ctx context.Context, messages []any) error
@@ -63,7 +65,11 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agentpg: Config.ConversationCacheSize: %w", err)
 	}
-	a := &Agent{cfg: cfg, store: st, executor: tool.NewExecutor(registry), cache: cache}
+	auditLog, err := audit.New(cfg.DB, audit.Options{Schema: cfg.Schema, Redact: cfg.Audit.Redact, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("agentpg: Config.Audit: %w", err)
+	}
+	a := &Agent{cfg: cfg, store: st, executor: tool.NewExecutor(registry), cache: cache, audit: auditLog}
 	a.releases, a.runEvents = newNotifiers()
 	a.warnUnknownModel(cfg.Model)
 	return a, nil
@@ -318,7 +324,9 @@ func (a *Agent) DeleteSession(ctx context.Context, tenantID, sessionID string) e
 	if err := validateSessionID(sessionID); err != nil {
 		return err
 	}
-	switch err := a.store.DeleteSession(ctx, tenantID, sessionID); {
+	err := a.store.DeleteSession(ctx, tenantID, sessionID)
+	a.record(ctx, audit.Entry{TenantID: tenantID, SessionID: sessionID, Action: audit.ActionSessionDelete, Success: err == nil})
+	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("agentpg: %w", ErrSessionNotFound)
 	case errors.Is(err, store.ErrBusy):
@@ -349,6 +357,7 @@ func (a *Agent) session(row *store.Session) (*Session, error) {
 		agent:      a,
 		depth:      row.Depth,
 		cache:      a.cachedConversation(row.ID),
+		endUser:    row.Identifier,
 	}
 	if row.ParentID != nil {
 		sess.ParentID = *row.ParentID

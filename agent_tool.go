@@ -80,6 +80,7 @@ func (t *agentTool) Execute(ctx context.Context, input json.RawMessage) (string,
 	if err != nil {
 		return "", err
 	}
+	child.endUser = parent.session.endUser
 	res, err := child.run(ctx, in.Task, RunOptions{}, &parent.lease.RunID)
 	if err != nil {
 		return "", err

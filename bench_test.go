@@ -120,7 +120,7 @@ func tracedPool(b testing.TB, db *pgxpool.Pool, counter *statementCounter) (*pgx
 // round trips and commits per turn, and the time and allocations of the whole
 // turn (PostgreSQL and the loopback model server included).
 func BenchmarkPlainTurn(b *testing.B) {
-	benchmarkTurn(b, agentpgtest.DB(b), nil, agentpgtest.Echo)
+	benchmarkTurn(b, agentpg.Config{}, agentpgtest.Echo, nil)
 }
 
 // BenchmarkPlainTurnRowLevelSecurity is BenchmarkPlainTurn as a superuser,
@@ -130,44 +130,76 @@ func BenchmarkPlainTurn(b *testing.B) {
 func BenchmarkPlainTurnRowLevelSecurity(b *testing.B) {
 	for _, rls := range []bool{false, true} {
 		b.Run(fmt.Sprintf("rls=%s", map[bool]string{false: "off", true: "on"}[rls]), func(b *testing.B) {
-			benchmarkTurn(b, agentpgtest.DBWithOptions(b, agentpgtest.DBOptions{AppRole: rls}), nil, agentpgtest.Echo)
+			db := agentpgtest.DBWithOptions(b, agentpgtest.DBOptions{AppRole: rls})
+			benchmarkTurn(b, agentpg.Config{DB: db}, agentpgtest.Echo, nil)
 		})
 	}
 }
 
+// BenchmarkPlainTurnLimited is BenchmarkPlainTurn for a tenant with
+// limits, high enough never to refuse: admitting each model call and
+// counting its usage add statements to the turn's batches, not round
+// trips.
+func BenchmarkPlainTurnLimited(b *testing.B) {
+	benchmarkTurn(b, agentpg.Config{}, agentpgtest.Echo, &agentpg.TenantLimits{
+		RequestsPerMinute: 1 << 30, TokensPerDay: 1 << 50,
+		PerSession: agentpg.SessionLimits{RequestsPerMinute: 1 << 30, TokensPerDay: 1 << 50},
+	})
+}
+
 // BenchmarkToolTurn measures a Run in which the model calls one tool and
-// then answers: model, tool, model.
+// then answers: model, tool, model; "audited" with Config.Audit.Enabled,
+// its round trips counting the audit log's background writes.
 func BenchmarkToolTurn(b *testing.B) {
+	tools, responder := echoToolTurn(b)
+	b.Run("plain", func(b *testing.B) { benchmarkTurn(b, agentpg.Config{Tools: tools}, responder, nil) })
+	b.Run("audited", func(b *testing.B) {
+		benchmarkTurn(b, agentpg.Config{Tools: tools, Audit: agentpg.AuditConfig{Enabled: true}}, responder, nil)
+	})
+}
+
+// echoToolTurn returns the tool and the model of a tool turn: the model
+// calls the tool echo, then answers.
+func echoToolTurn(b *testing.B) ([]tool.Tool, func(agentpgtest.Request) agentpgtest.Reply) {
 	echo, err := tool.NewFunc("echo", "Echoes its input.", func(ctx context.Context, in cityInput) (string, error) {
 		return in.City, nil
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	benchmarkTurn(b, agentpgtest.DB(b), []tool.Tool{echo}, func(req agentpgtest.Request) agentpgtest.Reply {
+	return []tool.Tool{echo}, func(req agentpgtest.Request) agentpgtest.Reply {
 		last := req.Messages[len(req.Messages)-1]
 		if last.Content[0].Type == "tool_result" {
 			return agentpgtest.Text("done")
 		}
 		return agentpgtest.Blocks(agentpgtest.ToolUse(fmt.Sprintf("toolu_%d", len(req.Messages)), "echo", map[string]any{"city": "Oslo"}))
-	})
+	}
 }
 
-// benchmarkTurn runs b.N turns on db, ten per session, with the given tools
-// and model responder, and reports round trips and commits per turn, and
-// turns per second.
-func benchmarkTurn(b *testing.B, db *pgxpool.Pool, tools []tool.Tool, responder func(agentpgtest.Request) agentpgtest.Reply) {
+// benchmarkTurn runs b.N turns, ten per session, on cfg's database (a
+// database of the benchmark's own when nil) with cfg's tools and audit
+// settings, the model responder and limits on the tenant unless nil, and
+// reports round trips and commits per turn (those of the audit log's
+// background writes, flushed at the end, included) and turns per second.
+func benchmarkTurn(b *testing.B, cfg agentpg.Config, responder func(agentpgtest.Request) agentpgtest.Reply, limits *agentpg.TenantLimits) {
 	counter := &statementCounter{}
-	pool, _ := tracedPool(b, db, counter)
+	if cfg.DB == nil {
+		cfg.DB = agentpgtest.DB(b)
+	}
+	pool, _ := tracedPool(b, cfg.DB, counter)
 	model := agentpgtest.NewServer(b)
 	model.SetResponder(responder)
-	agent, err := agentpg.New(agentpg.Config{
-		DB: pool, Client: model.Client(), Model: "claude-sonnet-5-5", SystemPrompt: "Be brief.", Tools: tools,
-	})
+	cfg.DB, cfg.Client, cfg.Model, cfg.SystemPrompt = pool, model.Client(), "claude-sonnet-5-5", "Be brief."
+	agent, err := agentpg.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
+	if limits != nil {
+		if err := agent.SetTenantLimits(ctx, "bench", *limits); err != nil {
+			b.Fatal(err)
+		}
+	}
 
 	const turnsPerSession = 10
 	var sess *agentpg.Session
@@ -189,6 +221,9 @@ func benchmarkTurn(b *testing.B, db *pgxpool.Pool, tools []tool.Tool, responder 
 		}
 	}
 	b.StopTimer()
+	if err := agent.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
 	b.ReportMetric(float64(counter.statements.Load())/float64(b.N), "roundtrips/turn")
 	b.ReportMetric(float64(counter.writes.Load())/float64(b.N), "commits/turn")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "turns/s")

@@ -213,7 +213,7 @@ func (s *Session) compact(ctx context.Context, lease *store.Lease, conv conversa
 		}
 		change.Summary = &store.Summary{Text: summary, FirstIntent: firstIntent}
 		change.ArchiveBeforeSeq = plan.Keep[0].Seq
-		change.Usage = usage.store()
+		change.Usage, change.Model = usage.store(), s.model()
 		event.Usage = usage
 		compacted.summary, compacted.firstIntent = summary, firstIntent
 	}

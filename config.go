@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/agentpg/agentpg/compaction"
 	"github.com/agentpg/agentpg/internal/store"
+	"github.com/agentpg/agentpg/redact"
 	"github.com/agentpg/agentpg/tool"
 )
 
@@ -78,8 +80,14 @@ type Config struct {
 	// may nest (default DefaultMaxAgentDepth).
 	MaxAgentDepth int
 	// Logger receives AgentPG's logs, with tenant_id, session_id and run_id
-	// attributes. Nil discards them.
+	// attributes. Nil discards them. Every message and attribute passes
+	// through redact.Redact first (email addresses, card numbers, API keys
+	// and other secrets become [REDACTED:KIND]), unless
+	// DisableLogRedaction.
 	Logger *slog.Logger
+	// DisableLogRedaction passes log records to Logger as they are, for a
+	// Logger that redacts by itself, or a test that needs the raw values.
+	DisableLogRedaction bool
 	// LeaseTTL is how long a run's lease on its session lasts without
 	// renewal (default DefaultLeaseTTL). A run renews it every third of
 	// that; a process that dies holding it blocks the session at most this
@@ -109,6 +117,14 @@ type Config struct {
 	// Retry says how a failed model call is retried; its zero value
 	// retries with the defaults. See RetryConfig.
 	Retry RetryConfig
+	// RetentionBatchSize is how many rows each statement of
+	// ApplyRetention and of the erasures deletes at most (default
+	// DefaultRetentionBatchSize), so that none holds its locks long.
+	RetentionBatchSize int
+	// Audit configures the Agent's audit log: with Audit.Enabled, the
+	// Agent records its tool calls, approvals, session deletions and run
+	// cancellations there. See AuditConfig.
+	Audit AuditConfig
 	// RequestOptions are passed to every Messages API call, for settings
 	// this Config does not name (headers, sampling parameters the model
 	// accepts, a beta flag). The SDK's own retries are turned off on
@@ -117,6 +133,11 @@ type Config struct {
 	// so that the two never multiply. The Client's other uses keep its
 	// settings.
 	RequestOptions []option.RequestOption
+	// Prices are the models' prices that Agent.TenantUsage reports costs
+	// with, keyed by model name or name prefix (the longest matching key
+	// wins), over DefaultPrices, list prices that may be out of date:
+	// set those you pay.
+	Prices map[string]ModelPrice
 }
 
 // RetryConfig says how a failed model call is retried: with exponential
@@ -226,11 +247,20 @@ func (c Config) withDefaults() Config {
 	if c.MaxAgentDepth == 0 {
 		c.MaxAgentDepth = DefaultMaxAgentDepth
 	}
-	if c.Logger == nil {
+	switch {
+	case c.Logger == nil:
 		c.Logger = slog.New(slog.DiscardHandler)
+	case !c.DisableLogRedaction:
+		c.Logger = slog.New(redact.NewHandler(c.Logger.Handler()))
+	}
+	if c.Audit.Redact == nil {
+		c.Audit.Redact = redact.Redact
 	}
 	if c.Retry.MaxAttempts == 0 {
 		c.Retry.MaxAttempts = DefaultRetryMaxAttempts
+	}
+	if c.RetentionBatchSize == 0 {
+		c.RetentionBatchSize = DefaultRetentionBatchSize
 	}
 	if c.Retry.InitialBackoff == 0 {
 		c.Retry.InitialBackoff = DefaultRetryInitialBackoff
@@ -291,6 +321,9 @@ func (c Config) validate() error {
 	if c.ConversationCacheSize < 1 {
 		problem("ConversationCacheSize must be positive, got %d", c.ConversationCacheSize)
 	}
+	if c.RetentionBatchSize < 1 {
+		problem("RetentionBatchSize must be positive, got %d", c.RetentionBatchSize)
+	}
 	if c.ContextWindow < 0 {
 		problem("ContextWindow must not be negative, got %d", c.ContextWindow)
 	}
@@ -305,6 +338,14 @@ func (c Config) validate() error {
 	}
 	if r := c.Retry; r.MaxElapsed <= 0 {
 		problem("Retry.MaxElapsed must be positive, got %s", r.MaxElapsed)
+	}
+	for model, p := range c.Prices {
+		for _, v := range []float64{p.Input, p.Output, p.CacheRead, p.CacheWrite} {
+			if !(v >= 0) || math.IsInf(v, 1) {
+				problem("Prices[%q]: prices must be finite and not negative, got %+v", model, p)
+				break
+			}
+		}
 	}
 	if err := c.compactionOptions(c.Model).Validate(); err != nil {
 		problem("Compaction: %v", err)

@@ -59,6 +59,14 @@
 // never separating a tool_use from its tool_result. What is removed moves to
 // the message_archive table in the same statement that writes the summary.
 //
+// # Audit
+//
+// [Agent.AuditLog] is a tamper-evident audit log (package audit): entries
+// hash-chained per tenant, written in the background, verified with
+// Verify. With [Config].Audit.Enabled the Agent records there its tool
+// calls, denials, approvals, session deletions and run cancellations; a
+// turn waits for no audit write. [Agent.Close] writes what is buffered.
+//
 // # Testing
 //
 // Package agentpgtest provides a scripted Claude server that speaks the

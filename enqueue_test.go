@@ -7,8 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/agentpg/agentpg"
 	"github.com/agentpg/agentpg/agentpgtest"
+	"github.com/agentpg/agentpg/tool"
 )
 
 // benchAgent returns an agent on a database of the benchmark's own, with a
@@ -150,4 +153,54 @@ func BenchmarkEnqueueToStart(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(total.Microseconds())/float64(b.N)/1000, "ms-to-start")
+}
+
+// BenchmarkAsyncTurnRoundTrips counts the round trips a Worker's process
+// makes per enqueued turn, plain and with one tool call, each run enqueued
+// once the previous one has ended: the run's own, River's fetch and
+// completion of its job, and River's background work (its leader election,
+// polls and reports), which a busier queue amortizes over more runs.
+// Another Agent, on a pool of its own, enqueues the runs and waits for
+// them.
+func BenchmarkAsyncTurnRoundTrips(b *testing.B) {
+	tools, toolModel := echoToolTurn(b)
+	for _, turn := range []struct {
+		name  string
+		tools []tool.Tool
+		model func(agentpgtest.Request) agentpgtest.Reply
+	}{{"plain", nil, agentpgtest.Echo}, {"tool", tools, toolModel}} {
+		b.Run(turn.name, func(b *testing.B) {
+			db := agentpgtest.DB(b)
+			counter := &statementCounter{}
+			traced, _ := tracedPool(b, db, counter)
+			model := agentpgtest.NewServer(b)
+			model.SetResponder(turn.model)
+			agent := func(pool *pgxpool.Pool) *agentpg.Agent {
+				a, err := agentpg.New(agentpg.Config{DB: pool, Client: model.Client(), Model: "claude-sonnet-5-5", Tools: turn.tools})
+				if err != nil {
+					b.Fatal(err)
+				}
+				return a
+			}
+			benchWorker(b, agent(traced), 1)
+			client := agent(db)
+			sess := benchSessions(b, client, 1)[0]
+			ctx := context.Background()
+			counter.on.Store(true)
+			b.ResetTimer()
+			for range b.N {
+				id, err := sess.Enqueue(ctx, "turn")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := client.WaitRun(ctx, "bench", id); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			counter.on.Store(false)
+			b.ReportMetric(float64(counter.statements.Load())/float64(b.N), "roundtrips/turn")
+			b.ReportMetric(float64(counter.writes.Load())/float64(b.N), "commits/turn")
+		})
+	}
 }

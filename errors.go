@@ -188,6 +188,7 @@ var failureClasses = []struct {
 	{"no_tools", ErrNoTools},
 	{"rate_limited", ErrRateLimited},
 	{"overloaded", ErrOverloaded},
+	{"limit", ErrLimitExceeded},
 }
 
 // failureClass names the class of a run's failure: one of failureClasses,

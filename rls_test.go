@@ -18,10 +18,11 @@ import (
 // TestEverythingAsAppRole runs the library as a deployment does, connected
 // as an application role that row-level security binds: sessions, runs,
 // tools, approvals, nested agents, waiting for a busy session, events,
-// compaction, enqueued runs and their worker, caller transactions, the
-// rescuer. A statement sent without its tenant would find nothing and the
-// step would fail: each one proves that the store sets the tenant on its
-// path.
+// compaction, enqueued runs and their worker, caller transactions, limits
+// and usage, the audit log, and the paths across tenants (the rescuer,
+// retention, usage anomalies, the audit log's tenants) and erasure. A
+// statement sent without its tenant would find nothing and the step would
+// fail: each one proves that the store sets the tenant on its path.
 func TestEverythingAsAppRole(t *testing.T) {
 	t.Parallel()
 	app := agentpgtest.DBWithOptions(t, agentpgtest.DBOptions{AppRole: true})
@@ -39,8 +40,13 @@ func TestEverythingAsAppRole(t *testing.T) {
 		c.ApprovalRequired = []string{"transfer"}
 		c.ContextWindow = 20000
 		c.Compaction = agentpg.CompactionConfig{Disabled: true, Strategy: compaction.StrategySummarize}
+		c.Audit.Enabled = true
 	})
 	model := b.model
+	if err := b.agent.SetTenantLimits(ctx(t), "acme", agentpg.TenantLimits{RequestsPerMinute: 1 << 20, TokensPerDay: 1 << 40,
+		PerSession: agentpg.SessionLimits{RequestsPerMinute: 1 << 20, TokensPerDay: 1 << 40}}); err != nil {
+		t.Fatalf("SetTenantLimits: %v", err)
+	}
 	researcher, err := agentpg.New(agentpg.Config{DB: app, Client: model.Client(), Model: "claude-sonnet-5-5", SystemPrompt: "Research."})
 	if err != nil {
 		t.Fatal(err)
@@ -234,6 +240,52 @@ func TestEverythingAsAppRole(t *testing.T) {
 	if err := su.QueryRow(ctx(t), `SELECT (SELECT count(*) FROM agentpg.sessions) + (SELECT count(*) FROM agentpg.messages WHERE session_id <> $1)`,
 		txSess.ID).Scan(&left); err != nil || left != 1 {
 		t.Errorf("after DeleteSession, %d sessions and messages of ada's are left (%v); want only in-tx", left, err)
+	}
+
+	// Usage, counted with each step, and the anomalies across tenants.
+	today := time.Now()
+	if usage, err := b.agent.TenantUsage(ctx(t), "acme", today, today); err != nil || len(usage) == 0 || usage[0].Requests == 0 {
+		t.Errorf("TenantUsage: %+v, %v", usage, err)
+	}
+	if _, err := b.agent.UsageAnomalies(ctx(t), 3); err != nil {
+		t.Errorf("UsageAnomalies: %v", err)
+	}
+
+	// The audit log, once written, lists acme's chain, which verifies.
+	if err := b.agent.Close(ctx(t)); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	log := other.AuditLog()
+	if tenants, err := log.Tenants(ctx(t)); err != nil || !slices.Equal(tenants, []string{"acme"}) {
+		t.Errorf("the audit log's tenants: %v, %v; want acme", tenants, err)
+	}
+	if err := log.Verify(ctx(t), "acme"); err != nil {
+		t.Errorf("Verify: %v", err)
+	}
+
+	// Retention across tenants: the events of ended runs.
+	if err := other.SetRetention(ctx(t), "", agentpg.RetentionPolicy{RunEvents: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	preview, err := other.PreviewRetention(ctx(t))
+	if err != nil || preview.Tenants["acme"].RunEvents == 0 {
+		t.Fatalf("PreviewRetention: %+v, %v", preview, err)
+	}
+	if report, err := other.ApplyRetention(ctx(t)); err != nil || report.Tenants["acme"].RunEvents != preview.Tenants["acme"].RunEvents {
+		t.Errorf("ApplyRetention: %+v, %v; want %+v", report, err, preview)
+	}
+
+	// Erasing the tenant leaves nothing of it but its audit chain, blank,
+	// which still verifies.
+	if err := other.EraseTenant(ctx(t), "acme"); err != nil {
+		t.Fatalf("EraseTenant: %v", err)
+	}
+	if err := su.QueryRow(ctx(t), `SELECT (SELECT count(*) FROM agentpg.sessions) + (SELECT count(*) FROM agentpg.tenant_limits)
+		+ (SELECT count(*) FROM agentpg.tenant_usage) + (SELECT count(*) FROM agentpg.audit_log WHERE input <> '')`).Scan(&left); err != nil || left != 0 {
+		t.Errorf("after EraseTenant, %d rows of acme are left (%v)", left, err)
+	}
+	if err := log.Verify(ctx(t), "acme"); err != nil {
+		t.Errorf("Verify after the erasure: %v", err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 
+	"github.com/agentpg/agentpg/audit"
 	"github.com/agentpg/agentpg/internal/store"
 	"github.com/agentpg/agentpg/tool"
 )
@@ -68,7 +69,8 @@ type PendingToolCall struct {
 // What the run commits survives a crash: the prompt and the run row before
 // the model is called, the answer and the run's completion after. A failed
 // run is recorded with its reason; its messages stay stored but are left out
-// of the conversation, so the session stays usable.
+// of the conversation, so the session stays usable. A run its tenant's
+// limits refuse (see TenantLimits) returns a *LimitError.
 func (s *Session) Run(ctx context.Context, prompt string) (*Result, error) {
 	return s.RunWithOptions(ctx, prompt, RunOptions{})
 }
@@ -133,6 +135,9 @@ func (s *Session) begin(ctx context.Context, noWait bool, parentRunID *string) (
 	}()
 	for {
 		begun, err = a.store.BeginRun(ctx, params)
+		if refused := limitError(err, s.TenantID, s.ID); refused != nil {
+			return begun, fmt.Errorf("agentpg: %w", refused)
+		}
 		if retry, err := leaseError(err, noWait); !retry {
 			return begun, err
 		}
@@ -220,6 +225,9 @@ type run struct {
 	lease   store.Lease
 	opts    RunOptions
 	log     *slog.Logger
+	// async is set for an enqueued run: refused by its tenant's limits
+	// mid-way, it goes back to the queue rather than failing.
+	async bool
 	// conv is what the model is sent next. Its last messages may be
 	// pending: made by the run but not stored yet (they have no seq).
 	conv    conversation
@@ -230,8 +238,10 @@ type run struct {
 	// added to the stored run.
 	unsaved      Usage
 	unsavedCalls int
-	// events stores what the run emits, for Agent.RunEvents, with its steps.
-	events *eventWriter
+	// events stores what the run emits, for Agent.RunEvents, with its steps;
+	// refusedEvents are those of a step a limit refused, for the next.
+	events        *eventWriter
+	refusedEvents []store.NewEvent
 }
 
 // execute runs the model, and the tools it asks for, until a final answer.
@@ -284,6 +294,9 @@ func (r *run) execute(ctx context.Context, begun store.Begun, prompt string) (re
 			return nil, r.fail(ctx, fmt.Errorf("%w (%d)", ErrMaxIterations, r.calls))
 		}
 		paused, err := r.toolStep(ctx, resp)
+		if requeued, ok := errors.AsType[requeuedError](err); ok {
+			return nil, fmt.Errorf("agentpg: run %s: %w", r.lease.RunID, requeued.LimitError)
+		}
 		if err != nil {
 			return nil, r.fail(ctx, err)
 		}
@@ -380,6 +393,7 @@ func (r *run) toolStep(ctx context.Context, resp *response) (*Result, error) {
 		if err := a.beforeToolCall(ctx, r, call); err != nil {
 			res := deniedResult(call, err)
 			planned[i].result = &res
+			a.record(ctx, r.auditEntry(audit.ActionToolDenied, call, false, err.Error()))
 		} else if a.needsApproval(call.Name) {
 			planned[i].status = store.ToolAwaitingApproval
 			pending = append(pending, PendingToolCall{ToolUseID: call.ID, Name: call.Name, Input: call.Input})
@@ -388,10 +402,34 @@ func (r *run) toolStep(ctx context.Context, resp *response) (*Result, error) {
 	if len(pending) > 0 {
 		return r.pause(ctx, resp, planned, pending)
 	}
-	if err := r.commit(ctx, store.StepParams{ToolCalls: ledgerRows(planned, store.ToolStarted)}); err != nil {
+	// The next model call is admitted with the step: refused, nothing of
+	// it is stored and no tool runs.
+	step := store.StepParams{ToolCalls: ledgerRows(planned, store.ToolStarted), AdmitNext: true}
+	if err := r.commit(ctx, step); err != nil {
+		if refused, ok := errors.AsType[*LimitError](err); ok && r.async {
+			return nil, r.requeue(ctx, planned, refused)
+		}
 		return nil, err
 	}
 	return nil, r.completeTools(ctx, planned)
+}
+
+// requeuedError is the refusal of an enqueued run that went back to the
+// queue: it did not fail.
+type requeuedError struct{ *LimitError }
+
+// requeue puts an enqueued run that its tenant's limits refused before its
+// next model call back in the queue, releasing the session: the step is
+// stored with its tool calls approved, to run once the run is resumed,
+// which a Worker does after the refusal's RetryAfter.
+func (r *run) requeue(ctx context.Context, planned []plannedCall, refused *LimitError) error {
+	step := store.StepParams{ToolCalls: ledgerRows(planned, store.ToolApproved), Status: store.RunQueued}
+	if err := r.commit(ctx, step); err != nil {
+		return err
+	}
+	r.log.InfoContext(ctx, "run refused by its tenant's limits; back in the queue",
+		"limit", refused.Limit, "retry_after", refused.RetryAfter)
+	return requeuedError{refused}
 }
 
 // toolCalls returns the tool calls of a response, each with the input the
@@ -510,7 +548,9 @@ func (r *run) completeTools(ctx context.Context, planned []plannedCall) error {
 			at = append(at, i)
 		}
 	}
-	for i, res := range a.executor.Execute(ctx, runnable) {
+	ran := a.executor.Execute(ctx, runnable)
+	r.auditToolCalls(ctx, ran)
+	for i, res := range ran {
 		results[at[i]] = res
 	}
 	if err := context.Cause(ctx); err != nil {
@@ -630,7 +670,7 @@ func (r *run) commit(ctx context.Context, step store.StepParams) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	step.Messages, step.Usage, step.Iterations = r.pending, r.unsaved.store(), r.unsavedCalls
-	step.LeaseTTL = r.session.agent.cfg.LeaseTTL
+	step.LeaseTTL, step.Model = r.session.agent.cfg.LeaseTTL, r.session.model()
 	var end *Event
 	if step.Status == store.RunCompleted {
 		end = &Event{Status: RunCompleted, StopReason: step.StopReason, Usage: r.usage}
@@ -639,6 +679,10 @@ func (r *run) commit(ctx context.Context, step store.StepParams) error {
 	committed, err := r.session.agent.store.CommitStep(ctx, r.lease, step)
 	if errors.Is(err, store.ErrLeaseLost) {
 		return ErrLeaseLost
+	}
+	if refused := limitError(err, r.session.TenantID, r.session.ID); refused != nil {
+		r.refusedEvents = step.Events // the refusal rolled them back
+		return refused
 	}
 	if err != nil {
 		return fmt.Errorf("storing the run's step: %w", err)
@@ -663,14 +707,16 @@ func (r *run) emit(e Event) {
 	}
 }
 
-// takeEvents returns the run's events not stored yet, and end if not nil,
-// for its next step to store. An error storing events on their own is
-// logged: it never fails the run.
+// takeEvents returns the run's events not stored yet (those of a step a
+// limit refused first), and end if not nil, for its next step to store. An
+// error storing events on their own is logged: it never fails the run.
 func (r *run) takeEvents(ctx context.Context, end *Event) []store.NewEvent {
 	events, err := r.events.take(end)
 	if err != nil {
 		r.log.WarnContext(ctx, "storing run events", "error", err)
 	}
+	events = append(r.refusedEvents, events...)
+	r.refusedEvents = nil
 	return events
 }
 
@@ -726,7 +772,7 @@ func (r *run) fail(ctx context.Context, cause error) error {
 	err := fmt.Errorf("agentpg: run %s: %w", r.lease.RunID, cause)
 	reason, _ := storableText(cause.Error())
 	failed := store.FailedRun{Reason: reason, Class: failureClass(cause), Cancelled: errors.Is(cause, ErrRunCancelled),
-		Messages: r.pending, Usage: r.unsaved.store(), Iterations: r.unsavedCalls}
+		Messages: r.pending, Usage: r.unsaved.store(), Iterations: r.unsavedCalls, Model: r.session.model()}
 	end := Event{Status: RunFailed, Error: reason, Usage: r.usage}
 	if failed.Cancelled {
 		end.Status = RunCancelled

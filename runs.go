@@ -11,6 +11,7 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/riverqueue/river"
 
+	"github.com/agentpg/agentpg/audit"
 	"github.com/agentpg/agentpg/internal/store"
 	"github.com/agentpg/agentpg/tool"
 )
@@ -69,6 +70,7 @@ func (a *Agent) CancelRun(ctx context.Context, tenantID, runID string) error {
 		return err
 	}
 	_, err := a.store.CancelRun(ctx, tenantID, runID, "cancelled by CancelRun")
+	a.record(ctx, audit.Entry{TenantID: tenantID, RunID: runID, Action: audit.ActionRunCancel, Success: err == nil})
 	return runStoreError(err, "cancelling the run")
 }
 
@@ -81,8 +83,10 @@ func (a *Agent) CancelRun(ctx context.Context, tenantID, runID string) error {
 // to the model as interrupted, its effect unknown.
 //
 // For a run that ended, ResumeRun returns what WaitRun returns. It fails
-// with ErrApprovalPending while calls wait for a decision, and with
-// ErrSessionBusy while a process runs the session.
+// with ErrApprovalPending while calls wait for a decision, with
+// ErrSessionBusy while a process runs the session, and with a *LimitError,
+// leaving the run as it was, while its tenant's limits refuse its next
+// model call.
 func (a *Agent) ResumeRun(ctx context.Context, tenantID, runID string) (*Result, error) {
 	stored, err := a.storedRun(ctx, tenantID, runID)
 	if err != nil {
@@ -106,6 +110,9 @@ func (a *Agent) resumeRun(ctx context.Context, tenantID, sessionID, runID string
 		CachedGen: cache.conv.gen, CachedSeq: cache.lastSeq}
 	cache.mu.Unlock()
 	begun, err := a.store.ResumeRun(ctx, params)
+	if refused := limitError(err, tenantID, sessionID); refused != nil {
+		return nil, fmt.Errorf("agentpg: %w", refused)
+	}
 	if errors.Is(err, store.ErrFinished) {
 		return a.WaitRun(ctx, tenantID, runID)
 	}
@@ -121,6 +128,7 @@ func (a *Agent) resumeRun(ctx context.Context, tenantID, sessionID, runID string
 	r := &run{
 		session: sess,
 		lease:   begun.Lease,
+		async:   begun.Async,
 		log:     a.cfg.Logger.With("tenant_id", tenantID, "session_id", sessionID, "run_id", runID),
 		events:  newEventWriter(a, tenantID, runID),
 	}
@@ -133,8 +141,9 @@ func (a *Agent) resumeRun(ctx context.Context, tenantID, sessionID, runID string
 // as ErrRunCancelled), from any process. A run awaiting approval returns
 // its Result with StopReason StopAwaitingApproval. It reads the run again
 // whenever the run's events are announced (one connection LISTENs for all
-// of the Agent's waiters), and at least every second, until then or until
-// ctx ends.
+// of the Agent's waiters), until then or until ctx ends; every second
+// while that connection is not listening, and every runWaitPoll when it is,
+// should a run end unannounced.
 func (a *Agent) WaitRun(ctx context.Context, tenantID, runID string) (*Result, error) {
 	if err := validateRunKeys(tenantID, runID); err != nil {
 		return nil, err
@@ -142,6 +151,11 @@ func (a *Agent) WaitRun(ctx context.Context, tenantID, runID string) (*Result, e
 	wake, unregister := a.runEvents.register(a, runID)
 	defer unregister()
 	for {
+		// Listening before the read, no later end of the run is missed.
+		poll := time.Second
+		if a.runEvents.listening() {
+			poll = runWaitPoll
+		}
 		stored, err := a.storedRun(ctx, tenantID, runID)
 		if err != nil {
 			return nil, err
@@ -149,11 +163,15 @@ func (a *Agent) WaitRun(ctx context.Context, tenantID, runID string) (*Result, e
 		if ended(stored.Status) || stored.Status == RunAwaitingApproval {
 			return a.endedResult(ctx, tenantID, stored)
 		}
-		if err := waitWake(ctx, wake); err != nil {
+		if err := waitWakeFor(ctx, wake, poll); err != nil {
 			return nil, fmt.Errorf("agentpg: waiting for run %s: %w", runID, err)
 		}
 	}
 }
+
+// runWaitPoll is how often WaitRun reads a run whose end would be
+// announced to it: a safety net, not the means.
+const runWaitPoll = 30 * time.Second
 
 // DecideToolCall approves or denies a tool call of the tenant's run that
 // awaits approval; note says who decided and why, and reaches the model
@@ -167,13 +185,14 @@ func (a *Agent) DecideToolCall(ctx context.Context, tenantID, runID, toolUseID s
 		return err
 	}
 	note, _ = storableText(note)
-	remaining, err := a.store.DecideToolCall(ctx, tenantID, runID, toolUseID, approve, note)
+	decided, err := a.store.DecideToolCall(ctx, tenantID, runID, toolUseID, approve, note)
+	a.auditDecision(ctx, tenantID, runID, approve, note, decided, err)
 	if err != nil {
 		return runStoreError(err, "deciding the tool call")
 	}
 	a.cfg.Logger.InfoContext(ctx, "tool call decided", "tenant_id", tenantID, "run_id", runID,
 		"tool_use_id", toolUseID, "approved", approve)
-	if remaining == 0 {
+	if decided.Remaining == 0 {
 		return a.continueAsync(ctx, tenantID, runID)
 	}
 	return nil

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,8 @@ import (
 
 	"github.com/agentpg/agentpg"
 	"github.com/agentpg/agentpg/agentpgtest"
-	"github.com/agentpg/agentpg/internal/guide/audit"
+	"github.com/agentpg/agentpg/audit"
+	"github.com/agentpg/agentpg/redact"
 	"github.com/agentpg/agentpg/tool"
 	"github.com/agentpg/agentpg/tool/builtin"
 )
@@ -457,12 +459,11 @@ func TestGuideToolSamples(t *testing.T) {
 
 // --- Sensitive data filtering and audit --------------------------------
 
+// containsPII is the guide's helper, on package redact's detectors.
 func containsPII(msg any) bool {
 	m, ok := msg.(agentpg.Message)
-	return ok && strings.Contains(m.Text(), "SSN")
+	return ok && len(redact.Find(m.Text())) > 0
 }
-
-var auditLog = &audit.Log{}
 
 func installGuideHooks(agent *agentpg.Agent) {
 	agent.OnBeforeMessage(func(ctx context.Context, messages []any) error {
@@ -473,6 +474,7 @@ func installGuideHooks(agent *agentpg.Agent) {
 		}
 		return nil
 	})
+	auditLog := agent.AuditLog()
 	agent.OnToolCall(func(ctx context.Context, name string, input json.RawMessage, output string, err error) error {
 		auditLog.Record(audit.Entry{
 			Timestamp: time.Now(),
@@ -510,14 +512,117 @@ func TestGuideHookSamples(t *testing.T) {
 	if _, err := sess.Run(callCtx, "what's the date?"); err != nil {
 		t.Fatal(err)
 	}
-	var mine []audit.Entry
-	for _, e := range auditLog.Entries() {
-		if e.TenantID == "company-a" && e.UserID == "user-1" {
-			mine = append(mine, e)
-		}
+	if err := agent.Close(ctx(t)); err != nil { // writes the buffered entries
+		t.Fatal(err)
 	}
-	if len(mine) != 2 || !mine[0].Success || mine[1].Success || mine[1].Input != `{"action":"format_disk"}` {
+	auditLog := agent.AuditLog()
+	mine, err := auditLog.List(ctx(t), "company-a", audit.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mine) != 2 || mine[0].UserID != "user-1" || mine[0].Action != "tool_call" || mine[0].Tool != "safe_shell" ||
+		!mine[0].Success || mine[1].Success || mine[1].Input != `{"action":"format_disk"}` {
 		t.Fatalf("audit entries %+v", mine)
+	}
+	if err := auditLog.Verify(ctx(t), "company-a"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// --- Audit logging ------------------------------------------------------
+
+var cardNumber = regexp.MustCompile(`\b\d{4}(?: ?\d{4}){3}\b`)
+
+// redactCards is the Redact function of the guide's audited agent.
+func redactCards(s string) string { return cardNumber.ReplaceAllString(s, "[card]") }
+
+// runAuditedAgent is the guide's audited agent, given to work until it
+// returns.
+func runAuditedAgent(ctx context.Context, pool *pgxpool.Pool, client anthropic.Client, work func(*agentpg.Agent) error) error {
+	agent, err := agentpg.New(agentpg.Config{
+		DB:     pool,
+		Client: &client,
+		Model:  "claude-sonnet-5-5",
+		Audit: agentpg.AuditConfig{
+			Enabled: true,
+			Redact:  redactCards, // keeps secrets and personal data out of inputs and notes
+			Actor:   func(ctx context.Context) string { id, _ := ctx.Value("user_id").(string); return id },
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer agent.Close(ctx) // writes the entries still buffered
+
+	return work(agent)
+}
+
+func guideVerify(ctx context.Context, agent *agentpg.Agent, alert func(tenantID string, seq int64, reason string)) {
+	if err := agent.AuditLog().Verify(ctx, "company-a"); errors.Is(err, audit.ErrChainBroken) {
+		var broken *audit.ChainError
+		errors.As(err, &broken)
+		alert(broken.TenantID, broken.Seq, broken.Reason)
+	}
+}
+
+func guideErase(ctx context.Context, agent *agentpg.Agent) (int, error) {
+	erased, err := agent.AuditLog().Erase(ctx, "company-a", "user-1", "dpo@company-a")
+	return erased, err
+}
+
+func TestGuideAuditSamples(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var agent *agentpg.Agent
+	err := runAuditedAgent(ctx(t), b.db, *b.model.Client(), func(a *agentpg.Agent) error {
+		agent = a
+		sess, err := a.NewSession(ctx(t), "company-a", "user-1", nil)
+		if err != nil {
+			return err
+		}
+		if err := a.DeleteSession(context.WithValue(ctx(t), "user_id", "alice"), "company-a", sess.ID); err != nil { //nolint:staticcheck // as in the guide
+			return err
+		}
+		// An entry of the application's own, through the same log.
+		return a.AuditLog().Record(audit.Entry{TenantID: "company-a", UserID: "user-1", Action: "payment",
+			Input: "card 4111 1111 1111 1111"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := agent.AuditLog().List(ctx(t), "company-a", audit.ListOptions{})
+	if err != nil || len(entries) != 2 || entries[0].Action != audit.ActionSessionDelete || entries[0].Actor != "alice" ||
+		entries[1].Input != "card [card]" {
+		t.Fatalf("entries %+v %v", entries, err)
+	}
+	alerted := func(tenantID string, seq int64, reason string) { t.Errorf("alert: %s %d %s", tenantID, seq, reason) }
+	guideVerify(ctx(t), agent, alerted)
+
+	if erased, err := guideErase(ctx(t), agent); err != nil || erased != 1 {
+		t.Fatalf("Erase: %d %v", erased, err)
+	}
+	guideVerify(ctx(t), agent, alerted)
+
+	// The export the guide's script reads, as written (but for \copy).
+	var exported int
+	err = b.db.QueryRow(ctx(t), `SELECT count(*) FROM (SELECT tenant_id, seq, (extract(epoch FROM occurred_at) * 1000000)::bigint,
+  action, tool, success, user_id, session_id, run_id, actor, input, detail, encode(content_hash, 'hex'),
+  encode(prev_hash, 'hex'), encode(hash, 'hex'), erased_at IS NOT NULL FROM agentpg.audit_log
+  WHERE tenant_id = 'company-a' ORDER BY seq) AS export`).Scan(&exported)
+	if err != nil || exported != 3 {
+		t.Fatalf("the export: %d rows, %v", exported, err)
+	}
+
+	if _, err := b.db.Exec(ctx(t), `ALTER TABLE agentpg.audit_log DISABLE TRIGGER audit_log_append_only`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.db.Exec(ctx(t), `UPDATE agentpg.audit_log SET success = NOT success WHERE seq = 1`); err != nil {
+		t.Fatal(err)
+	}
+	var alert []any
+	guideVerify(ctx(t), agent, func(tenantID string, seq int64, reason string) { alert = []any{tenantID, seq} })
+	if fmt.Sprint(alert) != "[company-a 1]" {
+		t.Errorf("a changed entry raised %v", alert)
 	}
 }
 

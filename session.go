@@ -26,6 +26,10 @@ type Session struct {
 	depth     int // how deep the session nests under its ancestors
 
 	cache *cachedConversation // shared by the agent's Session values of this session
+	// endUser is whose session this is, for the audit log: its identifier,
+	// or for a nested agent's session made by a run, the identifier of
+	// the session at the root of the run's tree.
+	endUser string
 }
 
 // cachedConversation is the conversation of a session as last read, so
@@ -111,7 +115,8 @@ func (s *Session) Archive(ctx context.Context, opts ListOptions) (Page[ArchivedM
 
 // Run statuses, as RunInfo.Status reports them. A run moves from queued
 // (enqueued, not started) to running, possibly to awaiting_approval and
-// back, and ends completed, failed or cancelled.
+// back, and ends completed, failed or cancelled. An enqueued run that its
+// tenant's limits refuse mid-way goes back from running to queued.
 const (
 	RunQueued           = store.RunQueued
 	RunRunning          = store.RunRunning

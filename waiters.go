@@ -25,6 +25,7 @@ type notifier struct {
 	waiting map[string]map[chan struct{}]bool // by key
 	count   int
 	stop    context.CancelFunc // ends the listener; nil when none runs
+	live    bool               // the listener LISTENs: no announcement is missed
 }
 
 // register returns a channel that receives when key is announced, and the
@@ -60,7 +61,7 @@ func (n *notifier) register(a *Agent, key string) (<-chan struct{}, func()) {
 }
 
 // listen passes what is announced on the channel to the waiters until ctx
-// ends. Should it fail, waiters still poll.
+// ends. Should it fail, it wakes every waiter, and waiters poll.
 func (n *notifier) listen(ctx context.Context, a *Agent) {
 	conn, err := a.cfg.DB.Acquire(ctx)
 	if err != nil {
@@ -71,6 +72,8 @@ func (n *notifier) listen(ctx context.Context, a *Agent) {
 		a.cfg.Logger.WarnContext(ctx, "listening for notifications", "error", err)
 		return
 	}
+	n.setLive(true)
+	defer n.setLive(false)
 	for {
 		note, err := conn.Conn().WaitForNotification(ctx)
 		if err != nil {
@@ -88,6 +91,33 @@ func (n *notifier) listen(ctx context.Context, a *Agent) {
 		}
 		n.mu.Unlock()
 	}
+}
+
+// setLive records whether the listener LISTENs. Once it stops, every
+// waiter is woken, to read again what it waits for and poll from then on.
+func (n *notifier) setLive(live bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.live = live
+	if live {
+		return
+	}
+	for _, waiters := range n.waiting {
+		for wake := range waiters {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// listening reports whether the listener LISTENs: what is announced from
+// now on reaches the waiters, until it stops, which wakes them.
+func (n *notifier) listening() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.live
 }
 
 // newNotifiers returns the Agent's notifiers: of released sessions, and of
@@ -110,7 +140,12 @@ func newNotifiers() (releases, events *notifier) {
 // waitWake waits for wake, at most a second (what no one announces, such as
 // an expired lease, is polled), or returns ctx's cause.
 func waitWake(ctx context.Context, wake <-chan struct{}) error {
-	timer := time.NewTimer(time.Second)
+	return waitWakeFor(ctx, wake, time.Second)
+}
+
+// waitWakeFor waits for wake, at most d, or returns ctx's cause.
+func waitWakeFor(ctx context.Context, wake <-chan struct{}, d time.Duration) error {
+	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
 	case <-wake:

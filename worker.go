@@ -31,7 +31,8 @@ const (
 type WorkerConfig struct {
 	// Concurrency is how many runs the Worker executes at once (default
 	// DefaultWorkerConcurrency). Runs of one session execute one at a
-	// time whatever it is.
+	// time whatever it is; the Worker holds up to as many more runs
+	// waiting for their session's turn, which take no part of it.
 	Concurrency int
 	// PollInterval is how often the idle Worker looks for runs that no
 	// notification announces (default DefaultWorkerPollInterval): a run
@@ -55,7 +56,15 @@ type WorkerConfig struct {
 	// rescuer fails it (Agent.FailStuckRuns), so that no run stays running
 	// forever (default DefaultStuckRunGrace).
 	StuckRunGrace time.Duration
+	// RetentionInterval is how often the Workers apply the retention
+	// policies (Agent.ApplyRetention) (default
+	// DefaultWorkerRetentionInterval); one Worker, River's leader, does.
+	RetentionInterval time.Duration
 }
+
+// DefaultWorkerRetentionInterval is WorkerConfig.RetentionInterval's
+// default.
+const DefaultWorkerRetentionInterval = time.Hour
 
 // DefaultStuckRunGrace is WorkerConfig.StuckRunGrace's default.
 const DefaultStuckRunGrace = 10 * time.Minute
@@ -79,6 +88,25 @@ func (rw *rescueWorker) Work(ctx context.Context, _ *river.Job[rescueJobArgs]) e
 	return err
 }
 
+// retentionJobArgs are the arguments of the periodic job that applies the
+// retention policies.
+type retentionJobArgs struct{}
+
+// Kind is the River job kind of the retention job.
+func (retentionJobArgs) Kind() string { return "agentpg_apply_retention" }
+
+// retentionWorker runs Agent.ApplyRetention.
+type retentionWorker struct {
+	river.WorkerDefaults[retentionJobArgs]
+	w *Worker
+}
+
+// Work deletes what the retention policies say has expired.
+func (rw *retentionWorker) Work(ctx context.Context, _ *river.Job[retentionJobArgs]) error {
+	_, err := rw.w.agent.ApplyRetention(ctx)
+	return err
+}
+
 // Worker executes enqueued runs (Session.Enqueue) on River: any number of
 // Workers, in any processes sharing the database and schema, take runs from
 // the Agent's queue (Config.Queue). A run's River job only points at the
@@ -97,6 +125,9 @@ type Worker struct {
 	// jobs end then, to be retried, while the runs go on.
 	handBack     chan struct{}
 	handBackOnce sync.Once
+	// slots bound the runs executing at once to Concurrency; a run
+	// waiting for its session's turn holds none.
+	slots chan struct{}
 	// stopListening lets the Agent's listener for released sessions go.
 	stopListening func()
 }
@@ -110,7 +141,7 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 	switch {
 	case cfg.Concurrency < 0:
 		return nil, fmt.Errorf("agentpg: %w: WorkerConfig.Concurrency must not be negative", ErrInvalidArgument)
-	case cfg.PollInterval < 0, cfg.BusyDelay < 0, cfg.RescueAfter < 0, cfg.StuckRunGrace < 0:
+	case cfg.PollInterval < 0, cfg.BusyDelay < 0, cfg.RescueAfter < 0, cfg.StuckRunGrace < 0, cfg.RetentionInterval < 0:
 		return nil, fmt.Errorf("agentpg: %w: WorkerConfig durations must not be negative", ErrInvalidArgument)
 	}
 	if cfg.Concurrency == 0 {
@@ -128,13 +159,19 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 	if cfg.StuckRunGrace == 0 {
 		cfg.StuckRunGrace = DefaultStuckRunGrace
 	}
-	w := &Worker{agent: a, cfg: cfg, handBack: make(chan struct{})}
+	if cfg.RetentionInterval == 0 {
+		cfg.RetentionInterval = DefaultWorkerRetentionInterval
+	}
+	w := &Worker{agent: a, cfg: cfg, handBack: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency)}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &runWorker{w: w}); err != nil {
 		return nil, fmt.Errorf("agentpg: registering the run worker: %w", err)
 	}
 	if err := river.AddWorkerSafely(workers, &rescueWorker{w: w}); err != nil {
 		return nil, fmt.Errorf("agentpg: registering the rescuer: %w", err)
+	}
+	if err := river.AddWorkerSafely(workers, &retentionWorker{w: w}); err != nil {
+		return nil, fmt.Errorf("agentpg: registering the retention job: %w", err)
 	}
 	// The leader among the Workers inserts the rescuer's job, at most
 	// every minute and once on start.
@@ -143,10 +180,18 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 			return rescueJobArgs{}, &river.InsertOpts{Queue: a.cfg.Queue}
 		},
 		&river.PeriodicJobOpts{RunOnStart: true})
+	retention := river.NewPeriodicJob(river.PeriodicInterval(cfg.RetentionInterval),
+		func() (river.JobArgs, *river.InsertOpts) {
+			return retentionJobArgs{}, &river.InsertOpts{Queue: a.cfg.Queue}
+		},
+		&river.PeriodicJobOpts{RunOnStart: true})
 	client, err := river.NewClient(riverpgxv5.New(a.cfg.DB), &river.Config{
-		Schema:  a.cfg.Schema,
-		Logger:  a.cfg.Logger,
-		Queues:  map[string]river.QueueConfig{a.cfg.Queue: {MaxWorkers: cfg.Concurrency}},
+		Schema: a.cfg.Schema,
+		Logger: a.cfg.Logger,
+		// Twice as many jobs as runs that execute: a job whose session is
+		// busy waits for its turn without keeping a run of another session
+		// from executing.
+		Queues:  map[string]river.QueueConfig{a.cfg.Queue: {MaxWorkers: 2 * cfg.Concurrency}},
 		Workers: workers,
 		// A job's timeout is when River's rescuer may deem its worker dead
 		// (see runWorker.Timeout); a run is not bound by it.
@@ -154,7 +199,7 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 		RescueStuckJobsAfter: cfg.RescueAfter,
 		FetchCooldown:        min(10*time.Millisecond, cfg.PollInterval),
 		FetchPollInterval:    cfg.PollInterval,
-		PeriodicJobs:         []*river.PeriodicJob{rescue},
+		PeriodicJobs:         []*river.PeriodicJob{rescue, retention},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agentpg: making the River client: %w", err)
@@ -183,7 +228,8 @@ func (w *Worker) Start(ctx context.Context) error {
 // and Stop returns ctx's error. The runs are not interrupted mid-step: in
 // this process they go on until they end or the process exits; then their
 // leases on their sessions expire and another Worker resumes each from its
-// last committed step.
+// last committed step. A Stop whose runs all ended also flushes the Agent's
+// audit log (Agent.Close closes it).
 func (w *Worker) Stop(ctx context.Context) error {
 	if w.stopListening != nil {
 		defer w.stopListening()
@@ -191,6 +237,9 @@ func (w *Worker) Stop(ctx context.Context) error {
 	err := w.client.Stop(ctx)
 	if err == nil {
 		w.runs.Wait()
+		if err := w.agent.audit.Flush(ctx); err != nil {
+			w.agent.cfg.Logger.WarnContext(ctx, "flushing the audit log", "error", err)
+		}
 		w.agent.cfg.Logger.InfoContext(ctx, "worker stopped")
 		return nil
 	}
@@ -221,7 +270,8 @@ func (rw *runWorker) Timeout(*river.Job[runJobArgs]) time.Duration { return rw.w
 // Work executes the job's run with ResumeRun and maps its outcome to the
 // job's: a run that ended or paused ends the job (a failed run is not
 // retried by River: its failure is recorded in the run), a busy session
-// snoozes the job, anything else is retried.
+// snoozes the job, and so does a run its tenant's limits refuse (queued
+// again), until they admit it; anything else is retried.
 func (rw *runWorker) Work(ctx context.Context, job *river.Job[runJobArgs]) error {
 	w := rw.w
 	a := w.agent
@@ -255,6 +305,11 @@ func (rw *runWorker) Work(ctx context.Context, job *river.Job[runJobArgs]) error
 		(ended(info.Status) || info.Status == RunAwaitingApproval) {
 		return nil
 	}
+	if refused, ok := errors.AsType[*LimitError](err); ok {
+		a.cfg.Logger.InfoContext(ctx, "run refused by its tenant's limits; snoozed", "tenant_id", args.TenantID,
+			"run_id", args.RunID, "limit", refused.Limit, "retry_after", refused.RetryAfter)
+		return river.JobSnooze(refused.RetryAfter)
+	}
 	a.cfg.Logger.WarnContext(ctx, "run job failed; River retries it", "tenant_id", args.TenantID,
 		"run_id", args.RunID, "attempt", job.Attempt, "error", err)
 	return err
@@ -264,10 +319,11 @@ func (rw *runWorker) Work(ctx context.Context, job *river.Job[runJobArgs]) error
 // a second at most each, before it snoozes and frees its worker.
 const maxTurnWaits = 10
 
-// resume resumes the job's run. While its session is busy (an earlier run
-// holds it), it waits to be woken by the release of the session's lease,
-// announced by NOTIFY, rather than polling, up to maxTurnWaits times; then
-// it returns ErrSessionBusy and the job snoozes.
+// resume resumes the job's run in one of the Worker's slots. While its
+// session is busy (an earlier run holds it), it gives its slot back and
+// waits to be woken by the release of the session's lease, announced by
+// NOTIFY, rather than polling, up to maxTurnWaits times; then it returns
+// ErrSessionBusy and the job snoozes.
 func (w *Worker) resume(ctx context.Context, args runJobArgs) error {
 	a := w.agent
 	// Registered before the first try, a release that comes between the
@@ -275,7 +331,13 @@ func (w *Worker) resume(ctx context.Context, args runJobArgs) error {
 	wake, unregister := a.releases.register(a, args.SessionID)
 	defer unregister()
 	for range maxTurnWaits {
+		select {
+		case w.slots <- struct{}{}:
+		case <-w.handBack:
+			return fmt.Errorf("agentpg: worker stopping, run %s handed back", args.RunID)
+		}
 		_, err := a.resumeRun(ctx, args.TenantID, args.SessionID, args.RunID)
+		<-w.slots
 		if !errors.Is(err, ErrSessionBusy) {
 			return err
 		}

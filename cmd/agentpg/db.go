@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os/user"
 	"strings"
 	"time"
 
@@ -42,6 +43,9 @@ type database struct {
 	// cluster is the throwaway cluster holding the database, or nil.
 	cluster *cluster
 	stderr  io.Writer
+	// agent, once set by storageAgent, is closed first, writing its audit
+	// entries.
+	agent *agentpg.Agent
 }
 
 // databaseURL returns the URL of the database and where it comes from:
@@ -82,8 +86,16 @@ func (c *cli) openDB(ctx context.Context, throwaway bool) (*database, error) {
 	return db, nil
 }
 
-// close closes the pool and removes the throwaway cluster, if any.
+// close closes the Agent, the pool, and removes the throwaway cluster, if
+// any.
 func (db *database) close() {
+	if db.agent != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := db.agent.Close(ctx); err != nil {
+			fmt.Fprintf(db.stderr, "agentpg: %v\n", err)
+		}
+	}
 	if db.pool != nil {
 		db.pool.Close()
 	}
@@ -152,7 +164,17 @@ func answers(ctx context.Context, addr string) bool {
 // client is never used.
 func storageConfig(db *database, schema string) agentpg.Config {
 	client := anthropic.NewClient(option.WithoutEnvironmentDefaults())
-	return agentpg.Config{DB: db.pool, Client: &client, Model: defaultModel, Schema: schema}
+	return agentpg.Config{DB: db.pool, Client: &client, Model: defaultModel, Schema: schema,
+		Audit: agentpg.AuditConfig{Enabled: true, Actor: func(context.Context) string { return cliActor() }}}
+}
+
+// cliActor names who runs agentpg, for the audit entries of its admin
+// actions: "agentpg cli", and the operating system's user when known.
+func cliActor() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return "agentpg cli (" + u.Username + ")"
+	}
+	return "agentpg cli"
 }
 
 // storageAgent opens the database and an Agent over it, in --schema, for
@@ -168,6 +190,7 @@ func (c *cli) storageAgent(ctx context.Context) (*agentpg.Agent, *database, erro
 		db.close()
 		return nil, nil, &usageError{err} // the configuration comes from the flags
 	}
+	db.agent = agent
 	return agent, db, nil
 }
 

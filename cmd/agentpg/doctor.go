@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 
+	"github.com/agentpg/agentpg/audit"
 	"github.com/agentpg/agentpg/internal/store"
 )
 
@@ -22,9 +23,12 @@ guide (docs/security.md) asks: whether ANTHROPIC_API_KEY is set, where the
 database's URL comes from (a warning when DATABASE_URL is unset and the local
 default is used), whether the database answers, over TLS, whether the URL holds
 a password, the server's version, whether the schema has every migration,
-whether row-level security is forced on every tenant table, and whether the
-role connected is one row-level security binds: not a superuser, without
-BYPASSRLS, owner of none of the tables (docs/deployment.md).
+whether row-level security is forced on every tenant table, whether the role
+connected is one row-level security binds (not a superuser, without
+BYPASSRLS, owner of none of the tables: docs/deployment.md), whether the
+audit log has entries and every tenant's chain is intact,
+whether a retention policy and tenant rate limits are set, and which tenants
+use more than 3 times their usual daily tokens today.
 
 TLS is judged by sslmode: disable, allow and prefer warn (they fall back to
 plaintext silently and never verify the server), require warns for a remote
@@ -69,27 +73,41 @@ type checkup struct {
 	// db is the database, or nil when connecting failed with dbErr.
 	db    *database
 	dbErr error
+	// migrated is set by checkMigrations when the schema is up to date.
+	migrated bool
 }
 
 // doctorCheck is one check of doctor.
 type doctorCheck struct {
-	name string
-	// needsDB is set for the checks that run only once connected.
-	needsDB bool
-	run     func(ctx context.Context, cu *checkup) finding
+	name  string
+	needs need
+	run   func(ctx context.Context, cu *checkup) finding
 }
+
+// need is what a check needs to run.
+type need int
+
+const (
+	needsNothing need = iota
+	needsDB           // a connection
+	needsSchema       // a connection, and the schema migrated
+)
 
 // doctorChecks are the checks of doctor, in the order they print.
 var doctorChecks = []doctorCheck{
-	{"API key", false, checkAPIKey},
-	{"database URL", false, checkDatabaseURL},
-	{"database", false, checkDatabase},
-	{"TLS", true, checkTLS},
-	{"password", false, checkPassword},
-	{"server version", true, checkServerVersion},
-	{"migrations", true, checkMigrations},
-	{"row-level security", true, checkRowLevelSecurity},
-	{"database role", true, checkRole},
+	{"API key", needsNothing, checkAPIKey},
+	{"database URL", needsNothing, checkDatabaseURL},
+	{"database", needsNothing, checkDatabase},
+	{"TLS", needsDB, checkTLS},
+	{"password", needsNothing, checkPassword},
+	{"server version", needsDB, checkServerVersion},
+	{"migrations", needsDB, checkMigrations},
+	{"row-level security", needsSchema, checkRowLevelSecurity},
+	{"database role", needsDB, checkRole},
+	{"audit log", needsSchema, checkAuditLog},
+	{"retention", needsSchema, checkRetention},
+	{"rate limits", needsSchema, checkLimits},
+	{"usage anomalies", needsSchema, checkAnomalies},
 }
 
 // doctorCmd returns "agentpg doctor".
@@ -105,10 +123,12 @@ func (c *cli) doctorCmd() *cobra.Command {
 // doctorReport is the outcome of doctor, as --json prints it.
 type doctorReport struct {
 	Checks []checkResult `json:"checks"`
-	// Skipped names the checks that need a connection, when there is none.
-	Skipped  []string `json:"skipped"`
-	Failed   int      `json:"failed"`
-	Warnings int      `json:"warnings"`
+	// Skipped names the checks that need a connection, when there is none,
+	// and Unmigrated those that need the schema migrated, when it is not.
+	Skipped    []string `json:"skipped"`
+	Unmigrated []string `json:"unmigrated"`
+	Failed     int      `json:"failed"`
+	Warnings   int      `json:"warnings"`
 }
 
 // checkResult is the outcome of one check.
@@ -127,10 +147,14 @@ func (c *cli) doctor(ctx context.Context) error {
 	if cu.db != nil {
 		defer cu.db.close()
 	}
-	report := doctorReport{Checks: []checkResult{}, Skipped: []string{}}
+	report := doctorReport{Checks: []checkResult{}, Skipped: []string{}, Unmigrated: []string{}}
 	for _, check := range doctorChecks {
-		if check.needsDB && cu.db == nil {
+		if check.needs >= needsDB && cu.db == nil {
 			report.Skipped = append(report.Skipped, check.name)
+			continue
+		}
+		if check.needs == needsSchema && !cu.migrated {
+			report.Unmigrated = append(report.Unmigrated, check.name)
 			continue
 		}
 		f := check.run(ctx, cu)
@@ -165,6 +189,9 @@ func (c *cli) printReport(report doctorReport) {
 	tw.Flush()
 	if len(report.Skipped) > 0 {
 		fmt.Fprintf(c.stdout, "\nNot checked, for want of a connection: %s.\n", strings.Join(report.Skipped, ", "))
+	}
+	if len(report.Unmigrated) > 0 {
+		fmt.Fprintf(c.stdout, "\nNot checked until the schema is migrated: %s.\n", strings.Join(report.Unmigrated, ", "))
 	}
 	switch {
 	case report.Failed > 0:
@@ -410,7 +437,10 @@ func versionFinding(num int, version string) finding {
 // checkMigrations tells whether the schema has every migration of this
 // agentpg.
 func checkMigrations(ctx context.Context, cu *checkup) finding {
-	remedy := migrateRemedy(cu.schema)
+	remedy := "run agentpg migrate"
+	if cu.schema != defaultSchema {
+		remedy += " --schema " + cu.schema
+	}
 	exists, err := schemaExists(ctx, cu.db.pool, cu.schema)
 	if err != nil {
 		return failf("%s", message(err))
@@ -433,28 +463,13 @@ func checkMigrations(ctx context.Context, cu *checkup) finding {
 	if len(pending) > 0 {
 		return failf("schema %q lacks %d of %s: %s", cu.schema, len(pending), count(len(migrations), "migration"), remedy)
 	}
+	cu.migrated = true
 	return okf("schema %q is up to date (%s)", cu.schema, count(len(migrations), "migration"))
-}
-
-// migrateRemedy is the command that fixes the schema.
-func migrateRemedy(schema string) string {
-	remedy := "run agentpg migrate"
-	if schema != defaultSchema {
-		remedy += " --schema " + schema
-	}
-	return remedy
 }
 
 // checkRowLevelSecurity tells whether every tenant table of the schema has
 // row-level security enabled and forced, with its tenant policy.
 func checkRowLevelSecurity(ctx context.Context, cu *checkup) finding {
-	exists, err := schemaExists(ctx, cu.db.pool, cu.schema)
-	if err != nil {
-		return failf("%s", message(err))
-	}
-	if !exists {
-		return failf("schema %q does not exist: %s", cu.schema, migrateRemedy(cu.schema))
-	}
 	st, err := store.New(cu.db.pool, cu.schema)
 	if err != nil {
 		return failf("%s", message(err))
@@ -469,11 +484,9 @@ func checkRowLevelSecurity(ctx context.Context, cu *checkup) finding {
 			lacking = append(lacking, t.Table)
 		}
 	}
-	switch {
-	case len(tables) == 0:
-		return failf("schema %q has no tenant tables: %s", cu.schema, migrateRemedy(cu.schema))
-	case len(lacking) > 0:
-		return failf("not forced, or without the tenant policy, on %s: %s", strings.Join(lacking, ", "), migrateRemedy(cu.schema))
+	if len(lacking) > 0 || len(tables) == 0 {
+		return failf("not forced, or without the tenant policy, on %s of schema %q: run agentpg migrate as the tables' owner",
+			strings.Join(lacking, ", "), cu.schema)
 	}
 	return okf("forced on the %s of schema %q", count(len(tables), "tenant table"), cu.schema)
 }
@@ -500,4 +513,88 @@ func checkRole(ctx context.Context, cu *checkup) finding {
 		return warnf("role %q owns schema %q or its tables (or is a member of their owner): row-level security binds it, but it could turn it off; %s", role.Name, cu.schema, appRoleRemedy)
 	}
 	return okf("role %q: not a superuser, no BYPASSRLS, owns none of the tables", role.Name)
+}
+
+// checkAuditLog tells whether the audit log is in use (it has entries) and
+// whether every tenant's chain verifies.
+func checkAuditLog(ctx context.Context, cu *checkup) finding {
+	log, err := audit.New(cu.db.pool, audit.Options{Schema: cu.schema})
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	defer log.Close(ctx)
+	tenants, err := log.Tenants(ctx)
+	if err != nil {
+		return failf("%s: run agentpg migrate", message(err))
+	}
+	if len(tenants) == 0 {
+		return warnf("no audit entries: set Config.Audit.Enabled in the application, or record your own (Agent.AuditLog)")
+	}
+	for _, tenant := range tenants {
+		if err := log.Verify(ctx, tenant); err != nil {
+			return failf("the audit chain of tenant %s is broken: %s; see agentpg audit verify", quote(tenant), message(err))
+		}
+	}
+	return okf("%s, every chain intact", count(len(tenants), "tenant"))
+}
+
+// checkRetention tells whether retention policies are set.
+func checkRetention(ctx context.Context, cu *checkup) finding {
+	st, err := store.New(cu.db.pool, cu.schema)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	policies, err := st.ListRetention(ctx)
+	if err != nil {
+		return failf("%s: run agentpg migrate", message(err))
+	}
+	switch {
+	case len(policies) == 0:
+		return warnf("no retention policy: data is kept forever; agentpg retention set --default --guide")
+	case policies[0].TenantID != "":
+		return warnf("%s, no default: other tenants keep everything; agentpg retention set --default --guide", count(len(policies), "tenant")+" with a policy of its own")
+	}
+	return okf("default policy set; %s with a policy of its own", count(len(policies)-1, "tenant"))
+}
+
+// checkLimits tells whether any tenant has rate limits or a budget.
+func checkLimits(ctx context.Context, cu *checkup) finding {
+	st, err := store.New(cu.db.pool, cu.schema)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	n, err := st.LimitedTenants(ctx)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	if n == 0 {
+		return warnf("no tenant has rate limits or a token budget: agentpg limits set --tenant T --requests-per-minute N")
+	}
+	return okf("%s with limits", count(n, "tenant"))
+}
+
+// anomalyThreshold is how many times its usual daily tokens a tenant uses
+// today before doctor warns.
+const anomalyThreshold = 3
+
+// checkAnomalies lists the tenants whose tokens today exceed
+// anomalyThreshold times their daily average of the week before.
+func checkAnomalies(ctx context.Context, cu *checkup) finding {
+	st, err := store.New(cu.db.pool, cu.schema)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	anomalies, err := st.UsageAnomalies(ctx, anomalyThreshold)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	if len(anomalies) == 0 {
+		return okf("no tenant uses more than %d times its usual daily tokens today", anomalyThreshold)
+	}
+	var tenants []string
+	for _, a := range anomalies {
+		tenants = append(tenants, fmt.Sprintf("%s (%.1f times)", quote(a.TenantID), a.Ratio))
+	}
+	return warnf("%s above %d times their usual daily tokens today: %s; see agentpg usage --tenant T",
+		count(len(anomalies), "tenant"), anomalyThreshold, strings.Join(tenants, ", "))
 }

@@ -11,8 +11,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentpg/agentpg/agentpgtest"
+	"github.com/agentpg/agentpg/audit"
 )
 
 // testDSN returns the test database's URL changed by change.
@@ -130,7 +132,8 @@ func roleDSN(t *testing.T, role, password string) string {
 func TestDoctorMigrated(t *testing.T) {
 	t.Parallel()
 	schema := migrated(t)
-	res := invocation{env: map[string]string{"DATABASE_URL": appRoleDSN(t, schema, "")}}.run(t, "doctor", "--schema", schema)
+	dsn := appRoleDSN(t, schema, "")
+	res := invocation{env: map[string]string{"DATABASE_URL": dsn}}.run(t, "doctor", "--schema", schema)
 	wantCode(t, res, 0)
 	wantCheck(t, res.stdout, "API key", statusWarn, "ANTHROPIC_API_KEY is not set", "scripted model")
 	wantCheck(t, res.stdout, "database URL", statusOK, "from DATABASE_URL")
@@ -139,12 +142,62 @@ func TestDoctorMigrated(t *testing.T) {
 	wantCheck(t, res.stdout, "password", statusOK, "DATABASE_URL holds no password")
 	wantCheck(t, res.stdout, "server version", statusOK, "PostgreSQL 1")
 	wantCheck(t, res.stdout, "migrations", statusOK, `schema "`+schema+`" is up to date`)
-	wantCheck(t, res.stdout, "row-level security", statusOK, `forced on the 8 tenant tables of schema "`+schema+`"`)
+	wantCheck(t, res.stdout, "row-level security", statusOK, `forced on the 14 tenant tables of schema "`+schema+`"`)
 	wantCheck(t, res.stdout, "database role", statusOK, "not a superuser, no BYPASSRLS, owns none of the tables")
-	wantContains(t, "stdout", res.stdout, "No check failed; 2 warnings.")
+	wantCheck(t, res.stdout, "audit log", statusWarn, "no audit entries", "Config.Audit.Enabled")
+	wantCheck(t, res.stdout, "retention", statusWarn, "no retention policy", "agentpg retention set --default --guide")
+	wantCheck(t, res.stdout, "rate limits", statusWarn, "no tenant has rate limits")
+	wantCheck(t, res.stdout, "usage anomalies", statusOK, "no tenant uses more than 3 times")
+	wantContains(t, "stdout", res.stdout, "No check failed; 5 warnings.")
 	if res.stderr != "" {
 		t.Errorf("stderr is not empty:\n%s", res.stderr)
 	}
+
+	// With a default retention policy and an audit entry, both pass; an
+	// entry changed behind the triggers' back fails the audit check.
+	wantCode(t, agentpgCLI(t, "retention", "set", "--default", "--guide", "--schema", schema), 0)
+	pool, err := pgxpool.New(t.Context(), agentpgtest.DatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	log, err := audit.New(pool, audit.Options{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := log.Record(audit.Entry{TenantID: "acme", UserID: "u1", Action: "tool_call", Tool: "t", Input: "{}", Success: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := log.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	res = invocation{env: map[string]string{"DATABASE_URL": dsn}}.run(t, "doctor", "--schema", schema)
+	wantCode(t, res, 0)
+	wantCheck(t, res.stdout, "audit log", statusOK, "1 tenant, every chain intact")
+	wantCheck(t, res.stdout, "retention", statusOK, "default policy set; 0 tenants with a policy of its own")
+	wantCode(t, agentpgCLI(t, "limits", "set", "--tenant", "acme", "--requests-per-minute", "60", "--schema", schema), 0)
+	if _, err := pool.Exec(t.Context(), `INSERT INTO `+schema+`.tenant_usage (tenant_id, day, model, input_tokens, output_tokens)
+		SELECT 'acme', (now() AT TIME ZONE 'UTC')::date - d, 'claude-sonnet-5-5', CASE WHEN d = 0 THEN 50000 ELSE 1000 END, 0 FROM generate_series(0, 7) d`); err != nil {
+		t.Fatal(err)
+	}
+	res = invocation{env: map[string]string{"DATABASE_URL": dsn}}.run(t, "doctor", "--schema", schema)
+	wantCheck(t, res.stdout, "rate limits", statusOK, "1 tenant with limits")
+	wantCheck(t, res.stdout, "usage anomalies", statusWarn, `1 tenant above 3 times their usual daily tokens today: "acme" (50.0 times)`)
+	tx, err := pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{`SET LOCAL session_replication_role = replica`, `UPDATE ` + schema + `.audit_log SET success = false`} {
+		if _, err := tx.Exec(t.Context(), sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	res = invocation{env: map[string]string{"DATABASE_URL": dsn}}.run(t, "doctor", "--schema", schema)
+	wantCode(t, res, 1)
+	wantCheck(t, res.stdout, "audit log", statusFail, `the audit chain of tenant "acme" is broken`, "agentpg audit verify")
 }
 
 func TestDoctorUnmigrated(t *testing.T) {
@@ -155,9 +208,8 @@ func TestDoctorUnmigrated(t *testing.T) {
 	wantCheck(t, res.stdout, "database", statusOK)
 	wantCheck(t, res.stdout, "migrations", statusFail,
 		`schema "`+schema+`" does not exist`, "run agentpg migrate --schema "+schema)
-	wantCheck(t, res.stdout, "row-level security", statusFail,
-		`schema "`+schema+`" does not exist`, "run agentpg migrate --schema "+schema)
-	wantContains(t, "stderr", res.stderr, "agentpg: 3 checks failed")
+	wantCheck(t, res.stdout, "database role", statusFail, "is a superuser")
+	wantContains(t, "stderr", res.stderr, "agentpg: 2 checks failed")
 }
 
 // As a superuser, or as the tables' owner, the database's second wall
@@ -187,7 +239,7 @@ func TestDoctorRole(t *testing.T) {
 	wantCode(t, res, 0)
 	res = invocation{env: ownerEnv}.run(t, "doctor", "--schema", schema)
 	wantCode(t, res, 0)
-	wantCheck(t, res.stdout, "row-level security", statusOK, "forced on the 8 tenant tables")
+	wantCheck(t, res.stdout, "row-level security", statusOK, "forced on the 14 tenant tables")
 	wantCheck(t, res.stdout, "database role", statusWarn, `role "`+owner+`" owns schema "`+schema+`"`, "could turn it off")
 	res = invocation{env: map[string]string{"DATABASE_URL": roleDSN(t, app, "app-pw")}}.run(t, "doctor", "--schema", schema)
 	wantCode(t, res, 0)
@@ -288,7 +340,7 @@ func TestDoctorUnreachable(t *testing.T) {
 					"DATABASE_URL is not set: using the default postgres://root@127.0.0.1:1/test?sslmode=disable")
 				wantCheck(t, res.stdout, "password", statusOK, "the default URL holds no password")
 			}
-			wantContains(t, "stdout", res.stdout, "Not checked, for want of a connection: TLS, server version, migrations, row-level security, database role.")
+			wantContains(t, "stdout", res.stdout, "Not checked, for want of a connection: TLS, server version, migrations, row-level security, database role, audit log, retention, rate limits, usage anomalies.")
 			wantContains(t, "stderr", res.stderr, "agentpg: 1 check failed")
 			wantHidden(t, res, password)
 			if strings.Contains(res.stdout+res.stderr, "throwaway") {
@@ -324,21 +376,23 @@ func TestDoctorJSON(t *testing.T) {
 		Checks []struct {
 			Name, Status, Message string
 		}
+		Unmigrated       []string
 		Failed, Warnings int
 	}
 	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil {
 		t.Fatalf("doctor --json: %v\n%s", err, res.stdout)
 	}
-	if got.Failed != 3 || len(got.Checks) != 9 {
-		t.Errorf("doctor --json = %+v, want 9 checks, 3 failed", got)
+	if got.Failed != 2 || len(got.Checks) != 8 ||
+		strings.Join(got.Unmigrated, ",") != "row-level security,audit log,retention,rate limits,usage anomalies" {
+		t.Errorf("doctor --json = %+v, want 8 checks, 2 failed, 5 not checked", got)
 	}
-	for i, name := range []string{"migrations", "row-level security", "database role"} {
-		c := got.Checks[len(got.Checks)-3+i]
+	for i, name := range []string{"migrations", "database role"} {
+		c := got.Checks[len(got.Checks)-2+i]
 		if c.Name != name || c.Status != "fail" {
 			t.Errorf("check %+v, want %s failing", c, name)
 		}
 	}
-	wantContains(t, "stderr", res.stderr, "agentpg: 3 checks failed")
+	wantContains(t, "stderr", res.stderr, "agentpg: 2 checks failed")
 }
 
 func TestSSLMode(t *testing.T) {

@@ -19,6 +19,11 @@
 //	approvals list   list the runs awaiting approval and their pending tool calls
 //	approvals approve  approve a tool call awaiting approval
 //	approvals deny   deny a tool call awaiting approval
+//	audit list       list a tenant's audit entries, oldest first (--since)
+//	audit verify     verify the audit chain of a tenant, or of every tenant
+//	limits show      show a tenant's limits on model calls
+//	limits set       set a tenant's requests per minute and tokens per day
+//	usage            show a tenant's model calls, tokens and cost per day
 //	doctor           check the deployment: API key, database, TLS, migrations
 //	version          print agentpg's version and the Go version it was built with
 //	completion       generate the completion script of a shell
@@ -30,9 +35,10 @@
 //	--database-url URL  the PostgreSQL database (default: DATABASE_URL, else
 //	                    postgres://root@127.0.0.1:5432/test?sslmode=disable)
 //	--schema name       the schema of AgentPG's tables (default "agentpg")
-//	--tenant id         the tenant, for demo, chat, sessions, runs and approvals
+//	--tenant id         the tenant, for demo, chat, sessions, runs, approvals,
+//	                    audit, limits and usage
 //	--json              machine-readable output, for sessions, runs, approvals
-//	                    (list), doctor and version
+//	                    (list), audit, limits, usage, doctor and version
 //
 // When nothing answers at the default database, demo starts a throwaway
 // cluster of its own. ANTHROPIC_API_KEY lets demo and chat talk to Claude;

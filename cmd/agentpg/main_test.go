@@ -126,6 +126,8 @@ func TestHelp(t *testing.T) {
 		{[]string{"sessions", "--help"}, []string{"Usage: agentpg sessions <command> [flags]", "list", "show"}},
 		{[]string{"sessions", "list", "--help"}, []string{"Usage: agentpg sessions list [flags]", "--limit"}},
 		{[]string{"sessions", "show", "--help"}, []string{"Usage: agentpg sessions show", "--id", "--identifier"}},
+		{[]string{"audit", "--help"}, []string{"Usage: agentpg audit <command> [flags]", "list", "verify"}},
+		{[]string{"audit", "list", "--help"}, []string{"Usage: agentpg audit list [flags]", "--since", "--limit", "--after"}},
 		{[]string{"doctor", "--help"}, []string{"Usage: agentpg doctor [flags]", "ok, warn or fail"}},
 		{[]string{"version", "--help"}, []string{"Usage: agentpg version [flags]"}},
 		{[]string{"completion", "--help"}, []string{"bash", "zsh", "fish", "powershell"}},

@@ -140,6 +140,25 @@ func TestRunsAndApprovals(t *testing.T) {
 	wantCode(t, res, 0)
 	wantContains(t, "approvals list once decided", res.stdout, "Run "+runID+", session pay-1", "every call decided", "agentpg runs resume --id "+runID)
 
+	// The CLI's decisions are in the audit log, with who made them.
+	res = cli("audit", "list", "--json")
+	wantCode(t, res, 0)
+	var audited struct {
+		Entries []struct{ Action, Tool, Actor, Detail string } `json:"entries"`
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &audited); err != nil {
+		t.Fatalf("audit list --json: %v\n%s", err, res.stdout)
+	}
+	var decisions []string
+	for _, e := range audited.Entries {
+		if strings.HasPrefix(e.Actor, "agentpg cli") && e.Tool == "transfer" {
+			decisions = append(decisions, e.Action+": "+e.Detail)
+		}
+	}
+	if strings.Join(decisions, "; ") != "tool_approve: ok by alice; tool_deny: bob\x1b[2J: not to Rome" {
+		t.Errorf("the audit log holds the CLI's decisions %q", decisions)
+	}
+
 	// The ledger, with the notes escaped.
 	res = cli("runs", "show", "--id", runID)
 	wantCode(t, res, 0)

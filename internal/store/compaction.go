@@ -83,6 +83,8 @@ type Compaction struct {
 	TokensAfter  int
 	Duration     time.Duration
 	Usage        Usage
+	// Model is the model that wrote the summary, for the tenant's usage.
+	Model string
 }
 
 const applyCompactionSQL = `
@@ -139,12 +141,17 @@ func (s *Store) ApplyCompaction(ctx context.Context, l Lease, ttl time.Duration,
 		summary, firstIntent = c.Summary.Text, c.Summary.FirstIntent
 	}
 	var archived int
-	err := s.as(l.TenantID).QueryRow(ctx, s.q(applyCompactionSQL),
+	batch := &pgx.Batch{}
+	batch.Queue(s.q(applyCompactionSQL),
 		l.TenantID, l.SessionID, l.RunID, l.Token, ttl.Seconds(),
 		c.Summary != nil, summary, c.ArchiveBeforeSeq, ids, contents,
 		c.ID, c.Strategy, c.Trigger, c.TokensBefore, c.TokensAfter, c.Duration.Milliseconds(),
 		c.Usage.InputTokens, c.Usage.OutputTokens, firstIntent,
-	).Scan(&archived)
+	).QueryRow(func(row pgx.Row) error { return row.Scan(&archived) })
+	if c.Summary != nil {
+		s.queueUsage(batch, l, &l.Token, Spent{Model: c.Model, Calls: 1, Usage: c.Usage})
+	}
+	err := s.as(l.TenantID).SendBatch(ctx, batch).Close()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, ErrLeaseLost
 	}

@@ -29,6 +29,16 @@ var appTablePrivileges = map[string]string{
 	"message_archive":   "SELECT, INSERT",
 	"run_events":        "SELECT, INSERT",
 	"session_waiters":   "SELECT, INSERT, UPDATE, DELETE",
+	// The audit log: entries are appended, and erasure blanks their
+	// content; heads are locked (FOR UPDATE) and moved.
+	"audit_log":   "SELECT, INSERT, UPDATE",
+	"audit_heads": "SELECT, INSERT, UPDATE",
+	// Limits, their counters and usage, erased with their tenant.
+	"tenant_limits":        "SELECT, INSERT, UPDATE, DELETE",
+	"model_requests":       "SELECT, INSERT, DELETE",
+	"model_request_counts": "SELECT, INSERT, UPDATE, DELETE",
+	"tenant_usage":         "SELECT, INSERT, UPDATE, DELETE",
+	"retention_policies":   "SELECT, INSERT, UPDATE, DELETE",
 }
 
 // River's tables (river_*) are River's queue, which its client inserts in,
@@ -39,9 +49,14 @@ const (
 	riverMigrationTable  = "river_migration"
 )
 
-// appFunctions are the functions the application role calls: the narrow
-// cross-tenant path (migration 011).
-var appFunctions = []string{"fail_stuck_runs(text, double precision)"}
+// appFunctions are the functions the application role calls: those of
+// the narrow cross-tenant path (migration 011), and the admission of model
+// calls under a tenant's limits (migration 010).
+var appFunctions = []string{
+	"fail_stuck_runs(text, double precision)", "usage_anomalies(double precision)", "limited_tenants()",
+	"audit_tenants()", "retention(text, integer)",
+	"admit_model_call(text, uuid)", "limit_exceeded(text, text, bigint, interval)",
+}
 
 // ValidateRoleName reports whether name can be quoted as a role to grant
 // to: 1 to 63 bytes of UTF-8 without NUL, not PUBLIC or NONE (which
@@ -73,7 +88,7 @@ WHERE r.rolname = $1 AND n.nspname = $2`
 // GrantAppRole grants role exactly the privileges the library needs at
 // run time on the schema's tables, River's included, and nothing else:
 // USAGE on the schema, the table privileges of appTablePrivileges, USAGE
-// on the sequences, EXECUTE on the cross-tenant functions; no ownership, no
+// on the sequences, EXECUTE on appFunctions; no ownership, no
 // DDL, no TRUNCATE. It first revokes what role held on the schema and its
 // objects, so running it again, after a migration, leaves exactly that.
 // It returns ErrUnfitRole for a role that does not exist, is a superuser,
@@ -169,11 +184,16 @@ SELECT c.relname::text, c.relrowsecurity, c.relforcerowsecurity,
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
-WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
+WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relname <> '` + settingsTable + `'
 ORDER BY c.relname`
 
+// settingsTable is the table with a tenant_id column that is no tenant
+// table: the operator's retention periods by tenant id (” for the
+// default), which hold no tenant's data (migration 011).
+const settingsTable = "retention_policies"
+
 // TenantTables returns the row-level security of the schema's tenant
-// tables: those with a tenant_id column.
+// tables: those with a tenant_id column, settingsTable aside.
 func (s *Store) TenantTables(ctx context.Context) ([]TableSecurity, error) {
 	return queryAll(ctx, s.noTenant(), "tenant tables", tenantTablesSQL, func(row pgx.CollectableRow) (TableSecurity, error) {
 		var t TableSecurity

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -21,16 +22,21 @@ import (
 
 // tenantTables are the tables migration 011 puts under row-level security.
 var tenantTables = []string{
-	"compaction_events", "message_archive", "messages", "run_events", "runs", "session_waiters", "sessions", "tool_executions",
+	"audit_heads", "audit_log", "compaction_events", "message_archive", "messages", "model_request_counts", "model_requests",
+	"run_events", "runs", "session_waiters", "sessions", "tenant_limits", "tenant_usage", "tool_executions",
 }
 
 // populate stores, through st, a row of the tenant in every tenant table:
-// a session and its child, a completed run with a tool call and events, a
-// run of the child called by it, a compaction that archived a message, a
-// waiter and a queued run. It returns the session's id.
+// limits, a session and its child, a completed run with a tool call and
+// events, its model call admitted and its usage counted, a run of the
+// child called by it, a compaction that archived a message, a waiter, a
+// queued run and an audit entry. It returns the session's id.
 func populate(t *testing.T, st *store.Store, tenant string) string {
 	t.Helper()
 	ctx := t.Context()
+	if err := st.SetLimits(ctx, tenant, store.Limits{RequestsPerMinute: 1000, TokensPerDay: 1 << 40}); err != nil {
+		t.Fatalf("SetLimits: %v", err)
+	}
 	sessionID, childID := uuid.NewString(), uuid.NewString()
 	if _, err := st.CreateSession(ctx, store.CreateSessionParams{ID: sessionID, TenantID: tenant, Identifier: "main"}); err != nil {
 		t.Fatalf("CreateSession: %v", err)
@@ -55,6 +61,7 @@ func populate(t *testing.T, st *store.Store, tenant string) string {
 				Status: store.ToolCompleted, Output: "ok", StartedAt: now, FinishedAt: now}},
 			Events: append(textEvents("hi"), runEnd()),
 			Status: store.RunCompleted, Iterations: 1, StopReason: "end_turn",
+			Model: "m", Usage: store.Usage{InputTokens: 10, OutputTokens: 5},
 		})
 		if err != nil {
 			t.Fatalf("CommitStep: %v", err)
@@ -84,6 +91,14 @@ func populate(t *testing.T, st *store.Store, tenant string) string {
 		Prompt: text("later")})
 	if err != nil {
 		t.Fatalf("EnqueueRun: %v", err)
+	}
+	err = st.AppendAudit(ctx, []string{tenant}, func(heads map[string]store.AuditHead) ([]store.AuditRow, error) {
+		h := heads[tenant]
+		return []store.AuditRow{{TenantID: tenant, Seq: h.Seq + 1, OccurredAt: time.Now(), Action: "test",
+			ContentHash: []byte{1}, PrevHash: h.Hash, Hash: []byte{2}}}, nil
+	})
+	if err != nil {
+		t.Fatalf("AppendAudit: %v", err)
 	}
 	return sessionID
 }
@@ -339,13 +354,13 @@ ORDER BY 1, 2`)
 	}
 }
 
-// TestRescuerCrossesTenantsOnlyThroughItsFunction deploys as the guide
-// says: tables migrated by an owner role that is not a superuser (so that
-// FORCE ROW LEVEL SECURITY binds it too), the application connected as
-// another role. The rescuer fails the stuck runs of every tenant through
-// its SECURITY DEFINER function, while neither role sees any tenant's rows
+// TestCrossTenantFunctions deploys as the guide says: tables migrated by
+// an owner role that is not a superuser (so that FORCE ROW LEVEL SECURITY
+// binds it too), the application connected as another role. The rescuer,
+// retention and the cross-tenant listings reach every tenant through their
+// SECURITY DEFINER functions, while neither role sees any tenant's rows
 // without the setting.
-func TestRescuerCrossesTenantsOnlyThroughItsFunction(t *testing.T) {
+func TestCrossTenantFunctions(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	su := agentpgtest.DB(t)
@@ -421,6 +436,45 @@ func TestRescuerCrossesTenantsOnlyThroughItsFunction(t *testing.T) {
 	if !slices.Equal(failed, stuck) {
 		t.Errorf("FailStuckRuns failed %v, want the runs of both tenants %v", failed, stuck)
 	}
+
+	for _, tenant := range []string{"acme", "globex"} {
+		if err := appStore.SetLimits(ctx, tenant, store.Limits{RequestsPerMinute: 10}); err != nil {
+			t.Fatal(err)
+		}
+		err := appStore.AppendAudit(ctx, []string{tenant}, func(heads map[string]store.AuditHead) ([]store.AuditRow, error) {
+			return []store.AuditRow{{TenantID: tenant, Seq: 1, OccurredAt: time.Now(), Action: "test",
+				ContentHash: []byte{1}, PrevHash: heads[tenant].Hash, Hash: []byte{2}}}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := appStore.LimitedTenants(ctx); err != nil || n != 2 {
+		t.Errorf("LimitedTenants = %d, %v; want 2", n, err)
+	}
+	if tenants, err := appStore.AuditTenants(ctx); err != nil || !slices.Equal(tenants, []string{"acme", "globex"}) {
+		t.Errorf("AuditTenants = %v, %v; want acme and globex", tenants, err)
+	}
+	if _, err := appStore.UsageAnomalies(ctx, 3); err != nil {
+		t.Errorf("UsageAnomalies: %v", err)
+	}
+	if err := appStore.SetRetention(ctx, store.RetentionPolicy{Sessions: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := su.Exec(ctx, `UPDATE owned.sessions SET updated_at = now() - interval '1 hour'`); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"acme": 1, "globex": 1}
+	if counts, err := appStore.CountRetention(ctx, store.RetainSessions); err != nil || !maps.Equal(counts, want) {
+		t.Errorf("CountRetention = %v, %v; want %v", counts, err, want)
+	}
+	if deleted, err := appStore.ApplyRetention(ctx, store.RetainSessions, 100); err != nil || !maps.Equal(deleted, want) {
+		t.Errorf("ApplyRetention = %v, %v; want %v", deleted, err, want)
+	}
+	var left int
+	if err := su.QueryRow(ctx, `SELECT count(*) FROM owned.sessions`).Scan(&left); err != nil || left != 0 {
+		t.Errorf("%d sessions left after retention (%v)", left, err)
+	}
 }
 
 // TestGrantAppRoleRefusesUnfitRoles checks that GrantAppRole grants only
@@ -481,12 +535,15 @@ GROUP BY c.relname ORDER BY c.relname`, app.name)
 		t.Fatal(err)
 	}
 	want := []string{
+		"audit_heads:INSERT,SELECT,UPDATE", "audit_log:INSERT,SELECT,UPDATE",
 		"compaction_events:INSERT,SELECT", "message_archive:INSERT,SELECT", "messages:DELETE,INSERT,SELECT,UPDATE",
-		"river_job:DELETE,INSERT,SELECT,UPDATE", "river_job_id_seq:USAGE", "river_leader:DELETE,INSERT,SELECT,UPDATE",
+		"model_request_counts:DELETE,INSERT,SELECT,UPDATE", "model_requests:DELETE,INSERT,SELECT",
+		"retention_policies:DELETE,INSERT,SELECT,UPDATE", "river_job:DELETE,INSERT,SELECT,UPDATE", "river_job_id_seq:USAGE", "river_leader:DELETE,INSERT,SELECT,UPDATE",
 		"river_migration:SELECT", "river_notification:DELETE,INSERT,SELECT,UPDATE", "river_notification_id_seq:USAGE",
 		"river_queue:DELETE,INSERT,SELECT,UPDATE", "run_events:INSERT,SELECT", "runs:INSERT,SELECT,UPDATE",
 		"schema_migrations:SELECT", "session_waiters:DELETE,INSERT,SELECT,UPDATE", "session_waiters_ticket_seq:USAGE",
-		"sessions:DELETE,INSERT,SELECT,UPDATE", "tool_executions:INSERT,SELECT,UPDATE",
+		"sessions:DELETE,INSERT,SELECT,UPDATE", "tenant_limits:DELETE,INSERT,SELECT,UPDATE",
+		"tenant_usage:DELETE,INSERT,SELECT,UPDATE", "tool_executions:INSERT,SELECT,UPDATE",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("privileges:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

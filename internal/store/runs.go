@@ -77,6 +77,9 @@ type Begun struct {
 	Prompt json.RawMessage
 	// Session is the run's session, read with the lease by ResumeRun.
 	Session *Session
+	// Async reports an enqueued run (Session.Enqueue), resumed by
+	// ResumeRun.
+	Async bool
 }
 
 const beginRunSQL = `
@@ -127,10 +130,12 @@ WHERE s.tenant_id = $1 AND s.id = $2 AND s.lease_run_id = $3
   AND (m.run_id IS NULL OR r.status = 'completed')
 ORDER BY m.seq`
 
-// BeginRun takes the session's lease, records the run and reads the
-// conversation's new messages, in one round trip. It returns ErrBusy while
-// another run holds an unexpired lease, and ErrNotFound when the tenant has
-// no such session. Runs whose lease had expired are marked failed.
+// BeginRun takes the session's lease, records the run, reads the
+// conversation's new messages and admits the run's first model call under
+// the tenant's limits, in one round trip. It returns ErrBusy while another
+// run holds an unexpired lease, ErrNotFound when the tenant has no such
+// session, and a *LimitExceeded, having stored nothing, when a limit
+// refuses the call. Runs whose lease had expired are marked failed.
 func (s *Store) BeginRun(ctx context.Context, p BeginRunParams) (Begun, error) {
 	begun := Begun{Lease: Lease{TenantID: p.TenantID, SessionID: p.SessionID, RunID: p.RunID}}
 	b := begin{batch: &pgx.Batch{}, begun: &begun}
@@ -140,12 +145,14 @@ func (s *Store) BeginRun(ctx context.Context, p BeginRunParams) (Begun, error) {
 		return row.Scan(&begun.Lease.Token, &begun.Lease.CompactionGen, &b.stale, &b.sum.Text, &b.sum.FirstIntent, &b.sum.CompactedAtSeq)
 	})
 	b.readHistory(s.q(beginHistorySQL), p.TenantID, p.SessionID, p.RunID, p.CachedGen, p.CachedSeq)
+	s.queueAdmit(b.batch, begun.Lease, nil)
 	err := b.send(ctx, s.as(p.TenantID), func() error { return s.whyNoLease(ctx, p.TenantID, p.SessionID) })
 	return begun, err
 }
 
 // begin is the batch that begins or resumes a run: a statement taking the
-// lease, then one reading the conversation's new messages.
+// lease, one reading the conversation's new messages, and the admission of
+// the run's next model call.
 type begin struct {
 	batch *pgx.Batch
 	begun *Begun
@@ -170,7 +177,7 @@ func (b *begin) send(ctx context.Context, db querier, whyNot func() error) error
 		return whyNot()
 	}
 	if err != nil {
-		return err
+		return limitError(err)
 	}
 	if b.stale {
 		b.sum.Gen = b.begun.Lease.CompactionGen
@@ -301,13 +308,20 @@ type StepParams struct {
 	Usage      Usage
 	Iterations int
 	// Status is the run's status after the step: RunRunning (the default),
-	// RunCompleted or RunAwaitingApproval; the last two release the lease.
+	// RunCompleted, RunAwaitingApproval or, for an enqueued run put back
+	// in the queue, RunQueued; all but the first release the lease.
 	Status     string
 	StopReason string
 	LeaseTTL   time.Duration // the lease is renewed by this much while running
 	// Events are the run's events since the last step, stored in the same
 	// round trip and transaction.
 	Events []NewEvent
+	// Model is the model whose calls Usage and Iterations count, for the
+	// tenant's usage.
+	Model string
+	// AdmitNext admits the run's next model call under the tenant's
+	// limits: a refusal stores nothing of the step.
+	AdmitNext bool
 }
 
 // Step is what a committed step reports.
@@ -360,8 +374,10 @@ SELECT base_seq, coalesce((SELECT cancel_requested FROM run), false) FROM s`
 // CommitStep appends the step's messages, writes its ledger rows, adds its
 // usage to the run and moves the run to the step's status, releasing the
 // lease unless it is still running, all in one statement fenced by the
-// lease. It returns ErrLeaseLost when the lease was taken over (nothing is
-// written then).
+// lease; it adds the usage to the tenant's and, with AdmitNext, admits the
+// next model call, in the same round trip. It returns ErrLeaseLost when the
+// lease was taken over, and a *LimitExceeded when a limit refuses the next
+// call (nothing is written then).
 func (s *Store) CommitStep(ctx context.Context, l Lease, p StepParams) (Step, error) {
 	m := messageColumns(p.Messages)
 	calls := toolCallColumns(p.ToolCalls)
@@ -384,12 +400,16 @@ func (s *Store) CommitStep(ctx context.Context, l Lease, p StepParams) (Step, er
 		calls.ids, calls.toolUseIDs, calls.names, calls.inputs, calls.statuses, calls.outputs, calls.isErrors,
 		calls.started, calls.finished,
 	).QueryRow(func(row pgx.Row) error { return row.Scan(&step.FirstSeq, &step.CancelRequested) })
+	s.queueUsage(batch, l, &l.Token, Spent{Model: p.Model, Calls: p.Iterations, Usage: p.Usage})
+	if p.AdmitNext {
+		s.queueAdmit(batch, l, &l.Token)
+	}
 	err := s.as(l.TenantID).SendBatch(ctx, batch).Close()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return step, ErrLeaseLost
 	}
 	step.FirstSeq++
-	return step, err
+	return step, limitError(err)
 }
 
 // toolCallArrays are the ledger rows of a step, column by column, as
@@ -465,11 +485,15 @@ type FailedRun struct {
 	Iterations int
 	// Events are the run's last events, its end included.
 	Events []NewEvent
+	// Model is the model whose calls Usage and Iterations count, for the
+	// tenant's usage.
+	Model string
 }
 
 // FailRun marks the running run failed (or cancelled), adds what it used
 // and stores its unsaved messages, and releases its lease if it still holds
-// it, in one statement.
+// it, in one statement; what it used is added to the tenant's usage in the
+// same round trip, whatever became of the lease: it was spent.
 func (s *Store) FailRun(ctx context.Context, l Lease, f FailedRun) error {
 	m := messageColumns(f.Messages)
 	status := RunFailed
@@ -481,6 +505,7 @@ func (s *Store) FailRun(ctx context.Context, l Lease, f FailedRun) error {
 	batch.Queue(s.q(failRunSQL), l.TenantID, l.SessionID, l.RunID, l.Token,
 		m.ids, m.roles, m.contents, m.usages, f.Reason, f.Iterations,
 		f.Usage.InputTokens, f.Usage.OutputTokens, f.Usage.CacheReadTokens, f.Usage.CacheWriteTokens, status, f.Class)
+	s.queueUsage(batch, l, nil, Spent{Model: f.Model, Calls: f.Iterations, Usage: f.Usage})
 	return s.as(l.TenantID).SendBatch(ctx, batch).Close()
 }
 

@@ -35,7 +35,7 @@ type ResumeRunParams struct {
 
 const resumeRunSQL = `
 WITH r AS (
-    SELECT id, session_id, prompt FROM {{schema}}.runs
+    SELECT id, session_id, prompt, async FROM {{schema}}.runs
     WHERE tenant_id = $1 AND id = $2 AND session_id = $5
       AND status IN ('queued', 'running', 'awaiting_approval')
       AND NOT EXISTS (SELECT 1 FROM {{schema}}.tool_executions t WHERE t.run_id = $2 AND t.status = 'awaiting_approval')
@@ -67,17 +67,19 @@ WITH r AS (
 SELECT s.id::text, s.lease_token, s.compaction_gen, s.compaction_gen <> $4,
        CASE WHEN s.compaction_gen <> $4 THEN coalesce(s.summary, '') ELSE '' END,
        CASE WHEN s.compaction_gen <> $4 THEN coalesce(s.first_intent, '') ELSE '' END,
-       s.compacted_at_seq, r.prompt,
+       s.compacted_at_seq, r.prompt, r.async,
        s.tenant_id, s.identifier, s.parent_id::text, s.depth, s.metadata, s.overrides, s.created_at, s.updated_at
 FROM s, r`
 
 // ResumeRun takes the lease of the run's session for the run and moves it
 // to running, reading what the conversation gained since the cached copy
-// (the run's own messages included), in one round trip. It returns
-// ErrNotFound for no such run of the tenant, ErrFinished for a run that
-// ended, ErrApprovalPending while calls wait for a decision and ErrBusy
-// while a process holds the session or, for a queued run, while an earlier
-// run of the session has not ended.
+// (the run's own messages included), and admits its next model call under
+// the tenant's limits, in one round trip. It returns ErrNotFound for no
+// such run of the tenant, ErrFinished for a run that ended,
+// ErrApprovalPending while calls wait for a decision, ErrBusy while a
+// process holds the session or, for a queued run, while an earlier run of
+// the session has not ended, and a *LimitExceeded, having changed nothing,
+// when a limit refuses the call.
 func (s *Store) ResumeRun(ctx context.Context, p ResumeRunParams) (Begun, error) {
 	begun := Begun{Lease: Lease{TenantID: p.TenantID, RunID: p.RunID}, Session: &Session{}}
 	b := begin{batch: &pgx.Batch{}, begun: &begun}
@@ -85,11 +87,12 @@ func (s *Store) ResumeRun(ctx context.Context, p ResumeRunParams) (Begun, error)
 	b.batch.Queue(s.q(resumeRunSQL), p.TenantID, p.RunID, p.LeaseTTL.Seconds(), p.CachedGen, p.SessionID).
 		QueryRow(func(row pgx.Row) error {
 			return row.Scan(&sess.ID, &begun.Lease.Token, &begun.Lease.CompactionGen, &b.stale,
-				&b.sum.Text, &b.sum.FirstIntent, &b.sum.CompactedAtSeq, &begun.Prompt,
+				&b.sum.Text, &b.sum.FirstIntent, &b.sum.CompactedAtSeq, &begun.Prompt, &begun.Async,
 				&sess.TenantID, &sess.Identifier, &sess.ParentID, &sess.Depth, &sess.Metadata, &sess.Overrides,
 				&sess.CreatedAt, &sess.UpdatedAt)
 		})
 	b.readHistory(s.q(resumeHistorySQL), p.TenantID, p.RunID, p.CachedGen, p.CachedSeq)
+	s.queueAdmit(b.batch, begun.Lease, nil)
 	err := b.send(ctx, s.as(p.TenantID), func() error { return s.whyNotResumed(ctx, p.TenantID, p.SessionID, p.RunID) })
 	begun.Lease.SessionID = sess.ID
 	return begun, err
@@ -134,22 +137,32 @@ func (s *Store) whyNotResumed(ctx context.Context, tenantID, sessionID, runID st
 
 const cancelRunSQL = `
 WITH r AS (
-    SELECT r.id, r.status IN ('queued', 'awaiting_approval') OR NOT EXISTS (
+    SELECT r.id, r.events_ended, r.status IN ('queued', 'awaiting_approval') OR NOT EXISTS (
                SELECT 1 FROM {{schema}}.sessions s
                WHERE s.id = r.session_id AND s.lease_run_id = r.id AND s.lease_expires_at > now()) AS now_
     FROM {{schema}}.runs r
     WHERE r.tenant_id = $1 AND r.id = $2 AND r.status IN ('queued', 'running', 'awaiting_approval')
     FOR UPDATE OF r
+), u AS (
+    UPDATE {{schema}}.runs
+    SET cancel_requested = true,
+        status = CASE WHEN r.now_ THEN 'cancelled' ELSE runs.status END,
+        error = CASE WHEN r.now_ THEN $3 ELSE runs.error END,
+        error_class = CASE WHEN r.now_ THEN 'cancelled' ELSE runs.error_class END,
+        finished_at = CASE WHEN r.now_ THEN now() ELSE runs.finished_at END,
+        prompt = CASE WHEN r.now_ THEN NULL ELSE runs.prompt END,
+        event_seq = CASE WHEN r.now_ AND NOT r.events_ended THEN runs.event_seq + 1 ELSE runs.event_seq END,
+        events_ended = r.events_ended OR r.now_
+    FROM r WHERE runs.id = r.id
+    RETURNING runs.id, runs.tenant_id, runs.status, runs.event_seq, r.now_ AND NOT r.events_ended AS ends
+), ev AS (
+    -- A run cancelled at once ends its events here, announced as
+    -- AppendEvents announces them; one a process runs ends them itself.
+    INSERT INTO {{schema}}.run_events (run_id, tenant_id, seq, kind, data)
+    SELECT id, tenant_id, event_seq, 'run_end', jsonb_build_object('status', 'cancelled', 'error', $3::text)
+    FROM u WHERE ends
 )
-UPDATE {{schema}}.runs
-SET cancel_requested = true,
-    status = CASE WHEN r.now_ THEN 'cancelled' ELSE runs.status END,
-    error = CASE WHEN r.now_ THEN $3 ELSE runs.error END,
-    error_class = CASE WHEN r.now_ THEN 'cancelled' ELSE runs.error_class END,
-    finished_at = CASE WHEN r.now_ THEN now() ELSE runs.finished_at END,
-    prompt = CASE WHEN r.now_ THEN NULL ELSE runs.prompt END
-FROM r WHERE runs.id = r.id
-RETURNING runs.status`
+SELECT status, (SELECT pg_notify($4, id::text || ':' || event_seq) FROM u WHERE ends)::text FROM u`
 
 // CancelRun cancels the tenant's run: a queued run, one waiting for
 // approvals or one no process runs at once; a running one is asked to stop
@@ -157,7 +170,8 @@ RETURNING runs.status`
 // ErrNotFound, or ErrFinished for a run that ended.
 func (s *Store) CancelRun(ctx context.Context, tenantID, runID, reason string) (string, error) {
 	var status string
-	err := s.as(tenantID).QueryRow(ctx, s.q(cancelRunSQL), tenantID, runID, reason).Scan(&status)
+	var notified *string
+	err := s.as(tenantID).QueryRow(ctx, s.q(cancelRunSQL), tenantID, runID, reason, s.EventsChannel()).Scan(&status, &notified)
 	if errors.Is(err, pgx.ErrNoRows) {
 		if _, err := s.GetRun(ctx, tenantID, runID); err != nil {
 			return "", err
@@ -173,36 +187,47 @@ SET status = CASE WHEN $4 THEN 'approved' ELSE 'denied' END, decision_note = $5,
 WHERE tenant_id = $1 AND run_id = $2 AND tool_use_id = $3 AND status = 'awaiting_approval'
   AND EXISTS (SELECT 1 FROM {{schema}}.runs r WHERE r.id = $2 AND r.status = 'awaiting_approval')
 RETURNING (SELECT count(*) FROM {{schema}}.tool_executions
-           WHERE run_id = $2 AND status = 'awaiting_approval' AND tool_use_id <> $3)`
+           WHERE run_id = $2 AND status = 'awaiting_approval' AND tool_use_id <> $3),
+          session_id::text, name, input`
+
+// DecidedCall is a call DecideToolCall decided.
+type DecidedCall struct {
+	// Remaining is how many calls of the run still wait.
+	Remaining int
+	SessionID string
+	Name      string
+	Input     json.RawMessage
+}
 
 // DecideToolCall approves or denies a call waiting for approval. It
-// returns how many calls of the run still wait, ErrNotPending for a call
-// that does not wait (decided already), ErrFinished for a call of a run
-// that ended (cancelled), or ErrNotFound.
-func (s *Store) DecideToolCall(ctx context.Context, tenantID, runID, toolUseID string, approve bool, note string) (int, error) {
-	var remaining int
-	err := s.as(tenantID).QueryRow(ctx, s.q(decideToolCallSQL), tenantID, runID, toolUseID, approve, note).Scan(&remaining)
+// returns the call, ErrNotPending for a call that does not wait (decided
+// already), ErrFinished for a call of a run that ended (cancelled), or
+// ErrNotFound.
+func (s *Store) DecideToolCall(ctx context.Context, tenantID, runID, toolUseID string, approve bool, note string) (DecidedCall, error) {
+	var d DecidedCall
+	err := s.as(tenantID).QueryRow(ctx, s.q(decideToolCallSQL), tenantID, runID, toolUseID, approve, note).
+		Scan(&d.Remaining, &d.SessionID, &d.Name, &d.Input)
 	if !errors.Is(err, pgx.ErrNoRows) {
-		return remaining, err
+		return d, err
 	}
 	run, err := s.GetRun(ctx, tenantID, runID)
 	if err != nil {
-		return 0, err
+		return d, err
 	}
 	switch run.Status {
 	case RunCompleted, RunFailed, RunCancelled:
-		return 0, ErrFinished
+		return d, ErrFinished
 	}
 	calls, err := s.ListToolCalls(ctx, tenantID, nil, runID)
 	if err != nil {
-		return 0, err
+		return d, err
 	}
 	for _, c := range calls {
 		if c.ToolUseID == toolUseID {
-			return 0, ErrNotPending
+			return d, ErrNotPending
 		}
 	}
-	return 0, ErrNotFound
+	return d, ErrNotFound
 }
 
 const lastAnswerSQL = `

@@ -32,9 +32,16 @@ type tenantDB struct {
 // (QueuedQuery.Query, QueryRow, Exec) and Close, which skip it. b must not
 // begin a transaction with Batch.BeginTx.
 func (t tenantDB) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	set := &pgx.QueuedQuery{SQL: setTenantSQL, Arguments: []any{t.tenant}}
-	b.QueuedQueries = append([]*pgx.QueuedQuery{set}, b.QueuedQueries...)
+	b.QueuedQueries = append([]*pgx.QueuedQuery{setTenant(t.tenant)}, b.QueuedQueries...)
 	return t.db.SendBatch(ctx, b)
+}
+
+// setTenant is the query setting the tenant, to queue in a batch ahead of
+// the tenant's statements; its result is read by Close, with no callback.
+// A batch writing for several tenants (the audit log's) queues it before
+// the statements of each.
+func setTenant(tenantID string) *pgx.QueuedQuery {
+	return &pgx.QueuedQuery{SQL: setTenantSQL, Arguments: []any{tenantID}}
 }
 
 // Exec runs sql with the tenant's setting, in one round trip.
