@@ -28,13 +28,7 @@ func TestEverythingAsAppRole(t *testing.T) {
 	app := agentpgtest.DBWithOptions(t, agentpgtest.DBOptions{AppRole: true})
 	su := agentpgtest.OwnerDB(t, app)
 	var weather, transfers atomic.Int32
-	transfer, err := tool.NewFunc("transfer", "Moves money.", func(_ context.Context, in cityInput) (string, error) {
-		transfers.Add(1)
-		return "moved to " + in.City, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	transfer := transferTool(t, &transfers)
 	b := setupOn(t, app, func(c *agentpg.Config) {
 		c.Tools = []tool.Tool{weatherTool(t, &weather), transfer}
 		c.ApprovalRequired = []string{"transfer"}
