@@ -18,13 +18,7 @@ import (
 func TestApprovals(t *testing.T) {
 	t.Parallel()
 	var weather, transfers atomic.Int32
-	transfer, err := tool.NewFunc("transfer", "Moves money.", func(_ context.Context, in cityInput) (string, error) {
-		transfers.Add(1)
-		return "moved to " + in.City, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	transfer := transferTool(t, &transfers)
 	b := setup(t, func(c *agentpg.Config) {
 		c.Tools = []tool.Tool{weatherTool(t, &weather), transfer}
 		c.ApprovalRequired = []string{"transfer"}

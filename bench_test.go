@@ -123,6 +123,19 @@ func BenchmarkPlainTurn(b *testing.B) {
 	benchmarkTurn(b, agentpg.Config{}, agentpgtest.Echo, nil)
 }
 
+// BenchmarkPlainTurnRowLevelSecurity is BenchmarkPlainTurn as a superuser,
+// which row-level security does not bind (rls=off), and as an application
+// role, which it binds (rls=on), in one run. Both send the tenant's setting
+// with every statement.
+func BenchmarkPlainTurnRowLevelSecurity(b *testing.B) {
+	for _, rls := range []bool{false, true} {
+		b.Run(fmt.Sprintf("rls=%s", map[bool]string{false: "off", true: "on"}[rls]), func(b *testing.B) {
+			db := agentpgtest.DBWithOptions(b, agentpgtest.DBOptions{AppRole: rls})
+			benchmarkTurn(b, agentpg.Config{DB: db}, agentpgtest.Echo, nil)
+		})
+	}
+}
+
 // BenchmarkPlainTurnLimited is BenchmarkPlainTurn for a tenant with
 // limits, high enough never to refuse: admitting each model call and
 // counting its usage add statements to the turn's batches, not round
@@ -163,13 +176,17 @@ func echoToolTurn(b *testing.B) ([]tool.Tool, func(agentpgtest.Request) agentpgt
 	}
 }
 
-// benchmarkTurn runs b.N turns, ten per session, with cfg's tools and
-// audit settings, the model responder and limits on the tenant unless nil,
-// and reports round trips and commits per turn (those of the audit log's
-// background writes, flushed at the end, included).
+// benchmarkTurn runs b.N turns, ten per session, on cfg's database (a
+// database of the benchmark's own when nil) with cfg's tools and audit
+// settings, the model responder and limits on the tenant unless nil, and
+// reports round trips and commits per turn (those of the audit log's
+// background writes, flushed at the end, included) and turns per second.
 func benchmarkTurn(b *testing.B, cfg agentpg.Config, responder func(agentpgtest.Request) agentpgtest.Reply, limits *agentpg.TenantLimits) {
 	counter := &statementCounter{}
-	pool, _ := tracedPool(b, agentpgtest.DB(b), counter)
+	if cfg.DB == nil {
+		cfg.DB = agentpgtest.DB(b)
+	}
+	pool, _ := tracedPool(b, cfg.DB, counter)
 	model := agentpgtest.NewServer(b)
 	model.SetResponder(responder)
 	cfg.DB, cfg.Client, cfg.Model, cfg.SystemPrompt = pool, model.Client(), "claude-sonnet-5-5", "Be brief."
@@ -209,6 +226,7 @@ func benchmarkTurn(b *testing.B, cfg agentpg.Config, responder func(agentpgtest.
 	}
 	b.ReportMetric(float64(counter.statements.Load())/float64(b.N), "roundtrips/turn")
 	b.ReportMetric(float64(counter.writes.Load())/float64(b.N), "commits/turn")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "turns/s")
 }
 
 // BenchmarkTurnCost measures turn 10, 100 and 1,000 of one session whose

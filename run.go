@@ -163,7 +163,7 @@ func (s *Session) leave(ctx context.Context, ticket *int64, began bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := s.agent.store.DropTicket(ctx, *ticket); err != nil {
+	if err := s.agent.store.DropTicket(ctx, s.TenantID, *ticket); err != nil {
 		s.agent.cfg.Logger.WarnContext(ctx, "leaving the session's waiters", "session_id", s.ID, "error", err)
 	}
 }

@@ -23,7 +23,12 @@ type bundle struct {
 // setup returns a bundle; configure, if given, adjusts the Config.
 func setup(t *testing.T, configure ...func(*agentpg.Config)) *bundle {
 	t.Helper()
-	db := agentpgtest.DB(t)
+	return setupOn(t, agentpgtest.DB(t), configure...)
+}
+
+// setupOn returns a bundle whose agent uses db.
+func setupOn(t *testing.T, db *pgxpool.Pool, configure ...func(*agentpg.Config)) *bundle {
+	t.Helper()
 	model := agentpgtest.NewServer(t)
 	cfg := agentpg.Config{
 		DB:           db,

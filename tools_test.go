@@ -36,6 +36,20 @@ func weatherTool(t *testing.T, calls *atomic.Int32) tool.Tool {
 	return weather
 }
 
+// transferTool returns a typed tool that "moves money" to a city and
+// counts its calls.
+func transferTool(t *testing.T, calls *atomic.Int32) tool.Tool {
+	t.Helper()
+	transfer, err := tool.NewFunc("transfer", "Moves money.", func(_ context.Context, in cityInput) (string, error) {
+		calls.Add(1)
+		return "moved to " + in.City, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return transfer
+}
+
 // toolResults returns the tool_result blocks of the last message of the
 // model's last request.
 func toolResults(t *testing.T, model *agentpgtest.Server) []agentpgtest.ContentBlock {

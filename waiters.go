@@ -168,7 +168,7 @@ func (a *Agent) waitTurn(ctx context.Context, tenantID, sessionID string, ticket
 			return err
 		}
 		*ticket = &t
-	} else if err := a.store.RenewTicket(ctx, **ticket, ticketTTL); err != nil {
+	} else if err := a.store.RenewTicket(ctx, tenantID, **ticket, ticketTTL); err != nil {
 		return err
 	}
 	return waitWake(ctx, wake)

@@ -39,6 +39,14 @@ type DBOptions struct {
 	// Schema is the schema AgentPG's migrations run in, as
 	// agentpg.Config.Schema; "" means "agentpg".
 	Schema string
+	// AppRole connects the pool as an application role made for the
+	// database, as a deployment would (docs/deployment.md): not a
+	// superuser, without BYPASSRLS, owner of nothing, with the privileges
+	// agentpg's Agent.GrantAppRole grants. Row-level security applies to
+	// it, so a statement sent without its tenant sees no rows. The role,
+	// named after the database and given a random password, is dropped
+	// with the database. The role of [DatabaseURL] needs CREATEROLE.
+	AppRole bool
 }
 
 // DB returns a connection pool on a database of the test's own, cloned from
@@ -108,20 +116,76 @@ func DBWithOptions(t testing.TB, opts DBOptions) *pgxpool.Pool {
 	if err != nil {
 		t.Fatalf("agentpgtest: preparing the template database: %v", err)
 	}
-	name := "agentpg_test_" + randomHex(8)
+	name := testDatabasePrefix + randomHex(8)
 	create := fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s STRATEGY FILE_COPY",
 		pgx.Identifier{name}.Sanitize(), pgx.Identifier{template}.Sanitize())
 	if _, err := admin.Exec(ctx, create); err != nil {
 		t.Fatalf("agentpgtest: creating database %s: %v", name, err)
 	}
-	t.Cleanup(func() { dropDatabase(t, base, name) })
+	t.Cleanup(func() {
+		dropDatabase(t, base, name)
+		if opts.AppRole {
+			dropRole(t, base, name)
+		}
+	})
+	dsn := withDatabase(base, name)
+	if opts.AppRole {
+		if dsn, err = appRole(ctx, admin, dsn, name, schema); err != nil {
+			t.Fatalf("agentpgtest: making the application role of %s: %v", name, err)
+		}
+	}
 
-	pool, err := pgxpool.New(ctx, withDatabase(base, name))
+	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		t.Fatalf("agentpgtest: connecting to %s: %v", name, err)
 	}
 	t.Cleanup(pool.Close)
 	return pool
+}
+
+// OwnerDB returns a pool on the database of db, a pool of [DB] or
+// [DBWithOptions], as the role of [DatabaseURL], which owns its tables: for
+// a test whose agent uses an application role (DBOptions.AppRole) to look
+// behind its back. With the default URL that role is a superuser, which
+// row-level security does not bind. The pool is closed when the test ends.
+func OwnerDB(t testing.TB, db *pgxpool.Pool) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(DatabaseURL())
+	if err != nil {
+		t.Fatalf("agentpgtest: DATABASE_URL: %v", err)
+	}
+	cfg.ConnConfig.Database = db.Config().ConnConfig.Database
+	owner, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("agentpgtest: connecting to %s: %v", cfg.ConnConfig.Database, err)
+	}
+	t.Cleanup(owner.Close)
+	return owner
+}
+
+// appRole makes the application role name for the database of dsn (made
+// after the database, so that Main never takes it for an orphan), grants
+// it what GrantAppRole grants in schema, and returns dsn with it as user.
+func appRole(ctx context.Context, admin *pgx.Conn, dsn, name, schema string) (string, error) {
+	password := randomHex(16)
+	_, err := admin.Exec(ctx, "CREATE ROLE "+pgx.Identifier{name}.Sanitize()+
+		" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD '"+password+"'")
+	if err != nil {
+		return "", err
+	}
+	owner, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return "", err
+	}
+	defer owner.Close(ctx)
+	st, err := store.New(owner, schema)
+	if err != nil {
+		return "", err
+	}
+	if err := st.GrantAppRole(ctx, name); err != nil {
+		return "", err
+	}
+	return withUser(dsn, name, password), nil
 }
 
 // Main runs the tests and then drops the template databases of the current
@@ -147,10 +211,17 @@ func Main(m *testing.M) {
 	if err == nil {
 		err = processTemplates.dropUnused(ctx, DatabaseURL(), hash)
 	}
+	if err == nil {
+		err = dropOrphanRoles(ctx, DatabaseURL())
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "agentpgtest: dropping the template databases: %v\n", err)
 	}
 }
+
+// testDatabasePrefix begins the names of the tests' databases, and of
+// their application roles.
+const testDatabasePrefix = "agentpg_test_"
 
 // templatePrefix begins the names of the template databases.
 const templatePrefix = "agentpg_template_"
@@ -426,6 +497,59 @@ func dropDatabase(t testing.TB, base, name string) {
 	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
 		t.Errorf("agentpgtest: dropping %s: %v", name, err)
 	}
+}
+
+func dropRole(t testing.TB, base, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Errorf("agentpgtest: dropping role %s: %v", name, err)
+		return
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{name}.Sanitize()); err != nil {
+		t.Errorf("agentpgtest: dropping role %s: %v", name, err)
+	}
+}
+
+// dropOrphanRoles drops the roles named after a test database (the
+// application roles of DBOptions.AppRole), or after one and an underscore
+// (roles a test made for its database), whose database is gone: those of
+// test processes killed before their cleanup. A role is made after its
+// database and dropped after it, so a role without its database is no
+// test's.
+func dropOrphanRoles(ctx context.Context, base string) error {
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT rolname::text FROM pg_roles r
+		WHERE starts_with(rolname, $1) AND NOT EXISTS (
+			SELECT 1 FROM pg_database WHERE datname = r.rolname OR starts_with(r.rolname, datname || '_'))`, testDatabasePrefix)
+	if err != nil {
+		return err
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if _, err := conn.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{name}.Sanitize()); err != nil {
+			return fmt.Errorf("dropping role %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// withUser returns the connection string dsn with user and password.
+func withUser(dsn, user, password string) string {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		u.User = url.UserPassword(user, password)
+		return u.String()
+	}
+	return dsn + " user=" + user + " password=" + password
 }
 
 // withDatabase returns the connection string base with its database

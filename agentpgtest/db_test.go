@@ -66,6 +66,42 @@ func TestDBWithOptionsSchema(t *testing.T) {
 	}
 }
 
+// DBOptions.AppRole connects as a role of the database's own that
+// row-level security binds, in the schema asked for, and drops the role
+// with the database; OwnerDB looks behind its back.
+func TestDBAppRole(t *testing.T) {
+	t.Parallel()
+	const schema = "agentpgtest_app"
+	var role string
+	t.Run("test", func(t *testing.T) {
+		db := DBWithOptions(t, DBOptions{Schema: schema, AppRole: true})
+		ctx := t.Context()
+		var super, bypass bool
+		err := db.QueryRow(ctx, `SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user`).
+			Scan(&role, &super, &bypass)
+		if err != nil || super || bypass || role != db.Config().ConnConfig.Database {
+			t.Fatalf("connected as %q, superuser %v, BYPASSRLS %v, %v; want the database's own role, neither", role, super, bypass, err)
+		}
+		owner := OwnerDB(t, db)
+		if _, err := owner.Exec(ctx, `INSERT INTO agentpgtest_app.sessions (id, tenant_id, identifier) VALUES (gen_random_uuid(), 'acme', 'x')`); err != nil {
+			t.Fatal(err)
+		}
+		var seen int
+		if err := db.QueryRow(ctx, `SELECT count(*) FROM agentpgtest_app.sessions`).Scan(&seen); err != nil || seen != 0 {
+			t.Errorf("without a tenant, the app role sees %d sessions (%v), want none", seen, err)
+		}
+	})
+	conn, err := pgx.Connect(t.Context(), DatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	var exists bool
+	if err := conn.QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, role).Scan(&exists); err != nil || exists {
+		t.Errorf("role %s exists after its test (%v)", role, err)
+	}
+}
+
 func TestDBDefaultSchema(t *testing.T) {
 	t.Parallel()
 	db := DB(t)

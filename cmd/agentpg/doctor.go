@@ -23,7 +23,10 @@ guide (docs/security.md) asks: whether ANTHROPIC_API_KEY is set, where the
 database's URL comes from (a warning when DATABASE_URL is unset and the local
 default is used), whether the database answers, over TLS, whether the URL holds
 a password, the server's version, whether the schema has every migration,
-whether the audit log has entries and every tenant's chain is intact,
+whether row-level security is forced on every tenant table, whether the role
+connected is one row-level security binds (not a superuser, without
+BYPASSRLS, owner of none of the tables: docs/deployment.md), whether the
+audit log has entries and every tenant's chain is intact,
 whether a retention policy and tenant rate limits are set, and which tenants
 use more than 3 times their usual daily tokens today.
 
@@ -99,6 +102,8 @@ var doctorChecks = []doctorCheck{
 	{"password", needsNothing, checkPassword},
 	{"server version", needsDB, checkServerVersion},
 	{"migrations", needsDB, checkMigrations},
+	{"row-level security", needsSchema, checkRowLevelSecurity},
+	{"database role", needsDB, checkRole},
 	{"audit log", needsSchema, checkAuditLog},
 	{"retention", needsSchema, checkRetention},
 	{"rate limits", needsSchema, checkLimits},
@@ -109,7 +114,7 @@ var doctorChecks = []doctorCheck{
 func (c *cli) doctorCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "doctor",
-		Short: "check the deployment: API key, database, TLS, migrations",
+		Short: "check the deployment: API key, database, TLS, migrations, row-level security",
 		Long:  doctorHelp,
 	}
 	return c.leaf(cmd, []string{flagDatabaseURL, flagSchema, flagJSON}, c.doctor)
@@ -403,12 +408,11 @@ func settingValue(s string) (value, rest string) {
 	return s, ""
 }
 
-// minServerVersion is the oldest PostgreSQL major release doctor accepts.
-// AgentPG's own SQL needs nothing newer than 9.5 (jsonb, make_interval,
-// multi-argument unnest, data-modifying WITH), but releases before 13 are
-// out of support and untested. Tests with package agentpgtest need 15
-// (CREATE DATABASE ... STRATEGY).
-const minServerVersion = 13
+// minServerVersion is the oldest PostgreSQL major release doctor accepts:
+// migration 011 needs 15 (a foreign key's ON DELETE SET NULL of some of its
+// columns), as do tests with package agentpgtest (CREATE DATABASE ...
+// STRATEGY).
+const minServerVersion = 15
 
 // checkServerVersion tells whether the server is recent enough.
 func checkServerVersion(ctx context.Context, cu *checkup) finding {
@@ -461,6 +465,54 @@ func checkMigrations(ctx context.Context, cu *checkup) finding {
 	}
 	cu.migrated = true
 	return okf("schema %q is up to date (%s)", cu.schema, count(len(migrations), "migration"))
+}
+
+// checkRowLevelSecurity tells whether every tenant table of the schema has
+// row-level security enabled and forced, with its tenant policy.
+func checkRowLevelSecurity(ctx context.Context, cu *checkup) finding {
+	st, err := store.New(cu.db.pool, cu.schema)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	tables, err := st.TenantTables(ctx)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	var lacking []string
+	for _, t := range tables {
+		if !t.Enabled || !t.Forced || !t.Policy {
+			lacking = append(lacking, t.Table)
+		}
+	}
+	if len(lacking) > 0 || len(tables) == 0 {
+		return failf("not forced, or without the tenant policy, on %s of schema %q: run agentpg migrate as the tables' owner",
+			strings.Join(lacking, ", "), cu.schema)
+	}
+	return okf("forced on the %s of schema %q", count(len(tables), "tenant table"), cu.schema)
+}
+
+// appRoleRemedy says how to connect as an application role.
+const appRoleRemedy = "connect as an application role: create one (CREATE ROLE app LOGIN ...), run agentpg migrate --app-role app as the tables' owner, and use it in DATABASE_URL (docs/deployment.md)"
+
+// checkRole tells whether row-level security binds the connected role.
+func checkRole(ctx context.Context, cu *checkup) finding {
+	st, err := store.New(cu.db.pool, cu.schema)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	role, err := st.CurrentRole(ctx)
+	if err != nil {
+		return failf("%s", message(err))
+	}
+	switch {
+	case role.Superuser:
+		return failf("role %q is a superuser, which row-level security never binds: %s", role.Name, appRoleRemedy)
+	case role.BypassRLS:
+		return failf("role %q has BYPASSRLS, so row-level security does not bind it: %s", role.Name, appRoleRemedy)
+	case role.Owner:
+		return warnf("role %q owns schema %q or its tables (or is a member of their owner): row-level security binds it, but it could turn it off; %s", role.Name, cu.schema, appRoleRemedy)
+	}
+	return okf("role %q: not a superuser, no BYPASSRLS, owns none of the tables", role.Name)
 }
 
 // checkAuditLog tells whether the audit log is in use (it has entries) and

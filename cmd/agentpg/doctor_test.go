@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
+	"crypto/rand"
 	"encoding/json"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -64,10 +67,73 @@ func wantHidden(t *testing.T, res result, secret string) {
 	}
 }
 
+// appRoleDSN makes a login role with password ("" for none, as trust
+// authentication allows) for the test, grants it
+// the application's privileges in schema with agentpg migrate --app-role,
+// and returns the test database's URL as that role, with sslmode=disable.
+// The role, and what it was granted, go when the test ends.
+func appRoleDSN(t *testing.T, schema, password string) string {
+	t.Helper()
+	role := loginRole(t, password)
+	res := agentpgCLI(t, "migrate", "--schema", schema, "--app-role", role)
+	wantCode(t, res, 0)
+	wantContains(t, "stdout", res.stdout, `Granted role "`+role+`" what the application needs in schema "`+schema+`"`)
+	return roleDSN(t, role, password)
+}
+
+// loginRole makes a login role with password ("" for none) for the test,
+// which drops it,
+// and what it owns or was granted in the test database, when it ends.
+func loginRole(t *testing.T, password string) string {
+	t.Helper()
+	role := "agentpg_cli_" + strings.ToLower(rand.Text()[:10])
+	ident := pgx.Identifier{role}.Sanitize()
+	conn, err := pgx.Connect(t.Context(), agentpgtest.DatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	create := `CREATE ROLE ` + ident + ` LOGIN`
+	if password != "" {
+		create += ` PASSWORD '` + password + `'`
+	}
+	if _, err := conn.Exec(t.Context(), create); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, agentpgtest.DatabaseURL())
+		if err != nil {
+			t.Errorf("dropping role %s: %v", role, err)
+			return
+		}
+		defer conn.Close(ctx)
+		for _, sql := range []string{`DROP OWNED BY ` + ident + ` CASCADE`, `DROP ROLE ` + ident} {
+			if _, err := conn.Exec(ctx, sql); err != nil {
+				t.Errorf("dropping role %s: %v", role, err)
+			}
+		}
+	})
+	return role
+}
+
+// roleDSN is the test database's URL as role, with sslmode=disable.
+func roleDSN(t *testing.T, role, password string) string {
+	return testDSN(t, func(u *url.URL, query url.Values) {
+		u.User = url.UserPassword(role, password)
+		if password == "" {
+			u.User = url.User(role)
+		}
+		query.Set("sslmode", "disable")
+	})
+}
+
 func TestDoctorMigrated(t *testing.T) {
 	t.Parallel()
 	schema := migrated(t)
-	res := invocation{env: map[string]string{"DATABASE_URL": plainDSN(t)}}.run(t, "doctor", "--schema", schema)
+	dsn := appRoleDSN(t, schema, "")
+	res := invocation{env: map[string]string{"DATABASE_URL": dsn}}.run(t, "doctor", "--schema", schema)
 	wantCode(t, res, 0)
 	wantCheck(t, res.stdout, "API key", statusWarn, "ANTHROPIC_API_KEY is not set", "scripted model")
 	wantCheck(t, res.stdout, "database URL", statusOK, "from DATABASE_URL")
@@ -76,6 +142,8 @@ func TestDoctorMigrated(t *testing.T) {
 	wantCheck(t, res.stdout, "password", statusOK, "DATABASE_URL holds no password")
 	wantCheck(t, res.stdout, "server version", statusOK, "PostgreSQL 1")
 	wantCheck(t, res.stdout, "migrations", statusOK, `schema "`+schema+`" is up to date`)
+	wantCheck(t, res.stdout, "row-level security", statusOK, `forced on the 14 tenant tables of schema "`+schema+`"`)
+	wantCheck(t, res.stdout, "database role", statusOK, "not a superuser, no BYPASSRLS, owns none of the tables")
 	wantCheck(t, res.stdout, "audit log", statusWarn, "no audit entries", "Config.Audit.Enabled")
 	wantCheck(t, res.stdout, "retention", statusWarn, "no retention policy", "agentpg retention set --default --guide")
 	wantCheck(t, res.stdout, "rate limits", statusWarn, "no tenant has rate limits")
@@ -103,7 +171,7 @@ func TestDoctorMigrated(t *testing.T) {
 	if err := log.Close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	res = invocation{env: map[string]string{"DATABASE_URL": plainDSN(t)}}.run(t, "doctor", "--schema", schema)
+	res = invocation{env: map[string]string{"DATABASE_URL": dsn}}.run(t, "doctor", "--schema", schema)
 	wantCode(t, res, 0)
 	wantCheck(t, res.stdout, "audit log", statusOK, "1 tenant, every chain intact")
 	wantCheck(t, res.stdout, "retention", statusOK, "default policy set; 0 tenants with a policy of its own")
@@ -112,7 +180,7 @@ func TestDoctorMigrated(t *testing.T) {
 		SELECT 'acme', (now() AT TIME ZONE 'UTC')::date - d, 'claude-sonnet-5-5', CASE WHEN d = 0 THEN 50000 ELSE 1000 END, 0 FROM generate_series(0, 7) d`); err != nil {
 		t.Fatal(err)
 	}
-	res = invocation{env: map[string]string{"DATABASE_URL": plainDSN(t)}}.run(t, "doctor", "--schema", schema)
+	res = invocation{env: map[string]string{"DATABASE_URL": dsn}}.run(t, "doctor", "--schema", schema)
 	wantCheck(t, res.stdout, "rate limits", statusOK, "1 tenant with limits")
 	wantCheck(t, res.stdout, "usage anomalies", statusWarn, `1 tenant above 3 times their usual daily tokens today: "acme" (50.0 times)`)
 	tx, err := pool.Begin(t.Context())
@@ -127,7 +195,7 @@ func TestDoctorMigrated(t *testing.T) {
 	if err := tx.Commit(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	res = invocation{env: map[string]string{"DATABASE_URL": plainDSN(t)}}.run(t, "doctor", "--schema", schema)
+	res = invocation{env: map[string]string{"DATABASE_URL": dsn}}.run(t, "doctor", "--schema", schema)
 	wantCode(t, res, 1)
 	wantCheck(t, res.stdout, "audit log", statusFail, `the audit chain of tenant "acme" is broken`, "agentpg audit verify")
 }
@@ -140,7 +208,53 @@ func TestDoctorUnmigrated(t *testing.T) {
 	wantCheck(t, res.stdout, "database", statusOK)
 	wantCheck(t, res.stdout, "migrations", statusFail,
 		`schema "`+schema+`" does not exist`, "run agentpg migrate --schema "+schema)
-	wantContains(t, "stderr", res.stderr, "agentpg: 1 check failed")
+	wantCheck(t, res.stdout, "database role", statusFail, "is a superuser")
+	wantContains(t, "stderr", res.stderr, "agentpg: 2 checks failed")
+}
+
+// As a superuser, or as the tables' owner, the database's second wall
+// between tenants is down, or could be taken down.
+func TestDoctorRole(t *testing.T) {
+	t.Parallel()
+	schema := testSchema(t)
+	res := agentpgCLI(t, "doctor", "--schema", schema)
+	wantCode(t, res, 1)
+	wantCheck(t, res.stdout, "database role", statusFail, "is a superuser, which row-level security never binds",
+		"agentpg migrate --app-role app", "docs/deployment.md")
+
+	// An owner that is not a superuser migrates and grants the app role.
+	owner := loginRole(t, "owner-pw")
+	conn, err := pgx.Connect(t.Context(), agentpgtest.DatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	if _, err := conn.Exec(t.Context(), `GRANT CREATE ON DATABASE `+pgx.Identifier{conn.Config().Database}.Sanitize()+
+		` TO `+pgx.Identifier{owner}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	ownerEnv := map[string]string{"DATABASE_URL": roleDSN(t, owner, "owner-pw")}
+	app := loginRole(t, "app-pw")
+	res = invocation{env: ownerEnv}.run(t, "migrate", "--schema", schema, "--app-role", app)
+	wantCode(t, res, 0)
+	res = invocation{env: ownerEnv}.run(t, "doctor", "--schema", schema)
+	wantCode(t, res, 0)
+	wantCheck(t, res.stdout, "row-level security", statusOK, "forced on the 14 tenant tables")
+	wantCheck(t, res.stdout, "database role", statusWarn, `role "`+owner+`" owns schema "`+schema+`"`, "could turn it off")
+	res = invocation{env: map[string]string{"DATABASE_URL": roleDSN(t, app, "app-pw")}}.run(t, "doctor", "--schema", schema)
+	wantCode(t, res, 0)
+	wantCheck(t, res.stdout, "database role", statusOK, `role "`+app+`"`)
+
+	// The owner may not make itself the app role; PUBLIC and no name at
+	// all are mistakes in the command line.
+	res = invocation{env: ownerEnv}.run(t, "migrate", "--schema", schema, "--app-role", owner)
+	wantCode(t, res, 1)
+	wantContains(t, "stderr", res.stderr, "invalid argument", "could turn row-level security off")
+	for arg, want := range map[string]string{"public": `role name "public" is reserved`, "": "role name is empty"} {
+		res = agentpgCLI(t, "migrate", "--schema", schema, "--app-role", arg)
+		wantCode(t, res, 2)
+		wantContains(t, "stderr", res.stderr, "--app-role: "+want)
+	}
 }
 
 func TestDoctorPendingMigration(t *testing.T) {
@@ -165,6 +279,7 @@ func TestDoctorPendingMigration(t *testing.T) {
 func TestDoctorAPIKey(t *testing.T) {
 	t.Parallel()
 	schema := migrated(t)
+	dsn := appRoleDSN(t, schema, "")
 	for _, tc := range []struct {
 		key    string
 		status status
@@ -176,7 +291,7 @@ func TestDoctorAPIKey(t *testing.T) {
 	} {
 		t.Run(tc.want, func(t *testing.T) {
 			t.Parallel()
-			res := invocation{env: map[string]string{"DATABASE_URL": plainDSN(t), "ANTHROPIC_API_KEY": tc.key}}.run(t, "doctor", "--schema", schema)
+			res := invocation{env: map[string]string{"DATABASE_URL": dsn, "ANTHROPIC_API_KEY": tc.key}}.run(t, "doctor", "--schema", schema)
 			wantCode(t, res, 0)
 			wantCheck(t, res.stdout, "API key", tc.status, tc.want)
 			wantHidden(t, res, strings.TrimSpace(tc.key))
@@ -188,9 +303,7 @@ func TestDoctorPasswordInURL(t *testing.T) {
 	t.Parallel()
 	schema := migrated(t)
 	const password = "hunter2-doctor"
-	dsn := testDSN(t, func(u *url.URL, _ url.Values) { // trust authentication ignores it
-		u.User = url.UserPassword(u.User.Username(), password)
-	})
+	dsn := appRoleDSN(t, schema, password)
 	res := invocation{env: map[string]string{"DATABASE_URL": dsn}}.run(t, "doctor", "--schema", schema)
 	wantCode(t, res, 0)
 	wantCheck(t, res.stdout, "database", statusOK, "connected to postgres://")
@@ -227,7 +340,7 @@ func TestDoctorUnreachable(t *testing.T) {
 					"DATABASE_URL is not set: using the default postgres://root@127.0.0.1:1/test?sslmode=disable")
 				wantCheck(t, res.stdout, "password", statusOK, "the default URL holds no password")
 			}
-			wantContains(t, "stdout", res.stdout, "Not checked, for want of a connection: TLS, server version, migrations, audit log, retention, rate limits, usage anomalies.")
+			wantContains(t, "stdout", res.stdout, "Not checked, for want of a connection: TLS, server version, migrations, row-level security, database role, audit log, retention, rate limits, usage anomalies.")
 			wantContains(t, "stderr", res.stderr, "agentpg: 1 check failed")
 			wantHidden(t, res, password)
 			if strings.Contains(res.stdout+res.stderr, "throwaway") {
@@ -269,14 +382,17 @@ func TestDoctorJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil {
 		t.Fatalf("doctor --json: %v\n%s", err, res.stdout)
 	}
-	if got.Failed != 1 || len(got.Checks) != 7 || strings.Join(got.Unmigrated, ",") != "audit log,retention,rate limits,usage anomalies" {
-		t.Errorf("doctor --json = %+v, want 7 checks, 1 failed, 4 not checked", got)
+	if got.Failed != 2 || len(got.Checks) != 8 ||
+		strings.Join(got.Unmigrated, ",") != "row-level security,audit log,retention,rate limits,usage anomalies" {
+		t.Errorf("doctor --json = %+v, want 8 checks, 2 failed, 5 not checked", got)
 	}
-	last := got.Checks[len(got.Checks)-1]
-	if last.Name != "migrations" || last.Status != "fail" || !strings.Contains(last.Message, "does not exist") {
-		t.Errorf("last check %+v, want migrations failing", last)
+	for i, name := range []string{"migrations", "database role"} {
+		c := got.Checks[len(got.Checks)-2+i]
+		if c.Name != name || c.Status != "fail" {
+			t.Errorf("check %+v, want %s failing", c, name)
+		}
 	}
-	wantContains(t, "stderr", res.stderr, "agentpg: 1 check failed")
+	wantContains(t, "stderr", res.stderr, "agentpg: 2 checks failed")
 }
 
 func TestSSLMode(t *testing.T) {
@@ -346,7 +462,8 @@ func TestVersionFinding(t *testing.T) {
 	}{
 		{90624, "9.6.24", statusFail},
 		{120022, "12.22", statusFail},
-		{130000, "13.0", statusOK},
+		{140017, "14.17", statusFail},
+		{150000, "15.0", statusOK},
 		{170004, "17.4 (Debian 17.4-1)", statusOK},
 	} {
 		got := versionFinding(tc.num, tc.version)

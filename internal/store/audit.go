@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -52,13 +53,10 @@ const auditColumns = `tenant_id, seq, occurred_at, action, tool, success, user_i
     input, detail, content_hash, prev_hash, hash, erased_at, erased_by`
 
 const createAuditHeadsSQL = `
-INSERT INTO {{schema}}.audit_heads (tenant_id, seq, hash)
-SELECT t, 0, '\x' FROM unnest($1::text[]) AS t ORDER BY t
+INSERT INTO {{schema}}.audit_heads (tenant_id, seq, hash) VALUES ($1, 0, '\x')
 ON CONFLICT (tenant_id) DO NOTHING`
 
-const lockAuditHeadsSQL = `
-SELECT tenant_id, seq, hash FROM {{schema}}.audit_heads
-WHERE tenant_id = ANY($1) ORDER BY tenant_id FOR UPDATE`
+const lockAuditHeadsSQL = `SELECT tenant_id, seq, hash FROM {{schema}}.audit_heads WHERE tenant_id = $1 FOR UPDATE`
 
 const insertAuditRowsSQL = `
 INSERT INTO {{schema}}.audit_log (` + auditColumns + `)
@@ -66,10 +64,7 @@ SELECT *, NULL::timestamptz, NULL::bigint
 FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::boolean[], $7::text[],
             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[], $14::bytea[], $15::bytea[])`
 
-const moveAuditHeadsSQL = `
-UPDATE {{schema}}.audit_heads h SET seq = v.seq, hash = v.hash
-FROM unnest($1::text[], $2::bigint[], $3::bytea[]) AS v(tenant_id, seq, hash)
-WHERE h.tenant_id = v.tenant_id`
+const moveAuditHeadSQL = `UPDATE {{schema}}.audit_heads SET seq = $2, hash = $3 WHERE tenant_id = $1`
 
 // batcher runs batches: a pgx.Tx, or a connection of a pool.
 type batcher interface {
@@ -83,7 +78,7 @@ type batcher interface {
 // moves the heads to each tenant's last row and commits. It needs a Store
 // on a pool, whose connection it holds throughout.
 func (s *Store) AppendAudit(ctx context.Context, tenants []string, chain AuditChain) error {
-	pool, ok := s.db.(interface {
+	pool, ok := s.noTenant().(interface {
 		Acquire(ctx context.Context) (*pgxpool.Conn, error)
 	})
 	if !ok {
@@ -110,22 +105,25 @@ func (s *Store) AppendAudit(ctx context.Context, tenants []string, chain AuditCh
 
 // lockAuditHeads locks the heads of the tenants' chains, making those
 // missing, and returns them by tenant; with begin, it begins the
-// transaction first, in the same round trip.
+// transaction first, in the same round trip. Each tenant's statements are
+// sent with its setting, in tenant order.
 func (s *Store) lockAuditHeads(ctx context.Context, db batcher, tenants []string, begin bool) (map[string]AuditHead, error) {
 	tenants = slices.Compact(slices.Sorted(slices.Values(tenants)))
 	batch := &pgx.Batch{}
 	if begin {
 		batch.Queue(`BEGIN`)
 	}
-	batch.Queue(s.q(createAuditHeadsSQL), tenants)
 	heads := make(map[string]AuditHead, len(tenants))
-	batch.Queue(s.q(lockAuditHeadsSQL), tenants).Query(func(rows pgx.Rows) error {
-		locked, err := pgx.CollectRows(rows, pgx.RowToStructByPos[AuditHead])
-		for _, h := range locked {
+	for _, tenant := range tenants {
+		batch.QueuedQueries = append(batch.QueuedQueries, setTenant(tenant))
+		batch.Queue(s.q(createAuditHeadsSQL), tenant)
+		batch.Queue(s.q(lockAuditHeadsSQL), tenant).QueryRow(func(row pgx.Row) error {
+			var h AuditHead
+			err := row.Scan(&h.TenantID, &h.Seq, &h.Hash)
 			heads[h.TenantID] = h
-		}
-		return err
-	})
+			return err
+		})
+	}
 	if err := db.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, fmt.Errorf("locking the audit chains: %w", err)
 	}
@@ -134,8 +132,29 @@ func (s *Store) lockAuditHeads(ctx context.Context, db batcher, tenants []string
 
 // insertAuditRows inserts rows, in order, and moves their tenants' heads
 // to the last row of each; with commit, it commits the transaction then,
-// in the same round trip.
+// in the same round trip. Each tenant's rows are sent with its setting.
 func (s *Store) insertAuditRows(ctx context.Context, db batcher, rows []AuditRow, commit bool) error {
+	byTenant := make(map[string][]AuditRow)
+	for _, r := range rows {
+		byTenant[r.TenantID] = append(byTenant[r.TenantID], r)
+	}
+	batch := &pgx.Batch{}
+	for _, tenant := range slices.Sorted(maps.Keys(byTenant)) {
+		batch.QueuedQueries = append(batch.QueuedQueries, setTenant(tenant))
+		s.queueAuditRows(batch, byTenant[tenant])
+	}
+	if commit {
+		batch.Queue(`COMMIT`)
+	}
+	if err := db.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("appending to the audit log: %w", err)
+	}
+	return nil
+}
+
+// queueAuditRows queues in batch the insertion of rows, of one tenant and
+// in order, and the move of its head to the last.
+func (s *Store) queueAuditRows(batch *pgx.Batch, rows []AuditRow) {
 	n := len(rows)
 	var (
 		tenants, actions, tools, users, sessions, runs, actors, inputs, details = make([]string, n), make([]string, n),
@@ -145,30 +164,15 @@ func (s *Store) insertAuditRows(ctx context.Context, db batcher, rows []AuditRow
 		successes                         = make([]bool, n)
 		contentHashes, prevHashes, hashes = make([][]byte, n), make([][]byte, n), make([][]byte, n)
 	)
-	last := make(map[string]AuditRow)
 	for i, r := range rows {
 		tenants[i], seqs[i], times[i], actions[i], tools[i], successes[i] = r.TenantID, r.Seq, r.OccurredAt, r.Action, r.Tool, r.Success
 		users[i], sessions[i], runs[i], actors[i], inputs[i], details[i] = r.UserID, r.SessionID, r.RunID, r.Actor, r.Input, r.Detail
 		contentHashes[i], prevHashes[i], hashes[i] = r.ContentHash, r.PrevHash, r.Hash
-		last[r.TenantID] = r
 	}
-	var headTenants []string
-	var headSeqs []int64
-	var headHashes [][]byte
-	for tenant, r := range last {
-		headTenants, headSeqs, headHashes = append(headTenants, tenant), append(headSeqs, r.Seq), append(headHashes, r.Hash)
-	}
-	batch := &pgx.Batch{}
+	last := rows[n-1]
 	batch.Queue(s.q(insertAuditRowsSQL), tenants, seqs, times, actions, tools, successes, users, sessions, runs,
 		actors, inputs, details, contentHashes, prevHashes, hashes)
-	batch.Queue(s.q(moveAuditHeadsSQL), headTenants, headSeqs, headHashes)
-	if commit {
-		batch.Queue(`COMMIT`)
-	}
-	if err := db.SendBatch(ctx, batch).Close(); err != nil {
-		return fmt.Errorf("appending to the audit log: %w", err)
-	}
-	return nil
+	batch.Queue(s.q(moveAuditHeadSQL), last.TenantID, last.Seq, last.Hash)
 }
 
 const eraseAuditSQL = `
@@ -188,7 +192,7 @@ RETURNING seq`
 func (s *Store) EraseAudit(ctx context.Context, tenantID string, userID *string, at time.Time,
 	tombstone func(head AuditHead, erased []int64) (AuditRow, error)) (int, error) {
 	var erased []int64
-	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.noTenant(), func(tx pgx.Tx) error {
 		heads, err := s.lockAuditHeads(ctx, tx, []string{tenantID}, false)
 		if err != nil {
 			return err
@@ -197,7 +201,7 @@ func (s *Store) EraseAudit(ctx context.Context, tenantID string, userID *string,
 		if _, err := tx.Exec(ctx, `SELECT set_config('agentpg.audit_erasure', 'on', true)`); err != nil {
 			return fmt.Errorf("opening the erasure path: %w", err)
 		}
-		rows, err := tx.Query(ctx, s.q(eraseAuditSQL), tenantID, userID, at, head.Seq+1)
+		rows, err := tenantDB{db: tx, tenant: tenantID}.Query(ctx, s.q(eraseAuditSQL), tenantID, userID, at, head.Seq+1)
 		if err != nil {
 			return fmt.Errorf("erasing audit entries: %w", err)
 		}
@@ -229,7 +233,7 @@ ORDER BY seq LIMIT $5`
 // ListAudit returns up to f.Limit of the tenant's audit entries, in seq
 // order, that f selects.
 func (s *Store) ListAudit(ctx context.Context, tenantID string, f AuditFilter) ([]AuditRow, error) {
-	return queryAll(ctx, s.db, "audit entries", s.q(listAuditSQL), pgx.RowToStructByPos[AuditRow],
+	return queryAll(ctx, s.as(tenantID), "audit entries", s.q(listAuditSQL), pgx.RowToStructByPos[AuditRow],
 		tenantID, f.AfterSeq, f.Since, f.Until, f.Limit)
 }
 
@@ -238,10 +242,10 @@ const auditHeadSQL = `SELECT tenant_id, seq, hash FROM {{schema}}.audit_heads WH
 // AuditHead returns the head of the tenant's chain, or ErrNotFound when it
 // has none.
 func (s *Store) AuditHead(ctx context.Context, tenantID string) (AuditHead, error) {
-	return auditHead(ctx, s.db, s.q(auditHeadSQL), tenantID)
+	return auditHead(ctx, s.as(tenantID), s.q(auditHeadSQL), tenantID)
 }
 
-func auditHead(ctx context.Context, db DB, statement, tenantID string) (AuditHead, error) {
+func auditHead(ctx context.Context, db querier, statement, tenantID string) (AuditHead, error) {
 	rows, err := db.Query(ctx, statement, tenantID)
 	if err != nil {
 		return AuditHead{}, fmt.Errorf("reading the audit chain's head: %w", err)
@@ -265,11 +269,12 @@ WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`
 // when it has none.
 func (s *Store) ReadAuditChain(ctx context.Context, tenantID string, pageSize int, visit func(AuditRow) error) (*AuditHead, error) {
 	var head *AuditHead
-	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.noTenant(), func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`); err != nil {
 			return fmt.Errorf("reading the audit chain: %w", err)
 		}
-		h, err := auditHead(ctx, tx, s.q(auditHeadSQL), tenantID)
+		db := tenantDB{db: tx, tenant: tenantID}
+		h, err := auditHead(ctx, db, s.q(auditHeadSQL), tenantID)
 		switch {
 		case err == nil:
 			head = &h
@@ -277,7 +282,7 @@ func (s *Store) ReadAuditChain(ctx context.Context, tenantID string, pageSize in
 			return err
 		}
 		for after := int64(0); ; {
-			rows, err := queryAll(ctx, tx, "the audit chain", s.q(readAuditChainSQL), pgx.RowToStructByPos[AuditRow],
+			rows, err := queryAll(ctx, db, "the audit chain", s.q(readAuditChainSQL), pgx.RowToStructByPos[AuditRow],
 				tenantID, after, pageSize)
 			if err != nil {
 				return err
@@ -296,13 +301,12 @@ func (s *Store) ReadAuditChain(ctx context.Context, tenantID string, pageSize in
 	return head, err
 }
 
-const auditTenantsSQL = `
-SELECT tenant_id FROM {{schema}}.audit_heads
-UNION SELECT DISTINCT tenant_id FROM {{schema}}.audit_log
-ORDER BY 1`
+// auditTenantsSQL calls the function of migration 011 that lists, across
+// tenants, the tenants with audit entries or a chain head.
+const auditTenantsSQL = `SELECT t FROM {{schema}}.audit_tenants() AS t ORDER BY 1`
 
 // AuditTenants returns every tenant with audit entries or a chain head, in
-// order.
+// order: a narrow cross-tenant path, which reads tenant ids only.
 func (s *Store) AuditTenants(ctx context.Context) ([]string, error) {
-	return queryAll(ctx, s.db, "audit tenants", s.q(auditTenantsSQL), pgx.RowTo[string])
+	return queryAll(ctx, s.noTenant(), "audit tenants", s.q(auditTenantsSQL), pgx.RowTo[string])
 }

@@ -25,7 +25,7 @@ RETURNING lease_token, compaction_gen`
 // like BeginRun.
 func (s *Store) AcquireLease(ctx context.Context, tenantID, sessionID, holderID string, ttl time.Duration) (Lease, error) {
 	lease := Lease{TenantID: tenantID, SessionID: sessionID, RunID: holderID}
-	err := s.db.QueryRow(ctx, s.q(acquireLeaseSQL), tenantID, sessionID, holderID, ttl.Seconds()).
+	err := s.as(tenantID).QueryRow(ctx, s.q(acquireLeaseSQL), tenantID, sessionID, holderID, ttl.Seconds()).
 		Scan(&lease.Token, &lease.CompactionGen)
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return lease, err
@@ -40,7 +40,7 @@ WHERE tenant_id = $1 AND id = $2 AND lease_run_id = $3 AND lease_token = $4`
 
 // ReleaseLease gives the lease up, if it is still held.
 func (s *Store) ReleaseLease(ctx context.Context, l Lease) error {
-	_, err := s.db.Exec(ctx, s.q(releaseLeaseSQL), l.TenantID, l.SessionID, l.RunID, l.Token)
+	_, err := s.as(l.TenantID).Exec(ctx, s.q(releaseLeaseSQL), l.TenantID, l.SessionID, l.RunID, l.Token)
 	return err
 }
 
@@ -59,7 +59,7 @@ FROM {{schema}}.sessions WHERE tenant_id = $1 AND id = $2`
 // Summary returns the session's compaction state.
 func (s *Store) Summary(ctx context.Context, tenantID, sessionID string) (Summary, error) {
 	var sum Summary
-	err := s.db.QueryRow(ctx, s.q(summarySQL), tenantID, sessionID).Scan(&sum.Text, &sum.FirstIntent, &sum.CompactedAtSeq, &sum.Gen)
+	err := s.as(tenantID).QueryRow(ctx, s.q(summarySQL), tenantID, sessionID).Scan(&sum.Text, &sum.FirstIntent, &sum.CompactedAtSeq, &sum.Gen)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return sum, ErrNotFound
 	}
@@ -151,7 +151,7 @@ func (s *Store) ApplyCompaction(ctx context.Context, l Lease, ttl time.Duration,
 	if c.Summary != nil {
 		s.queueUsage(batch, l, &l.Token, Spent{Model: c.Model, Calls: 1, Usage: c.Usage})
 	}
-	err := s.db.SendBatch(ctx, batch).Close()
+	err := s.as(l.TenantID).SendBatch(ctx, batch).Close()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, ErrLeaseLost
 	}
@@ -185,7 +185,7 @@ WHERE s.tenant_id = $1 AND s.id = $2`
 // CompactionStats returns the session's compaction state, or ErrNotFound.
 func (s *Store) CompactionStats(ctx context.Context, tenantID, sessionID string) (CompactionStats, error) {
 	var st CompactionStats
-	err := s.db.QueryRow(ctx, s.q(compactionStatsSQL), tenantID, sessionID).Scan(
+	err := s.as(tenantID).QueryRow(ctx, s.q(compactionStatsSQL), tenantID, sessionID).Scan(
 		&st.Compactions, &st.LiveMessages, &st.ArchivedMessages, &st.HasSummary, &st.LastCompactedAt, &st.TokensSaved)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return st, ErrNotFound
@@ -212,7 +212,7 @@ LIMIT $5`
 // order of seq and compaction (compaction ids are time-ordered), after the
 // one archived at afterSeq by afterCompaction (nil: the first at afterSeq).
 func (s *Store) ListArchive(ctx context.Context, tenantID, sessionID string, afterSeq int64, afterCompaction *string, limit int) ([]ArchivedMessage, error) {
-	return queryAll(ctx, s.db, "archived messages", s.q(listArchiveSQL), func(row pgx.CollectableRow) (ArchivedMessage, error) {
+	return queryAll(ctx, s.as(tenantID), "archived messages", s.q(listArchiveSQL), func(row pgx.CollectableRow) (ArchivedMessage, error) {
 		var m ArchivedMessage
 		err := row.Scan(&m.ID, &m.RunID, &m.Seq, &m.Role, &m.Content, &m.Usage, &m.CreatedAt, &m.CompactionID, &m.ArchivedAt)
 		return m, err

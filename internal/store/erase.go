@@ -40,7 +40,7 @@ type ErasureCounts struct {
 // CountErasure returns what erasing e would delete.
 func (s *Store) CountErasure(ctx context.Context, e Erasure) (ErasureCounts, error) {
 	var c ErasureCounts
-	err := s.db.QueryRow(ctx, s.q(countErasureSQL), e.TenantID, e.Identifier).
+	err := s.as(e.TenantID).QueryRow(ctx, s.q(countErasureSQL), e.TenantID, e.Identifier).
 		Scan(&c.Sessions, &c.Messages, &c.ArchivedMessages, &c.Runs, &c.ToolCalls, &c.RunEvents)
 	return c, err
 }
@@ -63,7 +63,7 @@ RETURNING s.id::text`
 // nested agents' sessions deleted with them); a run still going fails at
 // its next write.
 func (s *Store) EraseSessions(ctx context.Context, e Erasure, limit int) ([]string, error) {
-	rows, err := s.db.Query(ctx, s.q(eraseSessionsSQL), e.TenantID, e.Identifier, limit)
+	rows, err := s.as(e.TenantID).Query(ctx, s.q(eraseSessionsSQL), e.TenantID, e.Identifier, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +86,6 @@ DELETE FROM {{schema}}.retention_policies WHERE tenant_id = $1`
 // retention policy, its limits and their counters, its usage), once its
 // sessions are gone.
 func (s *Store) EraseTenantSettings(ctx context.Context, tenantID string) error {
-	_, err := s.db.Exec(ctx, s.q(eraseTenantSettingsSQL), tenantID)
+	_, err := s.as(tenantID).Exec(ctx, s.q(eraseTenantSettingsSQL), tenantID)
 	return err
 }

@@ -132,7 +132,7 @@ func (s *Store) AppendEvents(ctx context.Context, tenantID, runID string, events
 	ends := kinds[len(kinds)-1] == EventRunEnd
 	var lastSeq int64
 	var notified string
-	err := s.db.QueryRow(ctx, s.q(appendEventsSQL), tenantID, runID, kinds, data, ends, s.EventsChannel()).
+	err := s.as(tenantID).QueryRow(ctx, s.q(appendEventsSQL), tenantID, runID, kinds, data, ends, s.EventsChannel()).
 		Scan(&lastSeq, &notified)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, s.whyNoEvents(ctx, tenantID, runID)
@@ -146,7 +146,7 @@ func (s *Store) AppendEvents(ctx context.Context, tenantID, runID string, events
 // whyNoEvents explains an append that found no run to append to.
 func (s *Store) whyNoEvents(ctx context.Context, tenantID, runID string) error {
 	var ended bool
-	err := s.db.QueryRow(ctx, s.q(runEventsEndedSQL), tenantID, runID).Scan(&ended)
+	err := s.as(tenantID).QueryRow(ctx, s.q(runEventsEndedSQL), tenantID, runID).Scan(&ended)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return ErrNotFound
@@ -169,7 +169,7 @@ LIMIT $4`
 // above afterSeq, in order. A run with no such events, or none of the
 // tenant's, returns none: see EndAbandonedEvents to tell them apart.
 func (s *Store) ListEvents(ctx context.Context, tenantID, runID string, afterSeq int64, limit int) ([]RunEvent, error) {
-	return queryAll(ctx, s.db, "run events", s.q(listEventsSQL), func(row pgx.CollectableRow) (RunEvent, error) {
+	return queryAll(ctx, s.as(tenantID), "run events", s.q(listEventsSQL), func(row pgx.CollectableRow) (RunEvent, error) {
 		var e RunEvent
 		err := row.Scan(&e.Seq, &e.Kind, &e.Data, &e.CreatedAt)
 		return e, err
@@ -228,7 +228,7 @@ FROM r`
 // announced as AppendEvents does. An unknown run is ErrNotFound.
 func (s *Store) EndAbandonedEvents(ctx context.Context, tenantID, runID string, grace time.Duration) (ended bool, err error) {
 	var notified *string
-	err = s.db.QueryRow(ctx, s.q(endAbandonedEventsSQL), tenantID, runID, grace.Seconds(), s.EventsChannel()).
+	err = s.as(tenantID).QueryRow(ctx, s.q(endAbandonedEventsSQL), tenantID, runID, grace.Seconds(), s.EventsChannel()).
 		Scan(&ended, &notified)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, ErrNotFound

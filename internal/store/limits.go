@@ -130,7 +130,7 @@ FROM {{schema}}.tenant_limits WHERE tenant_id = $1`
 // Limits.
 func (s *Store) GetLimits(ctx context.Context, tenantID string) (Limits, error) {
 	var l Limits
-	err := s.db.QueryRow(ctx, s.q(getLimitsSQL), tenantID).
+	err := s.as(tenantID).QueryRow(ctx, s.q(getLimitsSQL), tenantID).
 		Scan(&l.RequestsPerMinute, &l.TokensPerDay, &l.SessionRequestsPerMinute, &l.SessionTokensPerDay)
 	if err != nil {
 		return l, fmt.Errorf("reading the tenant's limits: %w", err)
@@ -166,7 +166,7 @@ func (s *Store) SetLimits(ctx context.Context, tenantID string, l Limits) error 
 	batch.Queue(s.q(lockLimitsSQL), tenantID)
 	batch.Queue(s.q(setLimitsSQL), tenantID,
 		l.RequestsPerMinute, l.TokensPerDay, l.SessionRequestsPerMinute, l.SessionTokensPerDay)
-	if err := s.db.SendBatch(ctx, batch).Close(); err != nil {
+	if err := s.as(tenantID).SendBatch(ctx, batch).Close(); err != nil {
 		return fmt.Errorf("storing the tenant's limits: %w", err)
 	}
 	return nil
@@ -190,7 +190,7 @@ ORDER BY day, model`
 // TenantUsage returns the tenant's usage from day from to day to, both
 // included, by day and model.
 func (s *Store) TenantUsage(ctx context.Context, tenantID string, from, to time.Time) ([]DailyUsage, error) {
-	return queryAll(ctx, s.db, "usage", s.q(tenantUsageSQL), func(row pgx.CollectableRow) (DailyUsage, error) {
+	return queryAll(ctx, s.as(tenantID), "usage", s.q(tenantUsageSQL), func(row pgx.CollectableRow) (DailyUsage, error) {
 		var d DailyUsage
 		err := row.Scan(&d.Day, &d.Model, &d.Requests,
 			&d.Usage.InputTokens, &d.Usage.OutputTokens, &d.Usage.CacheReadTokens, &d.Usage.CacheWriteTokens)
@@ -213,24 +213,30 @@ type Anomaly struct {
 	Ratio       float64
 }
 
+// usageAnomaliesSQL calls usage_anomalies, which crosses tenants with its
+// owner's rights (migration 011).
 const usageAnomaliesSQL = `SELECT tenant_id, today_tokens, trailing_avg, ratio FROM {{schema}}.usage_anomalies($1)`
 
 // UsageAnomalies returns, across tenants, those whose input and output
 // tokens of the current UTC day exceed threshold times their daily average
-// of the seven days before, the most anomalous first.
+// of the seven days before, the most anomalous first: a narrow cross-tenant
+// path, which reads tenant ids and token counts only.
 func (s *Store) UsageAnomalies(ctx context.Context, threshold float64) ([]Anomaly, error) {
-	return queryAll(ctx, s.db, "usage anomalies", s.q(usageAnomaliesSQL), func(row pgx.CollectableRow) (Anomaly, error) {
+	return queryAll(ctx, s.noTenant(), "usage anomalies", s.q(usageAnomaliesSQL), func(row pgx.CollectableRow) (Anomaly, error) {
 		var a Anomaly
 		err := row.Scan(&a.TenantID, &a.TodayTokens, &a.TrailingAvg, &a.Ratio)
 		return a, err
 	}, threshold)
 }
 
-const limitedTenantsSQL = `SELECT count(DISTINCT tenant_id) FROM {{schema}}.tenant_limits`
+// limitedTenantsSQL calls the function of migration 011 that counts,
+// across tenants, those with limits.
+const limitedTenantsSQL = `SELECT {{schema}}.limited_tenants()`
 
-// LimitedTenants returns how many tenants have a limit set.
+// LimitedTenants returns how many tenants have a limit set: a narrow
+// cross-tenant path, which reads a count only.
 func (s *Store) LimitedTenants(ctx context.Context) (int, error) {
 	var n int
-	err := s.db.QueryRow(ctx, s.q(limitedTenantsSQL)).Scan(&n)
+	err := s.noTenant().QueryRow(ctx, s.q(limitedTenantsSQL)).Scan(&n)
 	return n, err
 }

@@ -76,7 +76,7 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 	}
 	var applied []int
 	riverDone := false
-	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.noTenant(), func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, s.advisoryKey()); err != nil {
 			return fmt.Errorf("taking the migration lock: %w", err)
 		}
@@ -107,8 +107,8 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, inTx := s.db.(pgx.Tx); !riverDone && !inTx {
-		err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+	if _, inTx := s.noTenant().(pgx.Tx); !riverDone && !inTx {
+		err = pgx.BeginFunc(ctx, s.noTenant(), func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, s.advisoryKey()); err != nil {
 				return fmt.Errorf("taking the migration lock: %w", err)
 			}
@@ -128,7 +128,7 @@ func (s *Store) Pending(ctx context.Context) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	done, err := s.appliedVersions(ctx, s.db)
+	done, err := s.appliedVersions(ctx, s.noTenant())
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +141,7 @@ func (s *Store) Pending(ctx context.Context) ([]int, error) {
 	return pending, nil
 }
 
-func (s *Store) appliedVersions(ctx context.Context, db DB) (map[int]bool, error) {
+func (s *Store) appliedVersions(ctx context.Context, db querier) (map[int]bool, error) {
 	rows, err := db.Query(ctx, s.q(appliedMigrationsSQL))
 	if err != nil {
 		if isUndefinedTable(err) {

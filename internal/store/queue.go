@@ -109,7 +109,7 @@ func (s *Store) EnqueueRun(ctx context.Context, p EnqueueRunParams) error {
 	args := append(s.jobArgs(p.Job), p.TenantID, p.SessionID, p.RunID, p.Model, p.Prompt)
 	var jobs int
 	var notified *string
-	if err := s.db.QueryRow(ctx, s.q(enqueueRunSQL), args...).Scan(&jobs, &notified); err != nil {
+	if err := s.as(p.TenantID).QueryRow(ctx, s.q(enqueueRunSQL), args...).Scan(&jobs, &notified); err != nil {
 		return fmt.Errorf("storing the queued run: %w", err)
 	}
 	if jobs == 0 {
@@ -130,7 +130,7 @@ func (s *Store) RequeueRun(ctx context.Context, tenantID, runID string, job RunJ
 	args := append(s.jobArgs(job), tenantID, runID)
 	var jobs int
 	var notified *string
-	if err := s.db.QueryRow(ctx, s.q(requeueRunSQL), args...).Scan(&jobs, &notified); err != nil {
+	if err := s.as(tenantID).QueryRow(ctx, s.q(requeueRunSQL), args...).Scan(&jobs, &notified); err != nil {
 		return fmt.Errorf("inserting the run's job: %w", err)
 	}
 	if jobs == 0 {

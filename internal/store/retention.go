@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -24,7 +23,7 @@ SET sessions = excluded.sessions, archive = excluded.archive, run_events = exclu
 
 // SetRetention stores the tenant's policy, replacing any it had.
 func (s *Store) SetRetention(ctx context.Context, p RetentionPolicy) error {
-	_, err := s.db.Exec(ctx, s.q(setRetentionSQL), p.TenantID, seconds(p.Sessions), seconds(p.Archive), seconds(p.RunEvents))
+	_, err := s.noTenant().Exec(ctx, s.q(setRetentionSQL), p.TenantID, seconds(p.Sessions), seconds(p.Archive), seconds(p.RunEvents))
 	return err
 }
 
@@ -42,7 +41,7 @@ const removeRetentionSQL = `DELETE FROM {{schema}}.retention_policies WHERE tena
 // RemoveRetention deletes the tenant's policy, if any, so that the
 // default applies to it again.
 func (s *Store) RemoveRetention(ctx context.Context, tenantID string) error {
-	_, err := s.db.Exec(ctx, s.q(removeRetentionSQL), tenantID)
+	_, err := s.noTenant().Exec(ctx, s.q(removeRetentionSQL), tenantID)
 	return err
 }
 
@@ -55,7 +54,7 @@ FROM {{schema}}.retention_policies ORDER BY tenant_id`
 
 // ListRetention returns every stored policy, the default first.
 func (s *Store) ListRetention(ctx context.Context) ([]RetentionPolicy, error) {
-	rows, err := s.db.Query(ctx, s.q(listRetentionSQL))
+	rows, err := s.noTenant().Query(ctx, s.q(listRetentionSQL))
 	if err != nil {
 		return nil, err
 	}
@@ -80,72 +79,35 @@ const (
 	RetainRunEvents
 )
 
-// policyOf is the policy that applies to the rows of alias: the tenant's
-// own, or the default.
-func policyOf(alias string) string {
-	return `JOIN {{schema}}.retention_policies p ON p.tenant_id = coalesce(
-        (SELECT t.tenant_id FROM {{schema}}.retention_policies t WHERE t.tenant_id = ` + alias + `.tenant_id), '')`
-}
+// retentionKinds are the names the function retention knows the kinds by.
+var retentionKinds = [...]string{RetainSessions: "sessions", RetainArchive: "archive", RetainRunEvents: "run_events"}
 
-// expired are the rows of each kind whose period has passed: sessions
-// (roots: nested agents' sessions go with them) that no run holds or
-// waits in, archived messages, and the events of runs that ended.
-var expired = [...]struct{ table, key, from, where, order string }{
-	RetainSessions: {
-		table: "sessions", key: "id",
-		from: `{{schema}}.sessions x ` + policyOf("x"),
-		where: `x.parent_id IS NULL AND x.updated_at < now() - p.sessions
-      AND (x.lease_run_id IS NULL OR x.lease_expires_at <= now())
-      AND NOT EXISTS (SELECT 1 FROM {{schema}}.runs r
-                      WHERE r.session_id = x.id AND r.status IN ('queued', 'running', 'awaiting_approval'))`,
-		order: "x.updated_at",
-	},
-	RetainArchive: {
-		table: "message_archive", key: "compaction_id, id",
-		from:  `{{schema}}.message_archive x ` + policyOf("x"),
-		where: `x.archived_at < now() - p.archive`,
-		order: "x.archived_at",
-	},
-	RetainRunEvents: {
-		table: "run_events", key: "run_id, seq",
-		from: `{{schema}}.run_events x ` + policyOf("x") + `
-    JOIN {{schema}}.runs r ON r.id = x.run_id AND r.status IN ('completed', 'failed', 'cancelled')`,
-		where: `x.created_at < now() - p.run_events`,
-		order: "x.created_at",
-	},
-}
+// retentionSQL calls the function of migration 011 that applies, or
+// counts, retention across tenants with its owner's rights: the expired
+// rows of each kind are sessions (roots: nested agents' sessions go with
+// them) that no run holds or waits in, archived messages, and the events
+// of runs that ended, past the period of their tenant's policy or the
+// default's.
+const retentionSQL = `SELECT tenant_id, n FROM {{schema}}.retention($1, $2)`
 
 // ApplyRetention deletes at most limit expired rows of kind, oldest first,
 // in one statement, and returns how many of each tenant it deleted. Rows
-// another process is deleting are skipped, not waited for.
+// another process is deleting are skipped, not waited for. It is a narrow
+// cross-tenant path: the function does nothing else.
 func (s *Store) ApplyRetention(ctx context.Context, kind RetentionKind, limit int) (map[string]int64, error) {
-	e := expired[kind]
-	sql := fmt.Sprintf(`
-WITH doomed AS (
-    SELECT x.ctid AS row FROM %s
-    WHERE %s
-    ORDER BY %s
-    LIMIT $1
-    FOR UPDATE OF x SKIP LOCKED
-), deleted AS (
-    DELETE FROM {{schema}}.%s d USING doomed WHERE d.ctid = doomed.row
-    RETURNING d.tenant_id
-)
-SELECT tenant_id, count(*) FROM deleted GROUP BY tenant_id`, e.from, e.where, e.order, e.table)
-	return s.tenantCounts(ctx, sql, limit)
+	return s.tenantCounts(ctx, retentionKinds[kind], &limit)
 }
 
 // CountRetention returns how many rows of kind, by tenant, ApplyRetention
 // would delete now.
 func (s *Store) CountRetention(ctx context.Context, kind RetentionKind) (map[string]int64, error) {
-	e := expired[kind]
-	sql := fmt.Sprintf(`SELECT x.tenant_id, count(*) FROM %s WHERE %s GROUP BY x.tenant_id`, e.from, e.where)
-	return s.tenantCounts(ctx, sql)
+	return s.tenantCounts(ctx, retentionKinds[kind], nil)
 }
 
-// tenantCounts runs a statement returning (tenant, count) rows.
-func (s *Store) tenantCounts(ctx context.Context, sql string, args ...any) (map[string]int64, error) {
-	rows, err := s.db.Query(ctx, s.q(sql), args...)
+// tenantCounts calls retention for kind, deleting up to limit rows (nil:
+// counting them), and returns the counts by tenant.
+func (s *Store) tenantCounts(ctx context.Context, kind string, limit *int) (map[string]int64, error) {
+	rows, err := s.noTenant().Query(ctx, s.q(retentionSQL), kind, limit)
 	if err != nil {
 		return nil, err
 	}

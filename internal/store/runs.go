@@ -146,7 +146,7 @@ func (s *Store) BeginRun(ctx context.Context, p BeginRunParams) (Begun, error) {
 	})
 	b.readHistory(s.q(beginHistorySQL), p.TenantID, p.SessionID, p.RunID, p.CachedGen, p.CachedSeq)
 	s.queueAdmit(b.batch, begun.Lease, nil)
-	err := b.send(ctx, s.db, func() error { return s.whyNoLease(ctx, p.TenantID, p.SessionID) })
+	err := b.send(ctx, s.as(p.TenantID), func() error { return s.whyNoLease(ctx, p.TenantID, p.SessionID) })
 	return begun, err
 }
 
@@ -171,7 +171,7 @@ func (b begin) readHistory(statement string, args ...any) {
 
 // send runs the batch in one round trip; when the lease could not be taken
 // (the first statement returned no row), whyNot explains it.
-func (b *begin) send(ctx context.Context, db DB, whyNot func() error) error {
+func (b *begin) send(ctx context.Context, db querier, whyNot func() error) error {
 	err := db.SendBatch(ctx, b.batch).Close()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return whyNot()
@@ -194,7 +194,7 @@ SELECT EXISTS (SELECT 1 FROM {{schema}}.sessions WHERE tenant_id = $1 AND id = $
 // ErrApprovalPending or ErrBusy.
 func (s *Store) whyNoLease(ctx context.Context, tenantID, sessionID string) error {
 	var exists, awaiting bool
-	if err := s.db.QueryRow(ctx, s.q(sessionExistsSQL), tenantID, sessionID).Scan(&exists, &awaiting); err != nil {
+	if err := s.as(tenantID).QueryRow(ctx, s.q(sessionExistsSQL), tenantID, sessionID).Scan(&exists, &awaiting); err != nil {
 		return err
 	}
 	switch {
@@ -213,7 +213,7 @@ WHERE tenant_id = $1 AND id = $2 AND lease_run_id = $3 AND lease_token = $4`
 
 // RenewLease extends the lease by ttl, or returns ErrLeaseLost.
 func (s *Store) RenewLease(ctx context.Context, l Lease, ttl time.Duration) error {
-	tag, err := s.db.Exec(ctx, s.q(renewLeaseSQL), l.TenantID, l.SessionID, l.RunID, l.Token, ttl.Seconds())
+	tag, err := s.as(l.TenantID).Exec(ctx, s.q(renewLeaseSQL), l.TenantID, l.SessionID, l.RunID, l.Token, ttl.Seconds())
 	if err != nil {
 		return err
 	}
@@ -235,7 +235,7 @@ ORDER BY m.seq`
 // conversation: those of completed runs and of currentRunID, if not nil.
 // Messages of failed runs stay stored but are left out.
 func (s *Store) History(ctx context.Context, tenantID, sessionID string, afterSeq int64, currentRunID *string) ([]Message, error) {
-	return queryAll(ctx, s.db, "history", s.q(historySQL), scanMessage, tenantID, sessionID, afterSeq, currentRunID)
+	return queryAll(ctx, s.as(tenantID), "history", s.q(historySQL), scanMessage, tenantID, sessionID, afterSeq, currentRunID)
 }
 
 const listMessagesSQL = `
@@ -248,7 +248,7 @@ LIMIT $4`
 // ListMessages returns up to limit stored messages of the session after
 // seq afterSeq, those of failed runs included, in order.
 func (s *Store) ListMessages(ctx context.Context, tenantID, sessionID string, afterSeq int64, limit int) ([]Message, error) {
-	return queryAll(ctx, s.db, "messages", s.q(listMessagesSQL), scanMessage, tenantID, sessionID, afterSeq, limit)
+	return queryAll(ctx, s.as(tenantID), "messages", s.q(listMessagesSQL), scanMessage, tenantID, sessionID, afterSeq, limit)
 }
 
 func scanMessage(row pgx.CollectableRow) (Message, error) {
@@ -404,7 +404,7 @@ func (s *Store) CommitStep(ctx context.Context, l Lease, p StepParams) (Step, er
 	if p.AdmitNext {
 		s.queueAdmit(batch, l, &l.Token)
 	}
-	err := s.db.SendBatch(ctx, batch).Close()
+	err := s.as(l.TenantID).SendBatch(ctx, batch).Close()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return step, ErrLeaseLost
 	}
@@ -506,7 +506,7 @@ func (s *Store) FailRun(ctx context.Context, l Lease, f FailedRun) error {
 		m.ids, m.roles, m.contents, m.usages, f.Reason, f.Iterations,
 		f.Usage.InputTokens, f.Usage.OutputTokens, f.Usage.CacheReadTokens, f.Usage.CacheWriteTokens, status, f.Class)
 	s.queueUsage(batch, l, nil, Spent{Model: f.Model, Calls: f.Iterations, Usage: f.Usage})
-	return s.db.SendBatch(ctx, batch).Close()
+	return s.as(l.TenantID).SendBatch(ctx, batch).Close()
 }
 
 // messageArrays are messages column by column, as statements bind them.
@@ -572,7 +572,7 @@ LIMIT $4`
 // ListRuns returns up to limit of the session's runs after the run afterID
 // (nil: from the first), oldest first: run ids are time-ordered.
 func (s *Store) ListRuns(ctx context.Context, tenantID, sessionID string, afterID *string, limit int) ([]Run, error) {
-	return queryAll(ctx, s.db, "runs", s.q(listRunsSQL), scanRun, tenantID, sessionID, afterID, limit)
+	return queryAll(ctx, s.as(tenantID), "runs", s.q(listRunsSQL), scanRun, tenantID, sessionID, afterID, limit)
 }
 
 const listTenantRunsSQL = `
@@ -585,14 +585,14 @@ LIMIT $4`
 // ListTenantRuns returns up to limit of the tenant's runs in status (nil:
 // any), after the run afterID, oldest first.
 func (s *Store) ListTenantRuns(ctx context.Context, tenantID string, status, afterID *string, limit int) ([]Run, error) {
-	return queryAll(ctx, s.db, "runs", s.q(listTenantRunsSQL), scanRun, tenantID, status, afterID, limit)
+	return queryAll(ctx, s.as(tenantID), "runs", s.q(listTenantRunsSQL), scanRun, tenantID, status, afterID, limit)
 }
 
 const getRunSQL = `SELECT ` + runColumns + ` FROM {{schema}}.runs r WHERE r.tenant_id = $1 AND r.id = $2`
 
 // GetRun returns the tenant's run, or ErrNotFound.
 func (s *Store) GetRun(ctx context.Context, tenantID, runID string) (Run, error) {
-	runs, err := queryAll(ctx, s.db, "run", s.q(getRunSQL), scanRun, tenantID, runID)
+	runs, err := queryAll(ctx, s.as(tenantID), "run", s.q(getRunSQL), scanRun, tenantID, runID)
 	if err != nil {
 		return Run{}, err
 	}
@@ -612,7 +612,7 @@ ORDER BY started_at NULLS LAST, tool_use_id`
 // ListToolCalls returns the ledger rows of the tenant's run, if it is a run
 // of the session sessionID (nil: of any session).
 func (s *Store) ListToolCalls(ctx context.Context, tenantID string, sessionID *string, runID string) ([]ToolCall, error) {
-	return queryAll(ctx, s.db, "tool calls", s.q(listToolCallsSQL), func(row pgx.CollectableRow) (ToolCall, error) {
+	return queryAll(ctx, s.as(tenantID), "tool calls", s.q(listToolCallsSQL), func(row pgx.CollectableRow) (ToolCall, error) {
 		var t ToolCall
 		var started, finished *time.Time
 		err := row.Scan(&t.ID, &t.ToolUseID, &t.Name, &t.Input, &t.Status, &t.Output, &t.IsError,

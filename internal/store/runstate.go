@@ -93,7 +93,7 @@ func (s *Store) ResumeRun(ctx context.Context, p ResumeRunParams) (Begun, error)
 		})
 	b.readHistory(s.q(resumeHistorySQL), p.TenantID, p.RunID, p.CachedGen, p.CachedSeq)
 	s.queueAdmit(b.batch, begun.Lease, nil)
-	err := b.send(ctx, s.db, func() error { return s.whyNotResumed(ctx, p.TenantID, p.SessionID, p.RunID) })
+	err := b.send(ctx, s.as(p.TenantID), func() error { return s.whyNotResumed(ctx, p.TenantID, p.SessionID, p.RunID) })
 	begun.Lease.SessionID = sess.ID
 	return begun, err
 }
@@ -171,7 +171,7 @@ SELECT status, (SELECT pg_notify($4, id::text || ':' || event_seq) FROM u WHERE 
 func (s *Store) CancelRun(ctx context.Context, tenantID, runID, reason string) (string, error) {
 	var status string
 	var notified *string
-	err := s.db.QueryRow(ctx, s.q(cancelRunSQL), tenantID, runID, reason, s.EventsChannel()).Scan(&status, &notified)
+	err := s.as(tenantID).QueryRow(ctx, s.q(cancelRunSQL), tenantID, runID, reason, s.EventsChannel()).Scan(&status, &notified)
 	if errors.Is(err, pgx.ErrNoRows) {
 		if _, err := s.GetRun(ctx, tenantID, runID); err != nil {
 			return "", err
@@ -205,7 +205,7 @@ type DecidedCall struct {
 // ErrNotFound.
 func (s *Store) DecideToolCall(ctx context.Context, tenantID, runID, toolUseID string, approve bool, note string) (DecidedCall, error) {
 	var d DecidedCall
-	err := s.db.QueryRow(ctx, s.q(decideToolCallSQL), tenantID, runID, toolUseID, approve, note).
+	err := s.as(tenantID).QueryRow(ctx, s.q(decideToolCallSQL), tenantID, runID, toolUseID, approve, note).
 		Scan(&d.Remaining, &d.SessionID, &d.Name, &d.Input)
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return d, err
@@ -239,26 +239,23 @@ ORDER BY seq DESC LIMIT 1`
 // nil.
 func (s *Store) LastAnswer(ctx context.Context, tenantID, runID string) (json.RawMessage, error) {
 	var content json.RawMessage
-	err := s.db.QueryRow(ctx, s.q(lastAnswerSQL), tenantID, runID).Scan(&content)
+	err := s.as(tenantID).QueryRow(ctx, s.q(lastAnswerSQL), tenantID, runID).Scan(&content)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	return content, err
 }
 
-const failStuckRunsSQL = `
-UPDATE {{schema}}.runs r
-SET status = 'failed', error = $1, error_class = 'interrupted', finished_at = now(), prompt = NULL
-FROM {{schema}}.sessions s
-WHERE r.status = 'running' AND NOT r.async AND s.id = r.session_id
-  AND (s.lease_run_id IS DISTINCT FROM r.id OR s.lease_expires_at < now() - make_interval(secs => $2))
-  AND r.started_at < now() - make_interval(secs => $2)
-RETURNING r.id::text`
+// failStuckRunsSQL calls the rescuer's SECURITY DEFINER function
+// (migration 011), the one statement that crosses tenants.
+const failStuckRunsSQL = `SELECT id::text FROM {{schema}}.fail_stuck_runs($1, $2) AS id`
 
 // FailStuckRuns marks failed, across tenants, the synchronous runs that no
 // process has held for longer than grace: their callers are gone. It is
-// the one statement of the rescuer, a narrow path over every tenant; it
-// returns the ids of the runs it failed.
+// the one statement of the rescuer, a narrow path over every tenant: a
+// function that runs with its owner's rights and, for its duration, the
+// owner's cross-tenant policy (migration 011). It returns the ids of the
+// runs it failed.
 func (s *Store) FailStuckRuns(ctx context.Context, grace time.Duration, reason string) ([]string, error) {
-	return queryAll(ctx, s.db, "stuck runs", s.q(failStuckRunsSQL), pgx.RowTo[string], reason, grace.Seconds())
+	return queryAll(ctx, s.noTenant(), "stuck runs", s.q(failStuckRunsSQL), pgx.RowTo[string], reason, grace.Seconds())
 }

@@ -49,7 +49,7 @@ RETURNING ` + sessionColumns
 // already has a session with that identifier, and ErrNotFound when ParentID
 // names no session of the tenant.
 func (s *Store) CreateSession(ctx context.Context, p CreateSessionParams) (*Session, error) {
-	row := s.db.QueryRow(ctx, s.q(createSessionSQL),
+	row := s.as(p.TenantID).QueryRow(ctx, s.q(createSessionSQL),
 		p.ID, p.TenantID, p.Identifier, p.ParentID, jsonOrEmpty(p.Metadata), jsonOrEmpty(p.Overrides))
 	sess, err := scanSession(row)
 	switch {
@@ -67,7 +67,7 @@ const getSessionSQL = `SELECT ` + sessionColumns + ` FROM {{schema}}.sessions WH
 
 // GetSession returns the tenant's session with that id, or ErrNotFound.
 func (s *Store) GetSession(ctx context.Context, tenantID, id string) (*Session, error) {
-	return oneSession(s.db.QueryRow(ctx, s.q(getSessionSQL), tenantID, id))
+	return oneSession(s.as(tenantID).QueryRow(ctx, s.q(getSessionSQL), tenantID, id))
 }
 
 const getSessionByIdentifierSQL = `SELECT ` + sessionColumns + ` FROM {{schema}}.sessions WHERE tenant_id = $1 AND identifier = $2`
@@ -75,7 +75,7 @@ const getSessionByIdentifierSQL = `SELECT ` + sessionColumns + ` FROM {{schema}}
 // GetSessionByIdentifier returns the tenant's session with that identifier,
 // or ErrNotFound.
 func (s *Store) GetSessionByIdentifier(ctx context.Context, tenantID, identifier string) (*Session, error) {
-	return oneSession(s.db.QueryRow(ctx, s.q(getSessionByIdentifierSQL), tenantID, identifier))
+	return oneSession(s.as(tenantID).QueryRow(ctx, s.q(getSessionByIdentifierSQL), tenantID, identifier))
 }
 
 const listSessionsSQL = `SELECT ` + sessionColumns + ` FROM {{schema}}.sessions
@@ -98,7 +98,7 @@ func (s *Store) ListSessions(ctx context.Context, tenantID string, after *Sessio
 	if after != nil {
 		updatedAt, id = &after.UpdatedAt, &after.ID
 	}
-	return queryAll(ctx, s.db, "sessions", s.q(listSessionsSQL), func(row pgx.CollectableRow) (*Session, error) {
+	return queryAll(ctx, s.as(tenantID), "sessions", s.q(listSessionsSQL), func(row pgx.CollectableRow) (*Session, error) {
 		return scanSession(row)
 	}, tenantID, updatedAt, id, limit)
 }
@@ -125,7 +125,7 @@ SELECT (SELECT count(*) FROM tree), (SELECT count(*) FROM deleted)`
 // of its descendants.
 func (s *Store) DeleteSession(ctx context.Context, tenantID, id string) error {
 	var found, deleted int
-	if err := s.db.QueryRow(ctx, s.q(deleteSessionSQL), tenantID, id).Scan(&found, &deleted); err != nil {
+	if err := s.as(tenantID).QueryRow(ctx, s.q(deleteSessionSQL), tenantID, id).Scan(&found, &deleted); err != nil {
 		return err
 	}
 	switch {

@@ -4,6 +4,13 @@
 // Statements name their tables through the {{schema}} placeholder, replaced
 // once, when the Store is made, by the sanitized schema identifier. Every value
 // travels as a bind parameter.
+//
+// Every statement on a tenant's rows goes through as(tenantID), which sends
+// it with the transaction-local setting that the row-level security
+// policies (migration 011) compare tenant_id with, in the same round trip
+// and transaction. The few statements that touch no tenant's rows, or cross
+// tenants through a SECURITY DEFINER function, go through noTenant. No
+// other code reads the Store's connection (TestStatementsCarryTheTenant).
 package store
 
 import (
@@ -22,10 +29,15 @@ import (
 // pgx.Tx all satisfy it. A batch runs in one round trip, in one implicit
 // transaction.
 type DB interface {
+	querier
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// querier sends statements: a DB, or a DB bound to a tenant (see as).
+type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-	Begin(ctx context.Context) (pgx.Tx, error)
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
@@ -84,6 +96,17 @@ func (s *Store) WithDB(db DB) *Store {
 	return &c
 }
 
+// as returns the store's connection bound to the tenant: each statement or
+// batch sent through it carries the tenant's setting (see tenantDB).
+func (s *Store) as(tenantID string) querier { return tenantDB{db: s.db, tenant: tenantID} }
+
+// noTenant returns the store's connection with no tenant setting, under
+// which row-level security shows no tenant's rows: for the statements that
+// touch none (migrations, grants, catalog checks) and for calling the
+// SECURITY DEFINER functions of the narrow cross-tenant path (see
+// FailStuckRuns).
+func (s *Store) noTenant() DB { return s.db }
+
 // Schema returns the schema the store works in.
 func (s *Store) Schema() string { return s.schema }
 
@@ -110,7 +133,7 @@ func isUndefinedTable(err error) bool {
 
 // queryAll runs statement and collects its rows with scan. what names the
 // rows in errors.
-func queryAll[T any](ctx context.Context, db DB, what, statement string, scan pgx.RowToFunc[T], args ...any) ([]T, error) {
+func queryAll[T any](ctx context.Context, db querier, what, statement string, scan pgx.RowToFunc[T], args ...any) ([]T, error) {
 	rows, err := db.Query(ctx, statement, args...)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", what, err)

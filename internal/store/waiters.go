@@ -29,25 +29,27 @@ RETURNING ticket`
 // such session.
 func (s *Store) TakeTicket(ctx context.Context, tenantID, sessionID string, ttl time.Duration) (int64, error) {
 	var ticket int64
-	err := s.db.QueryRow(ctx, s.q(takeTicketSQL), tenantID, sessionID, ttl.Seconds()).Scan(&ticket)
+	err := s.as(tenantID).QueryRow(ctx, s.q(takeTicketSQL), tenantID, sessionID, ttl.Seconds()).Scan(&ticket)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, ErrNotFound
 	}
 	return ticket, err
 }
 
-const renewTicketSQL = `UPDATE {{schema}}.session_waiters SET expires_at = now() + make_interval(secs => $2) WHERE ticket = $1`
+const renewTicketSQL = `
+UPDATE {{schema}}.session_waiters SET expires_at = now() + make_interval(secs => $3)
+WHERE tenant_id = $1 AND ticket = $2`
 
-// RenewTicket keeps a waiter's ticket alive for ttl more.
-func (s *Store) RenewTicket(ctx context.Context, ticket int64, ttl time.Duration) error {
-	_, err := s.db.Exec(ctx, s.q(renewTicketSQL), ticket, ttl.Seconds())
+// RenewTicket keeps the tenant's waiter's ticket alive for ttl more.
+func (s *Store) RenewTicket(ctx context.Context, tenantID string, ticket int64, ttl time.Duration) error {
+	_, err := s.as(tenantID).Exec(ctx, s.q(renewTicketSQL), tenantID, ticket, ttl.Seconds())
 	return err
 }
 
-const dropTicketSQL = `DELETE FROM {{schema}}.session_waiters WHERE ticket = $1`
+const dropTicketSQL = `DELETE FROM {{schema}}.session_waiters WHERE tenant_id = $1 AND ticket = $2`
 
-// DropTicket gives up a waiter's place.
-func (s *Store) DropTicket(ctx context.Context, ticket int64) error {
-	_, err := s.db.Exec(ctx, s.q(dropTicketSQL), ticket)
+// DropTicket gives up the tenant's waiter's place.
+func (s *Store) DropTicket(ctx context.Context, tenantID string, ticket int64) error {
+	_, err := s.as(tenantID).Exec(ctx, s.q(dropTicketSQL), tenantID, ticket)
 	return err
 }
