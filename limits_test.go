@@ -166,31 +166,44 @@ func TestTokensPerDayBudget(t *testing.T) {
 	}
 }
 
-// A limit reached in the middle of a run, once the model asked for a
-// tool, fails the run with class "limit" before the tool runs, keeping the
-// model's answer for the record; the session goes on.
-func TestLimitReachedMidRun(t *testing.T) {
-	t.Parallel()
-	var runs int
+// oneCallAMinute is an agent whose tool "count" counts its runs, and a
+// session of tenant acme allowed one model call a minute; runs returns the
+// count.
+func oneCallAMinute(t *testing.T) (b *bundle, sess *agentpg.Session, runs func() int) {
+	t.Helper()
 	var mu sync.Mutex
+	n := 0
 	counted, err := tool.NewFunc("count", "Counts.", func(context.Context, struct{}) (string, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		runs++
+		n++
 		return "counted", nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := setup(t, func(c *agentpg.Config) { c.Tools = []tool.Tool{counted} })
-	sess := b.session(t, "acme", "user-1")
+	b = setup(t, func(c *agentpg.Config) { c.Tools = []tool.Tool{counted} })
+	sess = b.session(t, "acme", "user-1")
 	b.setLimits(t, "acme", agentpg.TenantLimits{PerSession: agentpg.SessionLimits{RequestsPerMinute: 1}})
+	return b, sess, func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
+}
+
+// A limit reached in the middle of a run, once the model asked for a
+// tool, fails the run with class "limit" before the tool runs, keeping the
+// model's answer for the record; the session goes on.
+func TestLimitReachedMidRun(t *testing.T) {
+	t.Parallel()
+	b, sess, runs := oneCallAMinute(t)
 	b.model.Push(agentpgtest.Blocks(agentpgtest.TextBlock("Counting."), agentpgtest.ToolUse("toolu_1", "count", map[string]any{})))
 
-	_, err = sess.Run(ctx(t), "count")
+	_, err := sess.Run(ctx(t), "count")
 	refused(t, err, agentpg.LimitRequestsPerMinute, true)
-	if runs != 0 {
-		t.Fatalf("the tool ran %d times after its run was refused", runs)
+	if n := runs(); n != 0 {
+		t.Fatalf("the tool ran %d times after its run was refused", n)
 	}
 	if n := len(b.model.Requests()); n != 1 {
 		t.Fatalf("the model received %d requests, want 1", n)
@@ -257,20 +270,7 @@ func eventKinds(t *testing.T, agent *agentpg.Agent, runID string) []string {
 // limit admits it, a Worker resumes it where it stopped.
 func TestWorkerRequeuesRunRefusedMidWay(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	runs := 0
-	counted, err := tool.NewFunc("count", "Counts.", func(context.Context, struct{}) (string, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		runs++
-		return "counted", nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := setup(t, func(c *agentpg.Config) { c.Tools = []tool.Tool{counted} })
-	sess := b.session(t, "acme", "user-1")
-	b.setLimits(t, "acme", agentpg.TenantLimits{PerSession: agentpg.SessionLimits{RequestsPerMinute: 1}})
+	b, sess, runs := oneCallAMinute(t)
 	b.model.Push(agentpgtest.Blocks(agentpgtest.TextBlock("Counting."), agentpgtest.ToolUse("toolu_1", "count", map[string]any{})),
 		agentpgtest.Text("Counted once."))
 	runID, err := sess.Enqueue(ctx(t), "count")
@@ -287,10 +287,7 @@ func TestWorkerRequeuesRunRefusedMidWay(t *testing.T) {
 	if err != nil || info.Status != agentpg.RunQueued || info.Iterations != 1 {
 		t.Fatalf("the refused run = %+v, %v; want it queued again after one model call", info, err)
 	}
-	mu.Lock()
-	ran := runs
-	mu.Unlock()
-	if ran != 0 || len(b.model.Requests()) != 1 {
+	if ran := runs(); ran != 0 || len(b.model.Requests()) != 1 {
 		t.Fatalf("after the refusal the tool ran %d times and the model got %d requests; want 0 and 1", ran, len(b.model.Requests()))
 	}
 	// The session waits for the queued run: a new run may not overtake it.
@@ -306,10 +303,7 @@ func TestWorkerRequeuesRunRefusedMidWay(t *testing.T) {
 	if err != nil || res.Text != "Counted once." || res.Iterations != 2 {
 		t.Fatalf("WaitRun = %+v, %v", res, err)
 	}
-	mu.Lock()
-	ran = runs
-	mu.Unlock()
-	if ran != 1 {
+	if ran := runs(); ran != 1 {
 		t.Errorf("the tool ran %d times, want once", ran)
 	}
 	if roles, texts := conversation(t, sess); !slices.Equal(roles, []string{"user", "assistant", "user", "assistant"}) ||
