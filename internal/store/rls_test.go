@@ -88,7 +88,7 @@ func populate(t *testing.T, st *store.Store, tenant string) string {
 		t.Fatalf("TakeTicket: %v", err)
 	}
 	err = st.EnqueueRun(ctx, store.EnqueueRunParams{TenantID: tenant, SessionID: sessionID, RunID: uuid.NewString(), Model: "m",
-		Prompt: text("later")})
+		Prompt: text("later"), Job: store.RunJob{Kind: "test", Args: json.RawMessage(`{}`), Queue: "test", MaxAttempts: 1, Priority: 1}})
 	if err != nil {
 		t.Fatalf("EnqueueRun: %v", err)
 	}
