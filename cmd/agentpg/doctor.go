@@ -73,6 +73,8 @@ type checkup struct {
 	// db is the database, or nil when connecting failed with dbErr.
 	db    *database
 	dbErr error
+	// store runs statements in the schema, once connected.
+	store *store.Store
 	// migrated is set by checkMigrations when the schema is up to date.
 	migrated bool
 }
@@ -146,6 +148,11 @@ func (c *cli) doctor(ctx context.Context) error {
 	cu.db, cu.dbErr = c.openDB(ctx, false) // the deployment's database: never a throwaway cluster
 	if cu.db != nil {
 		defer cu.db.close()
+		st, err := store.New(cu.db.pool, cu.schema) // the schema's name is checked already
+		if err != nil {
+			return err
+		}
+		cu.store = st
 	}
 	report := doctorReport{Checks: []checkResult{}, Skipped: []string{}, Unmigrated: []string{}}
 	for _, check := range doctorChecks {
@@ -448,10 +455,7 @@ func checkMigrations(ctx context.Context, cu *checkup) finding {
 	if !exists {
 		return failf("schema %q does not exist: %s", cu.schema, remedy)
 	}
-	st, err := store.New(cu.db.pool, cu.schema)
-	if err != nil {
-		return failf("%s", message(err))
-	}
+	st := cu.store
 	migrations, err := store.Migrations()
 	if err != nil {
 		return failf("%s", message(err))
@@ -470,10 +474,7 @@ func checkMigrations(ctx context.Context, cu *checkup) finding {
 // checkRowLevelSecurity tells whether every tenant table of the schema has
 // row-level security enabled and forced, with its tenant policy.
 func checkRowLevelSecurity(ctx context.Context, cu *checkup) finding {
-	st, err := store.New(cu.db.pool, cu.schema)
-	if err != nil {
-		return failf("%s", message(err))
-	}
+	st := cu.store
 	tables, err := st.TenantTables(ctx)
 	if err != nil {
 		return failf("%s", message(err))
@@ -496,10 +497,7 @@ const appRoleRemedy = "connect as an application role: create one (CREATE ROLE a
 
 // checkRole tells whether row-level security binds the connected role.
 func checkRole(ctx context.Context, cu *checkup) finding {
-	st, err := store.New(cu.db.pool, cu.schema)
-	if err != nil {
-		return failf("%s", message(err))
-	}
+	st := cu.store
 	role, err := st.CurrentRole(ctx)
 	if err != nil {
 		return failf("%s", message(err))
@@ -540,10 +538,7 @@ func checkAuditLog(ctx context.Context, cu *checkup) finding {
 
 // checkRetention tells whether retention policies are set.
 func checkRetention(ctx context.Context, cu *checkup) finding {
-	st, err := store.New(cu.db.pool, cu.schema)
-	if err != nil {
-		return failf("%s", message(err))
-	}
+	st := cu.store
 	policies, err := st.ListRetention(ctx)
 	if err != nil {
 		return failf("%s: run agentpg migrate", message(err))
@@ -559,10 +554,7 @@ func checkRetention(ctx context.Context, cu *checkup) finding {
 
 // checkLimits tells whether any tenant has rate limits or a budget.
 func checkLimits(ctx context.Context, cu *checkup) finding {
-	st, err := store.New(cu.db.pool, cu.schema)
-	if err != nil {
-		return failf("%s", message(err))
-	}
+	st := cu.store
 	n, err := st.LimitedTenants(ctx)
 	if err != nil {
 		return failf("%s", message(err))
@@ -580,10 +572,7 @@ const anomalyThreshold = 3
 // checkAnomalies lists the tenants whose tokens today exceed
 // anomalyThreshold times their daily average of the week before.
 func checkAnomalies(ctx context.Context, cu *checkup) finding {
-	st, err := store.New(cu.db.pool, cu.schema)
-	if err != nil {
-		return failf("%s", message(err))
-	}
+	st := cu.store
 	anomalies, err := st.UsageAnomalies(ctx, anomalyThreshold)
 	if err != nil {
 		return failf("%s", message(err))
