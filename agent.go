@@ -54,6 +54,9 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		return nil, err
 	}
 	st, err := store.New(cfg.DB, cfg.Schema)
+	if err == nil {
+		st, err = st.WithKeys(cfg.Keys)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("agentpg: %w", err)
 	}

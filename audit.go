@@ -2,6 +2,8 @@ package agentpg
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 
 	"github.com/agentpg/agentpg/audit"
@@ -83,8 +85,22 @@ func (a *Agent) actor(ctx context.Context) string {
 func (r *run) auditEntry(action string, call tool.Call, success bool, detail string) audit.Entry {
 	return audit.Entry{
 		TenantID: r.session.TenantID, UserID: r.session.endUser, SessionID: r.session.ID, RunID: r.lease.RunID,
-		Action: action, Tool: call.Name, Input: string(call.Input), Success: success, Detail: detail,
+		Action: action, Tool: call.Name, Input: r.session.agent.auditContent(string(call.Input)), Success: success,
+		Detail: detail,
 	}
+}
+
+// auditContent returns content (a tool's input, a decision's note) as the
+// Agent's audit entries keep it: as it is, or with Config.Keys its SHA-256
+// ("sha256:" and hex). The audit log is not encrypted (its chain verifies
+// without keys), so with encryption at rest it holds digests, which match
+// the content kept encrypted in the tool ledger, and no plaintext.
+func (a *Agent) auditContent(content string) string {
+	if a.cfg.Keys == nil || content == "" {
+		return content
+	}
+	sum := sha256.Sum256([]byte(content))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // auditToolCalls records the results of the calls that ran.
@@ -106,5 +122,5 @@ func (a *Agent) auditDecision(ctx context.Context, tenantID, runID string, appro
 		action = audit.ActionToolApprove
 	}
 	a.record(ctx, audit.Entry{TenantID: tenantID, SessionID: call.SessionID, RunID: runID, Action: action,
-		Tool: call.Name, Input: string(call.Input), Success: err == nil, Detail: note})
+		Tool: call.Name, Input: a.auditContent(string(call.Input)), Success: err == nil, Detail: a.auditContent(note)})
 }

@@ -136,6 +136,21 @@ func BenchmarkPlainTurnRowLevelSecurity(b *testing.B) {
 	}
 }
 
+// BenchmarkPlainTurnEncryption is BenchmarkPlainTurn with content stored
+// in plaintext (keys=off) and encrypted at rest (keys=on, Config.Keys), in
+// one run.
+func BenchmarkPlainTurnEncryption(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("keys=%s", map[bool]string{false: "off", true: "on"}[on]), func(b *testing.B) {
+			var cfg agentpg.Config
+			if on {
+				cfg.Keys = testKeys(b)
+			}
+			benchmarkTurn(b, cfg, agentpgtest.Echo, nil)
+		})
+	}
+}
+
 // BenchmarkPlainTurnLimited is BenchmarkPlainTurn for a tenant with
 // limits, high enough never to refuse: admitting each model call and
 // counting its usage add statements to the turn's batches, not round
@@ -149,12 +164,16 @@ func BenchmarkPlainTurnLimited(b *testing.B) {
 
 // BenchmarkToolTurn measures a Run in which the model calls one tool and
 // then answers: model, tool, model; "audited" with Config.Audit.Enabled,
-// its round trips counting the audit log's background writes.
+// its round trips counting the audit log's background writes; "encrypted"
+// with Config.Keys.
 func BenchmarkToolTurn(b *testing.B) {
 	tools, responder := echoToolTurn(b)
 	b.Run("plain", func(b *testing.B) { benchmarkTurn(b, agentpg.Config{Tools: tools}, responder, nil) })
 	b.Run("audited", func(b *testing.B) {
 		benchmarkTurn(b, agentpg.Config{Tools: tools, Audit: agentpg.AuditConfig{Enabled: true}}, responder, nil)
+	})
+	b.Run("encrypted", func(b *testing.B) {
+		benchmarkTurn(b, agentpg.Config{Tools: tools, Keys: testKeys(b)}, responder, nil)
 	})
 }
 

@@ -3,6 +3,7 @@ package agentpg
 import (
 	"errors"
 	"fmt"
+	"github.com/agentpg/agentpg/keys"
 	"log/slog"
 	"math"
 	"strings"
@@ -121,6 +122,15 @@ type Config struct {
 	// ApplyRetention and of the erasures deletes at most (default
 	// DefaultRetentionBatchSize), so that none holds its locks long.
 	RetentionBatchSize int
+	// Keys encrypts content at rest: with a provider set, every tenant's
+	// message content (live and archived), prompts of queued runs, tool
+	// inputs, outputs and decision notes, run event payloads, compaction
+	// summaries and session metadata are stored as AES-256-GCM ciphertext
+	// under the tenant's data key, itself wrapped by the provider's
+	// current key-encryption key (docs/encryption.md). Nil leaves content
+	// unencrypted; content already sealed then fails to read with
+	// ErrNoKeys. See keys.FromEnv and Agent.RotateKeys.
+	Keys keys.Provider
 	// Audit configures the Agent's audit log: with Audit.Enabled, the
 	// Agent records its tool calls, approvals, session deletions and run
 	// cancellations there. See AuditConfig.

@@ -14,7 +14,8 @@ type ErasureCounts struct {
 
 // EraseTenant deletes every row of the tenant: its sessions with their
 // messages, archive, runs, tool calls, events and nested agents' sessions,
-// its settings (retention policy, limits) and its usage; in its audit log,
+// its settings (retention policy, limits), its usage and its data keys
+// (crypto-shredding: see Config.Keys); in its audit log,
 // the content of every entry is blanked and a tombstone says who erased it
 // and when (the chain still verifies). Runs of the tenant still going fail
 // at their next write. It deletes in statements of at most
@@ -29,6 +30,11 @@ func (a *Agent) EraseTenant(ctx context.Context, tenantID string) error {
 	}
 	if err := a.store.EraseTenantSettings(ctx, tenantID); err != nil {
 		return fmt.Errorf("agentpg: erasing the tenant's settings: %w", err)
+	}
+	// Crypto-shredding: without its data keys, any copy of the tenant's
+	// ciphertext (a backup, a replica) no longer opens with this database.
+	if _, err := a.store.DeleteDataKeys(ctx, tenantID); err != nil {
+		return fmt.Errorf("agentpg: erasing the tenant's data keys: %w", err)
 	}
 	if _, err := a.audit.EraseTenant(ctx, tenantID, a.actor(ctx)); err != nil {
 		return fmt.Errorf("agentpg: erasing the tenant's audit entries: %w", err)

@@ -41,14 +41,17 @@ func userData(t *testing.T, b *bundle, tenantID, identifier, marker string) *age
 // erasureSetup is an agent that delegates to itself as a nested agent when
 // asked to, echoes otherwise, and summarizes by quoting the conversation's
 // first prompt.
-func erasureSetup(t *testing.T) *bundle {
-	b := setup(t, func(c *agentpg.Config) {
+func erasureSetup(t *testing.T) *bundle { return erasureSetupWith(t) }
+
+// erasureSetupWith is erasureSetup with configure applied to its Config.
+func erasureSetupWith(t *testing.T, configure ...func(*agentpg.Config)) *bundle {
+	b := setup(t, append([]func(*agentpg.Config){func(c *agentpg.Config) {
 		c.MaxAgentDepth = 2
 		c.ContextWindow = 20000
 		c.Compaction = agentpg.CompactionConfig{Disabled: true, Strategy: compaction.StrategySummarize, ProtectTokens: 1000}
 		c.RetentionBatchSize = 2 // several batches
 		c.Audit.Enabled = true
-	})
+	}}, configure...)...)
 	if err := b.agent.Executor().Registry().Register(b.agent.AsTool("self", "Delegates to itself.")); err != nil {
 		t.Fatal(err)
 	}

@@ -47,10 +47,14 @@ func setupOn(t *testing.T, db *pgxpool.Pool, configure ...func(*agentpg.Config))
 }
 
 // another returns a second agent on the same database and model, as a second
-// process would have.
-func (b *bundle) another(t *testing.T) *agentpg.Agent {
+// process would have; configure, if given, adjusts its Config.
+func (b *bundle) another(t *testing.T, configure ...func(*agentpg.Config)) *agentpg.Agent {
 	t.Helper()
-	agent, err := agentpg.New(b.cfg)
+	cfg := b.cfg
+	for _, c := range configure {
+		c(&cfg)
+	}
+	agent, err := agentpg.New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -68,6 +68,7 @@ const (
 	ActionSessionDelete = "session_delete" // Agent.DeleteSession
 	ActionRunCancel     = "run_cancel"     // Agent.CancelRun
 	ActionLimitsSet     = "limits_set"     // Agent.SetTenantLimits; Input is the limits set, as JSON
+	ActionKeyRotate     = "key_rotate"     // Agent.RotateKeys; Detail counts the rows re-encrypted
 	// ActionErasure is the tombstone Log.Erase appends. Record refuses it.
 	ActionErasure = "audit_erasure"
 )

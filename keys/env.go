@@ -22,8 +22,20 @@ func FromEnv(name string) (Provider, error) {
 	if !ok {
 		return nil, fmt.Errorf("keys: environment variable %s is not set: %w", name, ErrNoKeys)
 	}
+	return parse(name, value)
+}
+
+// Parse returns a Static provider with the key-encryption keys of text,
+// written as FromEnv's variable holds them: for a value read elsewhere
+// than the process's environment, such as a secret store's.
+func Parse(text string) (Provider, error) {
+	return parse("the keys", text)
+}
+
+// parse reads the keys of value; name names it in errors.
+func parse(name, value string) (Provider, error) {
 	if strings.TrimSpace(value) == "" {
-		return nil, fmt.Errorf("keys: environment variable %s is empty: %w", name, ErrNoKeys)
+		return nil, fmt.Errorf("keys: %s is empty: %w", name, ErrNoKeys)
 	}
 	keks := map[string][]byte{}
 	defer func() {

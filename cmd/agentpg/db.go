@@ -185,7 +185,12 @@ func (c *cli) storageAgent(ctx context.Context) (*agentpg.Agent, *database, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	agent, err := agentpg.New(storageConfig(db, c.schema))
+	cfg := storageConfig(db, c.schema)
+	if cfg.Keys, err = c.keys(); err != nil {
+		db.close()
+		return nil, nil, err
+	}
+	agent, err := agentpg.New(cfg)
 	if err != nil {
 		db.close()
 		return nil, nil, &usageError{err} // the configuration comes from the flags
@@ -210,6 +215,10 @@ func (c *cli) modelAgent(ctx context.Context, throwaway bool, cfg agentpg.Config
 	}
 	release := func() { stopClient(); db.close() }
 	cfg.DB, cfg.Client, cfg.Schema = db.pool, client, c.schema
+	if cfg.Keys, err = c.keys(); err != nil {
+		release()
+		return nil, cfg, nil, nil, err
+	}
 	agent, err := agentpg.New(cfg)
 	if err != nil {
 		release()

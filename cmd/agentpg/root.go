@@ -85,8 +85,8 @@ func (c *cli) rootCmd() *cobra.Command {
 	f := root.PersistentFlags()
 	f.StringVar(&c.dbURL, flagDatabaseURL, "", "PostgreSQL `URL` (default: DATABASE_URL, else "+defaultLocalDSN+")")
 	f.StringVar(&c.schema, flagSchema, defaultSchema, "PostgreSQL `schema` of AgentPG's tables")
-	f.StringVar(&c.tenant, flagTenant, "", "`id` of the tenant (required by sessions, runs, approvals, audit list, limits, usage and erase; chat: \"default\", demo: \"demo\")")
-	f.BoolVar(&c.json, flagJSON, false, "print JSON, for sessions, runs, approvals, audit, limits, usage, retention, erase, doctor and version")
+	f.StringVar(&c.tenant, flagTenant, "", "`id` of the tenant (required by sessions, runs, approvals, audit list, limits, usage, erase and keys without --all; chat: \"default\", demo: \"demo\")")
+	f.BoolVar(&c.json, flagJSON, false, "print JSON, for sessions, runs, approvals, audit, limits, usage, retention, erase, keys, doctor and version")
 
 	root.AddCommand(
 		c.migrateCmd(),
@@ -100,6 +100,7 @@ func (c *cli) rootCmd() *cobra.Command {
 		c.usageCmd(),
 		c.retentionCmd(),
 		c.eraseCmd(),
+		c.keysCmd(),
 		c.auditCmd(),
 		c.doctorCmd(),
 		c.versionCmd(),

@@ -66,6 +66,12 @@ func (c *Cache) Get(ctx context.Context, tenantID string, version int, load func
 	return k.(*DataKey), nil
 }
 
+// Peek returns the tenant's data key of that version if it is cached,
+// without loading it or refreshing its place in the cache.
+func (c *Cache) Peek(tenantID string, version int) (*DataKey, bool) {
+	return c.keys.Peek(cacheKey{tenantID, version})
+}
+
 // Put keeps k as the tenant's data key of k's version: a key just made by
 // NewDataKey (or re-wrapped) needs no unwrap.
 func (c *Cache) Put(tenantID string, k *DataKey) {

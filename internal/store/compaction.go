@@ -50,20 +50,42 @@ type Summary struct {
 	FirstIntent    string // the user's first request, kept verbatim
 	CompactedAtSeq int64  // last_seq when the session was last compacted
 	Gen            int
+	// keyVersion sealed Text and FirstIntent as stored; nil: plaintext.
+	keyVersion *int
+}
+
+// summary opens the session's summary.
+func (o opener) summary(sessionID string, sum *Summary) (err error) {
+	if sum.Text != "" {
+		if sum.Text, err = o.text(sum.keyVersion, sessionField("summary", sessionID), sum.Text); err != nil {
+			return err
+		}
+	}
+	if sum.FirstIntent != "" {
+		if sum.FirstIntent, err = o.text(sum.keyVersion, sessionField("first_intent", sessionID), sum.FirstIntent); err != nil {
+			return err
+		}
+	}
+	sum.keyVersion = nil
+	return nil
 }
 
 const summarySQL = `
-SELECT coalesce(summary, ''), coalesce(first_intent, ''), compacted_at_seq, compaction_gen
+SELECT coalesce(summary, ''), coalesce(first_intent, ''), summary_key_version, compacted_at_seq, compaction_gen
 FROM {{schema}}.sessions WHERE tenant_id = $1 AND id = $2`
 
 // Summary returns the session's compaction state.
 func (s *Store) Summary(ctx context.Context, tenantID, sessionID string) (Summary, error) {
 	var sum Summary
-	err := s.as(tenantID).QueryRow(ctx, s.q(summarySQL), tenantID, sessionID).Scan(&sum.Text, &sum.FirstIntent, &sum.CompactedAtSeq, &sum.Gen)
+	err := s.as(tenantID).QueryRow(ctx, s.q(summarySQL), tenantID, sessionID).
+		Scan(&sum.Text, &sum.FirstIntent, &sum.keyVersion, &sum.CompactedAtSeq, &sum.Gen)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return sum, ErrNotFound
 	}
-	return sum, err
+	if err != nil {
+		return sum, err
+	}
+	return sum, s.opener(ctx, tenantID).summary(sessionID, &sum)
 }
 
 // Compaction is a compaction to apply.
@@ -93,6 +115,7 @@ WITH s AS (
     SET compaction_gen = compaction_gen + 1,
         summary = CASE WHEN $6 THEN $7 ELSE summary END,
         first_intent = CASE WHEN $6 THEN $19 ELSE first_intent END,
+        summary_key_version = CASE WHEN $6 THEN $20 ELSE summary_key_version END,
         compacted_at_seq = last_seq,
         lease_expires_at = now() + make_interval(secs => $5),
         updated_at = now()
@@ -106,7 +129,7 @@ WITH s AS (
     SELECT m.* FROM {{schema}}.messages m, s
     WHERE m.session_id = s.id AND m.id = ANY($9::uuid[])
 ), pruned AS (
-    UPDATE {{schema}}.messages m SET content = p.content
+    UPDATE {{schema}}.messages m SET content = p.content, key_version = $20
     FROM s, unnest($9::uuid[], $10::jsonb[]) AS p(id, content)
     WHERE m.session_id = s.id AND m.id = p.id
 ), event AS (
@@ -118,10 +141,10 @@ WITH s AS (
     FROM s
 ), archived AS (
     INSERT INTO {{schema}}.message_archive
-        (compaction_id, id, session_id, tenant_id, run_id, seq, role, content, usage, created_at)
-    SELECT $11, id, session_id, tenant_id, run_id, seq, role, content, usage, created_at FROM removed
+        (compaction_id, id, session_id, tenant_id, run_id, seq, role, content, usage, created_at, key_version)
+    SELECT $11, id, session_id, tenant_id, run_id, seq, role, content, usage, created_at, key_version FROM removed
     UNION ALL
-    SELECT $11, id, session_id, tenant_id, run_id, seq, role, content, usage, created_at FROM pruned_original
+    SELECT $11, id, session_id, tenant_id, run_id, seq, role, content, usage, created_at, key_version FROM pruned_original
 )
 SELECT (SELECT count(*) FROM removed) FROM s`
 
@@ -130,15 +153,28 @@ SELECT (SELECT count(*) FROM removed) FROM s`
 // a failure leaves the session as it was. It returns the number of
 // messages moved to the archive.
 func (s *Store) ApplyCompaction(ctx context.Context, l Lease, ttl time.Duration, c Compaction) (int, error) {
+	w, err := s.sealer(ctx, l.TenantID)
+	if err != nil {
+		return 0, err
+	}
 	ids := make([]string, 0, len(c.Pruned))
 	contents := make([]json.RawMessage, 0, len(c.Pruned))
 	for id, content := range c.Pruned {
+		sealed, err := w.json(messageContent(l.SessionID, id), content)
+		if err != nil {
+			return 0, err
+		}
 		ids = append(ids, id)
-		contents = append(contents, content)
+		contents = append(contents, sealed)
 	}
 	var summary, firstIntent string
 	if c.Summary != nil {
-		summary, firstIntent = c.Summary.Text, c.Summary.FirstIntent
+		if summary, err = w.text(sessionField("summary", l.SessionID), c.Summary.Text); err != nil {
+			return 0, err
+		}
+		if firstIntent, err = w.text(sessionField("first_intent", l.SessionID), c.Summary.FirstIntent); err != nil {
+			return 0, err
+		}
 	}
 	var archived int
 	batch := &pgx.Batch{}
@@ -146,12 +182,12 @@ func (s *Store) ApplyCompaction(ctx context.Context, l Lease, ttl time.Duration,
 		l.TenantID, l.SessionID, l.RunID, l.Token, ttl.Seconds(),
 		c.Summary != nil, summary, c.ArchiveBeforeSeq, ids, contents,
 		c.ID, c.Strategy, c.Trigger, c.TokensBefore, c.TokensAfter, c.Duration.Milliseconds(),
-		c.Usage.InputTokens, c.Usage.OutputTokens, firstIntent,
+		c.Usage.InputTokens, c.Usage.OutputTokens, firstIntent, w.version(),
 	).QueryRow(func(row pgx.Row) error { return row.Scan(&archived) })
 	if c.Summary != nil {
 		s.queueUsage(batch, l, &l.Token, Spent{Model: c.Model, Calls: 1, Usage: c.Usage})
 	}
-	err := s.as(l.TenantID).SendBatch(ctx, batch).Close()
+	err = s.as(l.TenantID).SendBatch(ctx, batch).Close()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, ErrLeaseLost
 	}
@@ -201,7 +237,7 @@ type ArchivedMessage struct {
 }
 
 const listArchiveSQL = `
-SELECT id::text, run_id::text, seq, role, content, usage, created_at, compaction_id::text, archived_at
+SELECT id::text, run_id::text, seq, role, content, usage, created_at, compaction_id::text, archived_at, key_version
 FROM {{schema}}.message_archive
 WHERE tenant_id = $1 AND session_id = $2
   AND (seq, compaction_id) > ($3, coalesce($4::uuid, '00000000-0000-0000-0000-000000000000'))
@@ -212,9 +248,19 @@ LIMIT $5`
 // order of seq and compaction (compaction ids are time-ordered), after the
 // one archived at afterSeq by afterCompaction (nil: the first at afterSeq).
 func (s *Store) ListArchive(ctx context.Context, tenantID, sessionID string, afterSeq int64, afterCompaction *string, limit int) ([]ArchivedMessage, error) {
-	return queryAll(ctx, s.as(tenantID), "archived messages", s.q(listArchiveSQL), func(row pgx.CollectableRow) (ArchivedMessage, error) {
+	archived, err := queryAll(ctx, s.as(tenantID), "archived messages", s.q(listArchiveSQL), func(row pgx.CollectableRow) (ArchivedMessage, error) {
 		var m ArchivedMessage
-		err := row.Scan(&m.ID, &m.RunID, &m.Seq, &m.Role, &m.Content, &m.Usage, &m.CreatedAt, &m.CompactionID, &m.ArchivedAt)
+		err := row.Scan(&m.ID, &m.RunID, &m.Seq, &m.Role, &m.Content, &m.Usage, &m.CreatedAt, &m.CompactionID, &m.ArchivedAt, &m.keyVersion)
 		return m, err
 	}, tenantID, sessionID, afterSeq, afterCompaction, limit)
+	if err != nil {
+		return nil, err
+	}
+	o := s.opener(ctx, tenantID)
+	for i := range archived {
+		if err := o.message(sessionID, &archived[i].Message); err != nil {
+			return nil, err
+		}
+	}
+	return archived, nil
 }

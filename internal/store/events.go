@@ -67,8 +67,8 @@ WITH r AS (
     WHERE tenant_id = $1 AND id = $2 AND NOT events_ended
     RETURNING id, tenant_id, event_seq
 ), ev AS (
-    INSERT INTO {{schema}}.run_events (run_id, tenant_id, seq, kind, data)
-    SELECT r.id, r.tenant_id, r.event_seq - cardinality($3::text[]) + e.n, e.kind, e.data
+    INSERT INTO {{schema}}.run_events (run_id, tenant_id, seq, kind, data, key_version)
+    SELECT r.id, r.tenant_id, r.event_seq - cardinality($3::text[]) + e.n, e.kind, e.data, $7
     FROM r, unnest($3::text[], $4::jsonb[]) WITH ORDINALITY AS e(kind, data, n)
 )
 SELECT event_seq, pg_notify($6, $2::text || ':' || event_seq)::text FROM r`
@@ -86,8 +86,8 @@ WITH r AS (
                   WHERE s.id = runs.session_id AND s.lease_run_id = $2 AND s.lease_token = $7)
     RETURNING id, tenant_id, event_seq
 ), ev AS (
-    INSERT INTO {{schema}}.run_events (run_id, tenant_id, seq, kind, data)
-    SELECT r.id, r.tenant_id, r.event_seq - cardinality($3::text[]) + e.n, e.kind, e.data
+    INSERT INTO {{schema}}.run_events (run_id, tenant_id, seq, kind, data, key_version)
+    SELECT r.id, r.tenant_id, r.event_seq - cardinality($3::text[]) + e.n, e.kind, e.data, $8
     FROM r, unnest($3::text[], $4::jsonb[]) WITH ORDINALITY AS e(kind, data, n)
 )
 SELECT count(pg_notify($6, $2::text || ':' || event_seq)) FROM r`
@@ -95,17 +95,33 @@ SELECT count(pg_notify($6, $2::text || ':' || event_seq)) FROM r`
 // queueStepEvents queues the events of a step, if any, in batch, ahead of
 // the step's own statement, so that both take one round trip and one
 // transaction.
-func (s *Store) queueStepEvents(batch *pgx.Batch, l Lease, events []NewEvent) {
+func (s *Store) queueStepEvents(batch *pgx.Batch, w *sealer, l Lease, events []NewEvent) error {
 	if len(events) == 0 {
-		return
+		return nil
 	}
-	kinds := make([]string, len(events))
-	data := make([]json.RawMessage, len(events))
-	for i, e := range events {
-		kinds[i], data[i] = e.Kind, e.Data
+	kinds, data, err := w.eventColumns(l.RunID, events)
+	if err != nil {
+		return err
 	}
 	ends := kinds[len(kinds)-1] == EventRunEnd
-	batch.Queue(s.q(appendStepEventsSQL), l.TenantID, l.RunID, kinds, data, ends, s.EventsChannel(), l.Token)
+	batch.Queue(s.q(appendStepEventsSQL), l.TenantID, l.RunID, kinds, data, ends, s.EventsChannel(), l.Token, w.version())
+	return nil
+}
+
+// eventColumns seals the run's events and lays them out column by column.
+func (w *sealer) eventColumns(runID string, events []NewEvent) (kinds []string, data []json.RawMessage, err error) {
+	kinds = make([]string, len(events))
+	data = make([]json.RawMessage, len(events))
+	for i, e := range events {
+		if e.Kind == EventRunEnd && i != len(events)-1 {
+			return nil, nil, fmt.Errorf("a %s event must come last", EventRunEnd)
+		}
+		kinds[i] = e.Kind
+		if data[i], err = w.json(eventData(runID, e.Kind), e.Data); err != nil {
+			return nil, nil, err
+		}
+	}
+	return kinds, data, nil
 }
 
 const runEventsEndedSQL = `SELECT events_ended FROM {{schema}}.runs WHERE tenant_id = $1 AND id = $2`
@@ -121,18 +137,18 @@ func (s *Store) AppendEvents(ctx context.Context, tenantID, runID string, events
 	if len(events) == 0 {
 		return 0, errors.New("no events to append")
 	}
-	kinds := make([]string, len(events))
-	data := make([]json.RawMessage, len(events))
-	for i, e := range events {
-		if e.Kind == EventRunEnd && i != len(events)-1 {
-			return 0, fmt.Errorf("a %s event must come last", EventRunEnd)
-		}
-		kinds[i], data[i] = e.Kind, e.Data
+	w, err := s.sealer(ctx, tenantID)
+	if err != nil {
+		return 0, err
+	}
+	kinds, data, err := w.eventColumns(runID, events)
+	if err != nil {
+		return 0, err
 	}
 	ends := kinds[len(kinds)-1] == EventRunEnd
 	var lastSeq int64
 	var notified string
-	err := s.as(tenantID).QueryRow(ctx, s.q(appendEventsSQL), tenantID, runID, kinds, data, ends, s.EventsChannel()).
+	err = s.as(tenantID).QueryRow(ctx, s.q(appendEventsSQL), tenantID, runID, kinds, data, ends, s.EventsChannel(), w.version()).
 		Scan(&lastSeq, &notified)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, s.whyNoEvents(ctx, tenantID, runID)
@@ -159,7 +175,7 @@ func (s *Store) whyNoEvents(ctx context.Context, tenantID, runID string) error {
 }
 
 const listEventsSQL = `
-SELECT seq, kind, data, created_at
+SELECT seq, kind, data, created_at, key_version
 FROM {{schema}}.run_events
 WHERE run_id = $2 AND tenant_id = $1 AND seq > $3
 ORDER BY seq
@@ -169,11 +185,27 @@ LIMIT $4`
 // above afterSeq, in order. A run with no such events, or none of the
 // tenant's, returns none: see EndAbandonedEvents to tell them apart.
 func (s *Store) ListEvents(ctx context.Context, tenantID, runID string, afterSeq int64, limit int) ([]RunEvent, error) {
-	return queryAll(ctx, s.as(tenantID), "run events", s.q(listEventsSQL), func(row pgx.CollectableRow) (RunEvent, error) {
-		var e RunEvent
-		err := row.Scan(&e.Seq, &e.Kind, &e.Data, &e.CreatedAt)
+	type sealedEvent struct {
+		RunEvent
+		keyVersion *int
+	}
+	sealed, err := queryAll(ctx, s.as(tenantID), "run events", s.q(listEventsSQL), func(row pgx.CollectableRow) (sealedEvent, error) {
+		var e sealedEvent
+		err := row.Scan(&e.Seq, &e.Kind, &e.Data, &e.CreatedAt, &e.keyVersion)
 		return e, err
 	}, tenantID, runID, afterSeq, limit)
+	if err != nil {
+		return nil, err
+	}
+	o := s.opener(ctx, tenantID)
+	events := make([]RunEvent, len(sealed))
+	for i, e := range sealed {
+		if e.Data, err = o.json(e.keyVersion, eventData(runID, e.Kind), e.Data); err != nil {
+			return nil, err
+		}
+		events[i] = e.RunEvent
+	}
+	return events, nil
 }
 
 // endAbandonedEventsSQL appends, in the name of a run whose events will not

@@ -26,8 +26,8 @@ var appTablePrivileges = map[string]string{
 	"messages":          "SELECT, INSERT, UPDATE, DELETE", // compaction prunes and archives
 	"tool_executions":   "SELECT, INSERT, UPDATE",
 	"compaction_events": "SELECT, INSERT",
-	"message_archive":   "SELECT, INSERT",
-	"run_events":        "SELECT, INSERT",
+	"message_archive":   "SELECT, INSERT, UPDATE", // key rotation re-encrypts
+	"run_events":        "SELECT, INSERT, UPDATE", // key rotation re-encrypts
 	"session_waiters":   "SELECT, INSERT, UPDATE, DELETE",
 	// The audit log: entries are appended, and erasure blanks their
 	// content; heads are locked (FOR UPDATE) and moved.
@@ -39,6 +39,9 @@ var appTablePrivileges = map[string]string{
 	"model_request_counts": "SELECT, INSERT, UPDATE, DELETE",
 	"tenant_usage":         "SELECT, INSERT, UPDATE, DELETE",
 	"retention_policies":   "SELECT, INSERT, UPDATE, DELETE",
+	// Data keys: made at a tenant's first sealed write and by rotations,
+	// re-wrapped, and deleted with their tenant.
+	"data_keys": "SELECT, INSERT, UPDATE, DELETE",
 }
 
 // River's tables (river_*) are River's queue, which its client inserts in,
@@ -54,7 +57,7 @@ const (
 // calls under a tenant's limits (migration 010).
 var appFunctions = []string{
 	"fail_stuck_runs(text, double precision)", "usage_anomalies(double precision)", "limited_tenants()",
-	"audit_tenants()", "retention(text, integer)",
+	"audit_tenants()", "retention(text, integer)", "key_tenants()", "key_summary()",
 	"admit_model_call(text, uuid)", "limit_exceeded(text, text, bigint, interval)",
 }
 

@@ -95,8 +95,8 @@ type EnqueueRunParams struct {
 
 const enqueueRunSQL = `
 WITH r AS (
-    INSERT INTO {{schema}}.runs (id, session_id, tenant_id, lease_token, model, status, prompt, async)
-    SELECT $10, s.id, s.tenant_id, 0, $11, 'queued', $12, true
+    INSERT INTO {{schema}}.runs (id, session_id, tenant_id, lease_token, model, status, prompt, key_version, async)
+    SELECT $10, s.id, s.tenant_id, 0, $11, 'queued', $12, $13, true
     FROM {{schema}}.sessions s
     WHERE s.tenant_id = $8 AND s.id = $9
     RETURNING id
@@ -106,7 +106,15 @@ WITH r AS (
 // its River job, in one statement, and announces the job. It returns
 // ErrNotFound when the tenant has no such session.
 func (s *Store) EnqueueRun(ctx context.Context, p EnqueueRunParams) error {
-	args := append(s.jobArgs(p.Job), p.TenantID, p.SessionID, p.RunID, p.Model, p.Prompt)
+	w, err := s.sealer(ctx, p.TenantID)
+	if err != nil {
+		return err
+	}
+	prompt, err := w.json(runPrompt(p.RunID), p.Prompt)
+	if err != nil {
+		return err
+	}
+	args := append(s.jobArgs(p.Job), p.TenantID, p.SessionID, p.RunID, p.Model, prompt, w.version())
 	var jobs int
 	var notified *string
 	if err := s.as(p.TenantID).QueryRow(ctx, s.q(enqueueRunSQL), args...).Scan(&jobs, &notified); err != nil {

@@ -22,8 +22,8 @@ import (
 
 // tenantTables are the tables migration 011 puts under row-level security.
 var tenantTables = []string{
-	"audit_heads", "audit_log", "compaction_events", "message_archive", "messages", "model_request_counts", "model_requests",
-	"run_events", "runs", "session_waiters", "sessions", "tenant_limits", "tenant_usage", "tool_executions",
+	"audit_heads", "audit_log", "compaction_events", "data_keys", "message_archive", "messages", "model_request_counts",
+	"model_requests", "run_events", "runs", "session_waiters", "sessions", "tenant_limits", "tenant_usage", "tool_executions",
 }
 
 // populate stores, through st, a row of the tenant in every tenant table:
@@ -147,11 +147,14 @@ func TestRowLevelSecurityAsAppRole(t *testing.T) {
 	app := agentpgtest.DBWithOptions(t, agentpgtest.DBOptions{AppRole: true})
 	su := agentpgtest.OwnerDB(t, app)
 	st, err := store.New(app, "")
+	if err == nil {
+		st, err = st.WithKeys(testKeys(t))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The store, as the application role, writes every table of both
-	// tenants: it sends the tenant with every statement.
+	// tenants, content encrypted: it sends the tenant with every statement.
 	populate(t, st, "acme")
 	populate(t, st, "globex")
 
@@ -536,11 +539,12 @@ GROUP BY c.relname ORDER BY c.relname`, app.name)
 	}
 	want := []string{
 		"audit_heads:INSERT,SELECT,UPDATE", "audit_log:INSERT,SELECT,UPDATE",
-		"compaction_events:INSERT,SELECT", "message_archive:INSERT,SELECT", "messages:DELETE,INSERT,SELECT,UPDATE",
+		"compaction_events:INSERT,SELECT", "data_keys:DELETE,INSERT,SELECT,UPDATE", "message_archive:INSERT,SELECT,UPDATE",
+		"messages:DELETE,INSERT,SELECT,UPDATE",
 		"model_request_counts:DELETE,INSERT,SELECT,UPDATE", "model_requests:DELETE,INSERT,SELECT",
 		"retention_policies:DELETE,INSERT,SELECT,UPDATE", "river_job:DELETE,INSERT,SELECT,UPDATE", "river_job_id_seq:USAGE", "river_leader:DELETE,INSERT,SELECT,UPDATE",
 		"river_migration:SELECT", "river_notification:DELETE,INSERT,SELECT,UPDATE", "river_notification_id_seq:USAGE",
-		"river_queue:DELETE,INSERT,SELECT,UPDATE", "run_events:INSERT,SELECT", "runs:INSERT,SELECT,UPDATE",
+		"river_queue:DELETE,INSERT,SELECT,UPDATE", "run_events:INSERT,SELECT,UPDATE", "runs:INSERT,SELECT,UPDATE",
 		"schema_migrations:SELECT", "session_waiters:DELETE,INSERT,SELECT,UPDATE", "session_waiters_ticket_seq:USAGE",
 		"sessions:DELETE,INSERT,SELECT,UPDATE", "tenant_limits:DELETE,INSERT,SELECT,UPDATE",
 		"tenant_usage:DELETE,INSERT,SELECT,UPDATE", "tool_executions:INSERT,SELECT,UPDATE",

@@ -39,6 +39,25 @@ type Message struct {
 	Content   json.RawMessage
 	Usage     json.RawMessage
 	CreatedAt time.Time
+	// keyVersion sealed Content as stored; nil: plaintext.
+	keyVersion *int
+}
+
+// message opens the content of a message of the session.
+func (o opener) message(sessionID string, m *Message) (err error) {
+	m.Content, err = o.json(m.keyVersion, messageContent(sessionID, m.ID), m.Content)
+	m.keyVersion = nil
+	return err
+}
+
+// messages opens the contents of the session's messages.
+func (o opener) messages(sessionID string, msgs []Message) error {
+	for i := range msgs {
+		if err := o.message(sessionID, &msgs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // BeginRunParams start a run.
@@ -98,7 +117,7 @@ WITH s AS (
       AND NOT EXISTS (SELECT 1 FROM {{schema}}.session_waiters q
                       WHERE q.session_id = $2 AND q.expires_at > now() AND q.ticket < coalesce($8, 9223372036854775807))
     RETURNING id, tenant_id, lease_token, compaction_gen,
-              summary, first_intent, compacted_at_seq
+              summary, first_intent, summary_key_version, compacted_at_seq
 ), served AS (
     DELETE FROM {{schema}}.session_waiters
     WHERE session_id IN (SELECT id FROM s) AND (ticket = $8 OR expires_at <= now())
@@ -113,7 +132,7 @@ WITH s AS (
 SELECT lease_token, compaction_gen, compaction_gen <> $7,
        CASE WHEN compaction_gen <> $7 THEN coalesce(summary, '') ELSE '' END,
        CASE WHEN compaction_gen <> $7 THEN coalesce(first_intent, '') ELSE '' END,
-       compacted_at_seq
+       summary_key_version, compacted_at_seq
 FROM s`
 
 // beginHistorySQL reads what a run begun by beginRunSQL, in the same batch,
@@ -121,7 +140,7 @@ FROM s`
 // ones when the cache is of an older compaction generation. A failed lease
 // reads nothing.
 const beginHistorySQL = `
-SELECT m.id::text, m.run_id::text, m.seq, m.role, m.content, m.usage, m.created_at
+SELECT m.id::text, m.run_id::text, m.seq, m.role, m.content, m.usage, m.created_at, m.key_version
 FROM {{schema}}.sessions s
 JOIN {{schema}}.messages m ON m.session_id = s.id AND m.tenant_id = s.tenant_id
 LEFT JOIN {{schema}}.runs r ON r.id = m.run_id
@@ -142,12 +161,15 @@ func (s *Store) BeginRun(ctx context.Context, p BeginRunParams) (Begun, error) {
 	b.batch.Queue(s.q(beginRunSQL),
 		p.TenantID, p.SessionID, p.RunID, p.LeaseTTL.Seconds(), p.Model, p.ParentRunID, p.CachedGen, p.Ticket,
 	).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&begun.Lease.Token, &begun.Lease.CompactionGen, &b.stale, &b.sum.Text, &b.sum.FirstIntent, &b.sum.CompactedAtSeq)
+		return row.Scan(&begun.Lease.Token, &begun.Lease.CompactionGen, &b.stale, &b.sum.Text, &b.sum.FirstIntent,
+			&b.sum.keyVersion, &b.sum.CompactedAtSeq)
 	})
 	b.readHistory(s.q(beginHistorySQL), p.TenantID, p.SessionID, p.RunID, p.CachedGen, p.CachedSeq)
 	s.queueAdmit(b.batch, begun.Lease, nil)
-	err := b.send(ctx, s.as(p.TenantID), func() error { return s.whyNoLease(ctx, p.TenantID, p.SessionID) })
-	return begun, err
+	if err := b.send(ctx, s.as(p.TenantID), func() error { return s.whyNoLease(ctx, p.TenantID, p.SessionID) }); err != nil {
+		return begun, err
+	}
+	return begun, b.open(s.opener(ctx, p.TenantID), p.SessionID)
 }
 
 // begin is the batch that begins or resumes a run: a statement taking the
@@ -167,6 +189,17 @@ func (b begin) readHistory(statement string, args ...any) {
 		b.begun.History, err = pgx.CollectRows(rows, scanMessage)
 		return err
 	})
+}
+
+// open opens what the batch read of the session.
+func (b *begin) open(o opener, sessionID string) error {
+	if err := o.messages(sessionID, b.begun.History); err != nil {
+		return err
+	}
+	if b.begun.Summary != nil {
+		return o.summary(sessionID, b.begun.Summary)
+	}
+	return nil
 }
 
 // send runs the batch in one round trip; when the lease could not be taken
@@ -224,7 +257,7 @@ func (s *Store) RenewLease(ctx context.Context, l Lease, ttl time.Duration) erro
 }
 
 const historySQL = `
-SELECT m.id::text, m.run_id::text, m.seq, m.role, m.content, m.usage, m.created_at
+SELECT m.id::text, m.run_id::text, m.seq, m.role, m.content, m.usage, m.created_at, m.key_version
 FROM {{schema}}.messages m
 LEFT JOIN {{schema}}.runs r ON r.id = m.run_id
 WHERE m.tenant_id = $1 AND m.session_id = $2 AND m.seq > $3
@@ -235,11 +268,21 @@ ORDER BY m.seq`
 // conversation: those of completed runs and of currentRunID, if not nil.
 // Messages of failed runs stay stored but are left out.
 func (s *Store) History(ctx context.Context, tenantID, sessionID string, afterSeq int64, currentRunID *string) ([]Message, error) {
-	return queryAll(ctx, s.as(tenantID), "history", s.q(historySQL), scanMessage, tenantID, sessionID, afterSeq, currentRunID)
+	return s.readMessages(ctx, tenantID, sessionID, "history", s.q(historySQL), tenantID, sessionID, afterSeq, currentRunID)
+}
+
+// readMessages runs statement and returns the session's messages it reads,
+// opened.
+func (s *Store) readMessages(ctx context.Context, tenantID, sessionID, what, statement string, args ...any) ([]Message, error) {
+	msgs, err := queryAll(ctx, s.as(tenantID), what, statement, scanMessage, args...)
+	if err != nil {
+		return nil, err
+	}
+	return msgs, s.opener(ctx, tenantID).messages(sessionID, msgs)
 }
 
 const listMessagesSQL = `
-SELECT id::text, run_id::text, seq, role, content, usage, created_at
+SELECT id::text, run_id::text, seq, role, content, usage, created_at, key_version
 FROM {{schema}}.messages
 WHERE tenant_id = $1 AND session_id = $2 AND seq > $3
 ORDER BY seq
@@ -248,12 +291,12 @@ LIMIT $4`
 // ListMessages returns up to limit stored messages of the session after
 // seq afterSeq, those of failed runs included, in order.
 func (s *Store) ListMessages(ctx context.Context, tenantID, sessionID string, afterSeq int64, limit int) ([]Message, error) {
-	return queryAll(ctx, s.as(tenantID), "messages", s.q(listMessagesSQL), scanMessage, tenantID, sessionID, afterSeq, limit)
+	return s.readMessages(ctx, tenantID, sessionID, "messages", s.q(listMessagesSQL), tenantID, sessionID, afterSeq, limit)
 }
 
 func scanMessage(row pgx.CollectableRow) (Message, error) {
 	var m Message
-	err := row.Scan(&m.ID, &m.RunID, &m.Seq, &m.Role, &m.Content, &m.Usage, &m.CreatedAt)
+	err := row.Scan(&m.ID, &m.RunID, &m.Seq, &m.Role, &m.Content, &m.Usage, &m.CreatedAt, &m.keyVersion)
 	return m, err
 }
 
@@ -341,18 +384,23 @@ WITH s AS (
     WHERE tenant_id = $1 AND id = $2 AND lease_run_id = $3 AND lease_token = $4
     RETURNING id, tenant_id, last_seq - cardinality($5::uuid[]) AS base_seq
 ), msg AS (
-    INSERT INTO {{schema}}.messages (id, session_id, tenant_id, run_id, seq, role, content, usage)
-    SELECT m.id, s.id, s.tenant_id, $3, s.base_seq + m.n, m.role, m.content, m.usage
+    INSERT INTO {{schema}}.messages (id, session_id, tenant_id, run_id, seq, role, content, usage, key_version)
+    SELECT m.id, s.id, s.tenant_id, $3, s.base_seq + m.n, m.role, m.content, m.usage, $26
     FROM s, unnest($5::uuid[], $8::text[], $9::jsonb[], $10::jsonb[]) WITH ORDINALITY AS m(id, role, content, usage, n)
 ), ledger AS (
     INSERT INTO {{schema}}.tool_executions
-        (id, run_id, session_id, tenant_id, tool_use_id, name, input, status, output, is_error, started_at, finished_at)
-    SELECT t.id, $3, s.id, s.tenant_id, t.tool_use_id, t.name, t.input, t.status, t.output, t.is_error, t.started_at, t.finished_at
+        (id, run_id, session_id, tenant_id, tool_use_id, name, input, status, output, is_error, started_at, finished_at,
+         key_version)
+    SELECT t.id, $3, s.id, s.tenant_id, t.tool_use_id, t.name, t.input, t.status, t.output, t.is_error, t.started_at,
+           t.finished_at, $26
     FROM s, unnest($17::uuid[], $18::text[], $19::text[], $20::jsonb[], $21::text[], $22::text[], $23::boolean[],
                    $24::timestamptz[], $25::timestamptz[])
         AS t(id, tool_use_id, name, input, status, output, is_error, started_at, finished_at)
     ON CONFLICT (run_id, tool_use_id) DO UPDATE
-    SET status = EXCLUDED.status, output = EXCLUDED.output, is_error = EXCLUDED.is_error,
+    -- The input is written again with the output: both are sealed under
+    -- the row's one key version.
+    SET status = EXCLUDED.status, input = EXCLUDED.input, output = EXCLUDED.output, key_version = EXCLUDED.key_version,
+        is_error = EXCLUDED.is_error,
         started_at = coalesce(EXCLUDED.started_at, {{schema}}.tool_executions.started_at),
         finished_at = EXCLUDED.finished_at
 ), run AS (
@@ -379,8 +427,18 @@ SELECT base_seq, coalesce((SELECT cancel_requested FROM run), false) FROM s`
 // lease was taken over, and a *LimitExceeded when a limit refuses the next
 // call (nothing is written then).
 func (s *Store) CommitStep(ctx context.Context, l Lease, p StepParams) (Step, error) {
-	m := messageColumns(p.Messages)
-	calls := toolCallColumns(p.ToolCalls)
+	w, err := s.sealer(ctx, l.TenantID)
+	if err != nil {
+		return Step{}, err
+	}
+	m, err := w.messageColumns(l.SessionID, p.Messages)
+	if err != nil {
+		return Step{}, err
+	}
+	calls, err := w.toolCallColumns(l.RunID, p.ToolCalls)
+	if err != nil {
+		return Step{}, err
+	}
 	var stopReason *string
 	if p.StopReason != "" {
 		stopReason = &p.StopReason
@@ -391,20 +449,22 @@ func (s *Store) CommitStep(ctx context.Context, l Lease, p StepParams) (Step, er
 	}
 	var step Step
 	batch := &pgx.Batch{}
-	s.queueStepEvents(batch, l, p.Events)
+	if err := s.queueStepEvents(batch, w, l, p.Events); err != nil {
+		return step, err
+	}
 	batch.Queue(s.q(commitStepSQL),
 		l.TenantID, l.SessionID, l.RunID, l.Token,
 		m.ids, status, p.LeaseTTL.Seconds(), m.roles, m.contents, m.usages,
 		stopReason, p.Iterations,
 		p.Usage.InputTokens, p.Usage.OutputTokens, p.Usage.CacheReadTokens, p.Usage.CacheWriteTokens,
 		calls.ids, calls.toolUseIDs, calls.names, calls.inputs, calls.statuses, calls.outputs, calls.isErrors,
-		calls.started, calls.finished,
+		calls.started, calls.finished, w.version(),
 	).QueryRow(func(row pgx.Row) error { return row.Scan(&step.FirstSeq, &step.CancelRequested) })
 	s.queueUsage(batch, l, &l.Token, Spent{Model: p.Model, Calls: p.Iterations, Usage: p.Usage})
 	if p.AdmitNext {
 		s.queueAdmit(batch, l, &l.Token)
 	}
-	err := s.as(l.TenantID).SendBatch(ctx, batch).Close()
+	err = s.as(l.TenantID).SendBatch(ctx, batch).Close()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return step, ErrLeaseLost
 	}
@@ -422,24 +482,34 @@ type toolCallArrays struct {
 	started, finished                []*time.Time
 }
 
-func toolCallColumns(calls []ToolCall) toolCallArrays {
+// toolCallColumns seals the run's ledger rows and lays them out column by
+// column.
+func (w *sealer) toolCallColumns(runID string, calls []ToolCall) (toolCallArrays, error) {
 	var c toolCallArrays
 	for _, t := range calls {
+		input, err := w.json(toolField("input", runID, t.ToolUseID), t.Input)
+		if err != nil {
+			return c, err
+		}
 		c.ids = append(c.ids, t.ID)
 		c.toolUseIDs = append(c.toolUseIDs, t.ToolUseID)
 		c.names = append(c.names, t.Name)
-		c.inputs = append(c.inputs, t.Input)
+		c.inputs = append(c.inputs, input)
 		c.statuses = append(c.statuses, t.Status)
 		c.started = append(c.started, timeOrNil(t.StartedAt))
 		if t.Status == ToolCompleted {
-			c.outputs = append(c.outputs, &t.Output)
+			output, err := w.text(toolField("output", runID, t.ToolUseID), t.Output)
+			if err != nil {
+				return c, err
+			}
+			c.outputs = append(c.outputs, &output)
 			c.isErrors = append(c.isErrors, &t.IsError)
 			c.finished = append(c.finished, timeOrNil(t.FinishedAt))
 		} else {
 			c.outputs, c.isErrors, c.finished = append(c.outputs, nil), append(c.isErrors, nil), append(c.finished, nil)
 		}
 	}
-	return c
+	return c, nil
 }
 
 func timeOrNil(t time.Time) *time.Time {
@@ -457,8 +527,8 @@ WITH s AS (
     WHERE tenant_id = $1 AND id = $2 AND lease_run_id = $3 AND lease_token = $4
     RETURNING id, tenant_id, last_seq - cardinality($5::uuid[]) AS base_seq
 ), msg AS (
-    INSERT INTO {{schema}}.messages (id, session_id, tenant_id, run_id, seq, role, content, usage)
-    SELECT m.id, s.id, s.tenant_id, $3, s.base_seq + m.n, m.role, m.content, m.usage
+    INSERT INTO {{schema}}.messages (id, session_id, tenant_id, run_id, seq, role, content, usage, key_version)
+    SELECT m.id, s.id, s.tenant_id, $3, s.base_seq + m.n, m.role, m.content, m.usage, $17
     FROM s, unnest($5::uuid[], $6::text[], $7::jsonb[], $8::jsonb[]) WITH ORDINALITY AS m(id, role, content, usage, n)
 )
 UPDATE {{schema}}.runs
@@ -495,16 +565,26 @@ type FailedRun struct {
 // it, in one statement; what it used is added to the tenant's usage in the
 // same round trip, whatever became of the lease: it was spent.
 func (s *Store) FailRun(ctx context.Context, l Lease, f FailedRun) error {
-	m := messageColumns(f.Messages)
+	w, err := s.sealer(ctx, l.TenantID)
+	if err != nil {
+		return err
+	}
+	m, err := w.messageColumns(l.SessionID, f.Messages)
+	if err != nil {
+		return err
+	}
 	status := RunFailed
 	if f.Cancelled {
 		status = RunCancelled
 	}
 	batch := &pgx.Batch{}
-	s.queueStepEvents(batch, l, f.Events)
+	if err := s.queueStepEvents(batch, w, l, f.Events); err != nil {
+		return err
+	}
 	batch.Queue(s.q(failRunSQL), l.TenantID, l.SessionID, l.RunID, l.Token,
 		m.ids, m.roles, m.contents, m.usages, f.Reason, f.Iterations,
-		f.Usage.InputTokens, f.Usage.OutputTokens, f.Usage.CacheReadTokens, f.Usage.CacheWriteTokens, status, f.Class)
+		f.Usage.InputTokens, f.Usage.OutputTokens, f.Usage.CacheReadTokens, f.Usage.CacheWriteTokens, status, f.Class,
+		w.version())
 	s.queueUsage(batch, l, nil, Spent{Model: f.Model, Calls: f.Iterations, Usage: f.Usage})
 	return s.as(l.TenantID).SendBatch(ctx, batch).Close()
 }
@@ -515,14 +595,20 @@ type messageArrays struct {
 	contents, usages []json.RawMessage
 }
 
-func messageColumns(msgs []NewMessage) messageArrays {
+// messageColumns seals the session's messages and lays them out column by
+// column.
+func (w *sealer) messageColumns(sessionID string, msgs []NewMessage) (messageArrays, error) {
 	n := len(msgs)
 	c := messageArrays{ids: make([]string, n), roles: make([]string, n),
 		contents: make([]json.RawMessage, n), usages: make([]json.RawMessage, n)}
 	for i, m := range msgs {
-		c.ids[i], c.roles[i], c.contents[i], c.usages[i] = m.ID, m.Role, m.Content, m.Usage
+		content, err := w.json(messageContent(sessionID, m.ID), m.Content)
+		if err != nil {
+			return c, err
+		}
+		c.ids[i], c.roles[i], c.contents[i], c.usages[i] = m.ID, m.Role, content, m.Usage
 	}
-	return c
+	return c, nil
 }
 
 // Run is a row of the runs table.
@@ -604,7 +690,7 @@ func (s *Store) GetRun(ctx context.Context, tenantID, runID string) (Run, error)
 
 const listToolCallsSQL = `
 SELECT id::text, tool_use_id, name, input, status, coalesce(output, ''), coalesce(is_error, false),
-       started_at, finished_at, coalesce(decision_note, '')
+       started_at, finished_at, coalesce(decision_note, ''), key_version, note_key_version
 FROM {{schema}}.tool_executions
 WHERE tenant_id = $1 AND run_id = $2 AND ($3::uuid IS NULL OR session_id = $3)
 ORDER BY started_at NULLS LAST, tool_use_id`
@@ -612,17 +698,39 @@ ORDER BY started_at NULLS LAST, tool_use_id`
 // ListToolCalls returns the ledger rows of the tenant's run, if it is a run
 // of the session sessionID (nil: of any session).
 func (s *Store) ListToolCalls(ctx context.Context, tenantID string, sessionID *string, runID string) ([]ToolCall, error) {
+	o := s.opener(ctx, tenantID)
 	return queryAll(ctx, s.as(tenantID), "tool calls", s.q(listToolCallsSQL), func(row pgx.CollectableRow) (ToolCall, error) {
 		var t ToolCall
 		var started, finished *time.Time
+		var key, noteKey *int
 		err := row.Scan(&t.ID, &t.ToolUseID, &t.Name, &t.Input, &t.Status, &t.Output, &t.IsError,
-			&started, &finished, &t.DecisionNote)
+			&started, &finished, &t.DecisionNote, &key, &noteKey)
+		if err != nil {
+			return t, err
+		}
 		if started != nil {
 			t.StartedAt = *started
 		}
 		if finished != nil {
 			t.FinishedAt = *finished
 		}
-		return t, err
+		return t, o.toolCall(runID, &t, key, noteKey)
 	}, tenantID, runID, sessionID)
+}
+
+// toolCall opens the run's ledger row, sealed under key (input and
+// output) and noteKey (the decision's note).
+func (o opener) toolCall(runID string, t *ToolCall, key, noteKey *int) (err error) {
+	if t.Input, err = o.json(key, toolField("input", runID, t.ToolUseID), t.Input); err != nil {
+		return err
+	}
+	if t.Output != "" {
+		if t.Output, err = o.text(key, toolField("output", runID, t.ToolUseID), t.Output); err != nil {
+			return err
+		}
+	}
+	if t.DecisionNote != "" {
+		t.DecisionNote, err = o.text(noteKey, toolField("decision_note", runID, t.ToolUseID), t.DecisionNote)
+	}
+	return err
 }

@@ -35,7 +35,7 @@ type ResumeRunParams struct {
 
 const resumeRunSQL = `
 WITH r AS (
-    SELECT id, session_id, prompt, async FROM {{schema}}.runs
+    SELECT id, session_id, prompt, key_version, async FROM {{schema}}.runs
     WHERE tenant_id = $1 AND id = $2 AND session_id = $5
       AND status IN ('queued', 'running', 'awaiting_approval')
       AND NOT EXISTS (SELECT 1 FROM {{schema}}.tool_executions t WHERE t.run_id = $2 AND t.status = 'awaiting_approval')
@@ -57,8 +57,8 @@ WITH r AS (
         updated_at = now()
     WHERE tenant_id = $1 AND id = (SELECT session_id FROM r)
       AND (lease_run_id IS NULL OR lease_expires_at <= now())
-    RETURNING id, lease_token, compaction_gen, summary, first_intent, compacted_at_seq,
-              tenant_id, identifier, parent_id, depth, metadata, overrides, created_at, updated_at
+    RETURNING id, lease_token, compaction_gen, summary, first_intent, summary_key_version, compacted_at_seq,
+              tenant_id, identifier, parent_id, depth, metadata, overrides, created_at, updated_at, key_version
 ), run AS (
     UPDATE {{schema}}.runs
     SET status = 'running', lease_token = s.lease_token, started_at = coalesce(started_at, now())
@@ -67,8 +67,9 @@ WITH r AS (
 SELECT s.id::text, s.lease_token, s.compaction_gen, s.compaction_gen <> $4,
        CASE WHEN s.compaction_gen <> $4 THEN coalesce(s.summary, '') ELSE '' END,
        CASE WHEN s.compaction_gen <> $4 THEN coalesce(s.first_intent, '') ELSE '' END,
-       s.compacted_at_seq, r.prompt, r.async,
-       s.tenant_id, s.identifier, s.parent_id::text, s.depth, s.metadata, s.overrides, s.created_at, s.updated_at
+       s.summary_key_version, s.compacted_at_seq, r.prompt, r.key_version, r.async,
+       s.tenant_id, s.identifier, s.parent_id::text, s.depth, s.metadata, s.overrides, s.created_at, s.updated_at,
+       s.key_version
 FROM s, r`
 
 // ResumeRun takes the lease of the run's session for the run and moves it
@@ -84,24 +85,36 @@ func (s *Store) ResumeRun(ctx context.Context, p ResumeRunParams) (Begun, error)
 	begun := Begun{Lease: Lease{TenantID: p.TenantID, RunID: p.RunID}, Session: &Session{}}
 	b := begin{batch: &pgx.Batch{}, begun: &begun}
 	sess := begun.Session
+	var promptKey *int
 	b.batch.Queue(s.q(resumeRunSQL), p.TenantID, p.RunID, p.LeaseTTL.Seconds(), p.CachedGen, p.SessionID).
 		QueryRow(func(row pgx.Row) error {
 			return row.Scan(&sess.ID, &begun.Lease.Token, &begun.Lease.CompactionGen, &b.stale,
-				&b.sum.Text, &b.sum.FirstIntent, &b.sum.CompactedAtSeq, &begun.Prompt, &begun.Async,
+				&b.sum.Text, &b.sum.FirstIntent, &b.sum.keyVersion, &b.sum.CompactedAtSeq,
+				&begun.Prompt, &promptKey, &begun.Async,
 				&sess.TenantID, &sess.Identifier, &sess.ParentID, &sess.Depth, &sess.Metadata, &sess.Overrides,
-				&sess.CreatedAt, &sess.UpdatedAt)
+				&sess.CreatedAt, &sess.UpdatedAt, &sess.keyVersion)
 		})
 	b.readHistory(s.q(resumeHistorySQL), p.TenantID, p.RunID, p.CachedGen, p.CachedSeq)
 	s.queueAdmit(b.batch, begun.Lease, nil)
 	err := b.send(ctx, s.as(p.TenantID), func() error { return s.whyNotResumed(ctx, p.TenantID, p.SessionID, p.RunID) })
 	begun.Lease.SessionID = sess.ID
-	return begun, err
+	if err != nil {
+		return begun, err
+	}
+	o := s.opener(ctx, p.TenantID)
+	if begun.Prompt, err = o.json(promptKey, runPrompt(p.RunID), begun.Prompt); err != nil {
+		return begun, err
+	}
+	if err := o.session(sess); err != nil {
+		return begun, err
+	}
+	return begun, b.open(o, sess.ID)
 }
 
 // resumeHistorySQL is beginHistorySQL for a resumed run: its own messages
 // belong to the conversation too.
 const resumeHistorySQL = `
-SELECT m.id::text, m.run_id::text, m.seq, m.role, m.content, m.usage, m.created_at
+SELECT m.id::text, m.run_id::text, m.seq, m.role, m.content, m.usage, m.created_at, m.key_version
 FROM {{schema}}.sessions s
 JOIN {{schema}}.messages m ON m.session_id = s.id AND m.tenant_id = s.tenant_id
 LEFT JOIN {{schema}}.runs r ON r.id = m.run_id
@@ -183,12 +196,13 @@ func (s *Store) CancelRun(ctx context.Context, tenantID, runID, reason string) (
 
 const decideToolCallSQL = `
 UPDATE {{schema}}.tool_executions
-SET status = CASE WHEN $4 THEN 'approved' ELSE 'denied' END, decision_note = $5, decided_at = now()
+SET status = CASE WHEN $4 THEN 'approved' ELSE 'denied' END, decision_note = $5, note_key_version = $6,
+    decided_at = now()
 WHERE tenant_id = $1 AND run_id = $2 AND tool_use_id = $3 AND status = 'awaiting_approval'
   AND EXISTS (SELECT 1 FROM {{schema}}.runs r WHERE r.id = $2 AND r.status = 'awaiting_approval')
 RETURNING (SELECT count(*) FROM {{schema}}.tool_executions
            WHERE run_id = $2 AND status = 'awaiting_approval' AND tool_use_id <> $3),
-          session_id::text, name, input`
+          session_id::text, name, input, key_version`
 
 // DecidedCall is a call DecideToolCall decided.
 type DecidedCall struct {
@@ -205,8 +219,20 @@ type DecidedCall struct {
 // ErrNotFound.
 func (s *Store) DecideToolCall(ctx context.Context, tenantID, runID, toolUseID string, approve bool, note string) (DecidedCall, error) {
 	var d DecidedCall
-	err := s.as(tenantID).QueryRow(ctx, s.q(decideToolCallSQL), tenantID, runID, toolUseID, approve, note).
-		Scan(&d.Remaining, &d.SessionID, &d.Name, &d.Input)
+	w, err := s.sealer(ctx, tenantID)
+	if err != nil {
+		return d, err
+	}
+	sealedNote, err := w.text(toolField("decision_note", runID, toolUseID), note)
+	if err != nil {
+		return d, err
+	}
+	var inputKey *int
+	err = s.as(tenantID).QueryRow(ctx, s.q(decideToolCallSQL), tenantID, runID, toolUseID, approve, sealedNote, w.version()).
+		Scan(&d.Remaining, &d.SessionID, &d.Name, &d.Input, &inputKey)
+	if err == nil {
+		d.Input, err = s.opener(ctx, tenantID).json(inputKey, toolField("input", runID, toolUseID), d.Input)
+	}
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return d, err
 	}
@@ -231,19 +257,23 @@ func (s *Store) DecideToolCall(ctx context.Context, tenantID, runID, toolUseID s
 }
 
 const lastAnswerSQL = `
-SELECT content FROM {{schema}}.messages
+SELECT session_id::text, id::text, content, key_version FROM {{schema}}.messages
 WHERE tenant_id = $1 AND run_id = $2 AND role = 'assistant'
 ORDER BY seq DESC LIMIT 1`
 
 // LastAnswer returns the content of the run's last assistant message, or
 // nil.
 func (s *Store) LastAnswer(ctx context.Context, tenantID, runID string) (json.RawMessage, error) {
-	var content json.RawMessage
-	err := s.as(tenantID).QueryRow(ctx, s.q(lastAnswerSQL), tenantID, runID).Scan(&content)
+	var sessionID string
+	var m Message
+	err := s.as(tenantID).QueryRow(ctx, s.q(lastAnswerSQL), tenantID, runID).Scan(&sessionID, &m.ID, &m.Content, &m.keyVersion)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
-	return content, err
+	if err != nil {
+		return nil, err
+	}
+	return m.Content, s.opener(ctx, tenantID).message(sessionID, &m)
 }
 
 // failStuckRunsSQL calls the rescuer's SECURITY DEFINER function

@@ -21,6 +21,27 @@ type Session struct {
 	Overrides  json.RawMessage
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
+	// keyVersion sealed Metadata and Overrides as stored; nil: plaintext.
+	keyVersion *int
+}
+
+// open opens the session's sealed fields.
+func (o opener) session(sess *Session) (err error) {
+	if sess.Metadata, err = o.json(sess.keyVersion, sessionField("metadata", sess.ID), sess.Metadata); err != nil {
+		return err
+	}
+	sess.Overrides, err = o.json(sess.keyVersion, sessionField("overrides", sess.ID), sess.Overrides)
+	sess.keyVersion = nil
+	return err
+}
+
+// sealSession seals the session's fields for storing.
+func (w *sealer) session(id string, metadata, overrides json.RawMessage) (sealedMetadata, sealedOverrides json.RawMessage, err error) {
+	if sealedMetadata, err = w.json(sessionField("metadata", id), jsonOrEmpty(metadata)); err != nil {
+		return nil, nil, err
+	}
+	sealedOverrides, err = w.json(sessionField("overrides", id), jsonOrEmpty(overrides))
+	return sealedMetadata, sealedOverrides, err
 }
 
 // CreateSessionParams are the values of a new session.
@@ -33,14 +54,14 @@ type CreateSessionParams struct {
 	Overrides  json.RawMessage
 }
 
-const sessionColumns = `id::text, tenant_id, identifier, parent_id::text, depth, metadata, overrides, created_at, updated_at`
+const sessionColumns = `id::text, tenant_id, identifier, parent_id::text, depth, metadata, overrides, created_at, updated_at, key_version`
 
 const createSessionSQL = `
 WITH parent AS (
     SELECT id, depth FROM {{schema}}.sessions WHERE id = $4 AND tenant_id = $2
 )
-INSERT INTO {{schema}}.sessions (id, tenant_id, identifier, parent_id, depth, metadata, overrides)
-SELECT $1, $2, $3, parent.id, coalesce(parent.depth + 1, 0), $5, $6
+INSERT INTO {{schema}}.sessions (id, tenant_id, identifier, parent_id, depth, metadata, overrides, key_version)
+SELECT $1, $2, $3, parent.id, coalesce(parent.depth + 1, 0), $5, $6, $7
 FROM (SELECT 1) AS one LEFT JOIN parent ON true
 WHERE $4::uuid IS NULL OR parent.id IS NOT NULL
 RETURNING ` + sessionColumns
@@ -49,8 +70,16 @@ RETURNING ` + sessionColumns
 // already has a session with that identifier, and ErrNotFound when ParentID
 // names no session of the tenant.
 func (s *Store) CreateSession(ctx context.Context, p CreateSessionParams) (*Session, error) {
+	w, err := s.sealer(ctx, p.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	metadata, overrides, err := w.session(p.ID, p.Metadata, p.Overrides)
+	if err != nil {
+		return nil, err
+	}
 	row := s.as(p.TenantID).QueryRow(ctx, s.q(createSessionSQL),
-		p.ID, p.TenantID, p.Identifier, p.ParentID, jsonOrEmpty(p.Metadata), jsonOrEmpty(p.Overrides))
+		p.ID, p.TenantID, p.Identifier, p.ParentID, metadata, overrides, w.version())
 	sess, err := scanSession(row)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -60,14 +89,14 @@ func (s *Store) CreateSession(ctx context.Context, p CreateSessionParams) (*Sess
 	case err != nil:
 		return nil, err
 	}
-	return sess, nil
+	return sess, s.opener(ctx, p.TenantID).session(sess)
 }
 
 const getSessionSQL = `SELECT ` + sessionColumns + ` FROM {{schema}}.sessions WHERE tenant_id = $1 AND id = $2`
 
 // GetSession returns the tenant's session with that id, or ErrNotFound.
 func (s *Store) GetSession(ctx context.Context, tenantID, id string) (*Session, error) {
-	return oneSession(s.as(tenantID).QueryRow(ctx, s.q(getSessionSQL), tenantID, id))
+	return s.oneSession(ctx, tenantID, s.as(tenantID).QueryRow(ctx, s.q(getSessionSQL), tenantID, id))
 }
 
 const getSessionByIdentifierSQL = `SELECT ` + sessionColumns + ` FROM {{schema}}.sessions WHERE tenant_id = $1 AND identifier = $2`
@@ -75,7 +104,7 @@ const getSessionByIdentifierSQL = `SELECT ` + sessionColumns + ` FROM {{schema}}
 // GetSessionByIdentifier returns the tenant's session with that identifier,
 // or ErrNotFound.
 func (s *Store) GetSessionByIdentifier(ctx context.Context, tenantID, identifier string) (*Session, error) {
-	return oneSession(s.as(tenantID).QueryRow(ctx, s.q(getSessionByIdentifierSQL), tenantID, identifier))
+	return s.oneSession(ctx, tenantID, s.as(tenantID).QueryRow(ctx, s.q(getSessionByIdentifierSQL), tenantID, identifier))
 }
 
 const listSessionsSQL = `SELECT ` + sessionColumns + ` FROM {{schema}}.sessions
@@ -98,9 +127,19 @@ func (s *Store) ListSessions(ctx context.Context, tenantID string, after *Sessio
 	if after != nil {
 		updatedAt, id = &after.UpdatedAt, &after.ID
 	}
-	return queryAll(ctx, s.as(tenantID), "sessions", s.q(listSessionsSQL), func(row pgx.CollectableRow) (*Session, error) {
+	sessions, err := queryAll(ctx, s.as(tenantID), "sessions", s.q(listSessionsSQL), func(row pgx.CollectableRow) (*Session, error) {
 		return scanSession(row)
 	}, tenantID, updatedAt, id, limit)
+	if err != nil {
+		return nil, err
+	}
+	o := s.opener(ctx, tenantID)
+	for _, sess := range sessions {
+		if err := o.session(sess); err != nil {
+			return nil, err
+		}
+	}
+	return sessions, nil
 }
 
 const deleteSessionSQL = `
@@ -137,18 +176,21 @@ func (s *Store) DeleteSession(ctx context.Context, tenantID, id string) error {
 	return nil
 }
 
-func oneSession(row pgx.Row) (*Session, error) {
+func (s *Store) oneSession(ctx context.Context, tenantID string, row pgx.Row) (*Session, error) {
 	sess, err := scanSession(row)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
-	return sess, err
+	if err != nil {
+		return nil, err
+	}
+	return sess, s.opener(ctx, tenantID).session(sess)
 }
 
 func scanSession(row pgx.Row) (*Session, error) {
 	var sess Session
 	err := row.Scan(&sess.ID, &sess.TenantID, &sess.Identifier, &sess.ParentID, &sess.Depth,
-		&sess.Metadata, &sess.Overrides, &sess.CreatedAt, &sess.UpdatedAt)
+		&sess.Metadata, &sess.Overrides, &sess.CreatedAt, &sess.UpdatedAt, &sess.keyVersion)
 	if err != nil {
 		return nil, err
 	}

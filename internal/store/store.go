@@ -70,6 +70,7 @@ type Store struct {
 	schema string
 	sql    *strings.Replacer
 	cache  *sync.Map // statement template -> statement for this schema, shared by WithDB copies
+	crypt  *crypt    // nil: content is stored in plaintext (see WithKeys)
 }
 
 // New returns a Store for the tables in schema ("" means DefaultSchema).
