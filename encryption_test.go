@@ -452,3 +452,51 @@ func TestRotationHelper(t *testing.T) {
 	})
 	t.Fatalf("the rotation ended before its second batch: %v", err)
 }
+
+// With encryption on, EraseIdentifier leaves nothing of the end user in
+// what the tenant's sessions hold, decrypted; the other user keeps all of
+// theirs. EraseTenant then deletes the tenant's data keys with its rows.
+func TestEraseEncrypted(t *testing.T) {
+	t.Parallel()
+	b := encrypted(t, testKeys(t))
+	const victim, bystander = "VICTIM-0b7e", "BYSTANDER-33af"
+	userData(t, b, "acme", "user-1", victim)
+	userData(t, b, "acme", "user-2", bystander)
+	if err := b.agent.EraseIdentifier(ctx(t), "acme", "user-1"); err != nil {
+		t.Fatal(err)
+	}
+	page, err := b.agent.ListSessions(ctx(t), "acme", agentpg.ListOptions{Limit: agentpg.MaxPageSize})
+	if err != nil || len(page.Items) == 0 {
+		t.Fatalf("sessions left: %d, %v", len(page.Items), err)
+	}
+	var left strings.Builder
+	for _, sess := range page.Items {
+		all, err := readAll(t, b.agent, "acme", sess.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		left.WriteString(all)
+	}
+	if strings.Contains(left.String(), victim) {
+		t.Error("the erased user's marker is still readable")
+	}
+	if n := strings.Count(left.String(), bystander); n < 20 {
+		t.Errorf("the other user's marker reads back %d times, want all of theirs", n)
+	}
+
+	if err := b.agent.EraseTenant(ctx(t), "acme"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.agent.KeyStatus(ctx(t), "acme")
+	if err != nil || len(st.Keys) != 0 || st.PlaintextRows != 0 {
+		t.Fatalf("after EraseTenant, key status %+v, %v; want no key and no row", st, err)
+	}
+	// The tenant id can be used again, with a new key.
+	sess := b.session(t, "acme", "user-3")
+	if _, err := sess.Run(ctx(t), "hello again"); err != nil {
+		t.Fatal(err)
+	}
+	if all, err := readAll(t, b.another(t), "acme", sess.ID); err != nil || !strings.Contains(all, "hello again") {
+		t.Fatalf("the tenant's new session reads %q, %v", all, err)
+	}
+}
