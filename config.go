@@ -14,6 +14,7 @@ import (
 
 	"github.com/agentpg/agentpg/compaction"
 	"github.com/agentpg/agentpg/internal/store"
+	"github.com/agentpg/agentpg/keys"
 	"github.com/agentpg/agentpg/redact"
 	"github.com/agentpg/agentpg/tool"
 )
@@ -133,6 +134,9 @@ type Config struct {
 	// so that the two never multiply. The Client's other uses keep its
 	// settings.
 	RequestOptions []option.RequestOption
+	// Keys holds the key-encryption keys of encryption at rest; nil
+	// leaves content unencrypted.
+	Keys keys.Provider
 	// Prices are the models' prices that Agent.TenantUsage reports costs
 	// with, keyed by model name or name prefix (the longest matching key
 	// wins), over DefaultPrices, list prices that may be out of date:
