@@ -197,6 +197,12 @@ func TestCheckupAllGood(t *testing.T) {
 		c.Keys = provider
 	})
 	b.agent.OnBeforeMessage(redact.BlockPII())
+	wantCheck(t, checkOf(t, b.agent, agentpg.CheckRetention), agentpg.CheckWarn, "no retention policy", "agentpg retention set --default --guide")
+	if err := b.agent.SetRetention(ctx(t), "acme", agentpg.GuideRetention); err != nil {
+		t.Fatal(err)
+	}
+	wantCheck(t, checkOf(t, b.agent, agentpg.CheckRetention), agentpg.CheckWarn, "1 tenant with a policy of its own, no default")
+	wantCheck(t, checkOf(t, b.agent, agentpg.CheckRateLimits), agentpg.CheckWarn, "no tenant has rate limits", "Agent.SetTenantLimits")
 	if err := b.agent.SetRetention(ctx(t), "", agentpg.GuideRetention); err != nil {
 		t.Fatal(err)
 	}
@@ -224,6 +230,7 @@ func TestCheckupAllGood(t *testing.T) {
 	wantCheck(t, checks[5], agentpg.CheckOK, "forced on the 14 tenant tables")
 	wantCheck(t, checks[6], agentpg.CheckOK, "not a superuser, no BYPASSRLS")
 	wantCheck(t, checks[7], agentpg.CheckOK, "1 tenant, every chain intact")
+	wantCheck(t, checks[8], agentpg.CheckOK, "default policy set; 1 tenant with a policy of its own")
 }
 
 // On a schema that was never migrated, the configuration's checks still
