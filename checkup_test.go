@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/agentpg/agentpg"
@@ -62,15 +63,9 @@ func wantCheck(t *testing.T, c agentpg.Check, status agentpg.CheckStatus, wants 
 // the Executor afterwards; one that takes nothing says so, and passes.
 func TestCheckupToolSchemas(t *testing.T) {
 	t.Parallel()
-	declared, err := tool.NewFunc("lookup", "Looks a city up.", func(_ context.Context, in cityInput) (string, error) {
-		return in.City, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	none := false
 	b := setup(t, func(c *agentpg.Config) {
-		c.Tools = []tool.Tool{declared, schemaTool{"clock", tool.ToolSchema{AdditionalProperties: &none}}}
+		c.Tools = []tool.Tool{weatherTool(t, new(atomic.Int32)), schemaTool{"clock", tool.ToolSchema{AdditionalProperties: &none}}}
 	})
 	wantCheck(t, checkOf(t, b.agent, agentpg.CheckToolSchemas), agentpg.CheckOK, "each of the 2 tools declares its input")
 
@@ -79,7 +74,7 @@ func TestCheckupToolSchemas(t *testing.T) {
 	}
 	c := checkOf(t, b.agent, agentpg.CheckToolSchemas)
 	wantCheck(t, c, agentpg.CheckFail, `1 tool of 3 tools declare no input properties`, `"anything"`, "AdditionalProperties to false")
-	if strings.Contains(c.Detail, "lookup") || strings.Contains(c.Detail, "clock") {
+	if strings.Contains(c.Detail, "weather") || strings.Contains(c.Detail, "clock") {
 		t.Errorf("the check names tools with a schema: %s", c.Detail)
 	}
 
@@ -181,18 +176,12 @@ func TestCheckupAuditLog(t *testing.T) {
 // check.
 func TestCheckupAllGood(t *testing.T) {
 	t.Parallel()
-	lookup, err := tool.NewFunc("lookup", "Looks a city up.", func(_ context.Context, in cityInput) (string, error) {
-		return in.City, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	provider, err := keys.Static(map[string][]byte{"k1": bytes.Repeat([]byte{1}, keys.KeySize)}, "k1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := setupOn(t, agentpgtest.DBWithOptions(t, agentpgtest.DBOptions{AppRole: true}), func(c *agentpg.Config) {
-		c.Tools = []tool.Tool{lookup}
+		c.Tools = []tool.Tool{weatherTool(t, new(atomic.Int32))}
 		c.Audit.Enabled = true
 		c.Keys = provider
 	})
