@@ -3,6 +3,8 @@ package agentpg_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -136,45 +138,76 @@ func BenchmarkPlainTurnRowLevelSecurity(b *testing.B) {
 	}
 }
 
-// BenchmarkPlainTurnEncryption is BenchmarkPlainTurn with content stored
-// in plaintext (keys=off) and encrypted at rest (keys=on, Config.Keys), in
-// one run.
-func BenchmarkPlainTurnEncryption(b *testing.B) {
-	for _, on := range []bool{false, true} {
-		b.Run(fmt.Sprintf("keys=%s", map[bool]string{false: "off", true: "on"}[on]), func(b *testing.B) {
-			var cfg agentpg.Config
-			if on {
-				cfg.Keys = testKeys(b)
-			}
-			benchmarkTurn(b, cfg, agentpgtest.Echo, nil)
-		})
+// BenchmarkEncryption measures a plain turn and a tool turn with content
+// stored in plaintext (keys=off) and encrypted at rest (keys=on,
+// Config.Keys), in one run.
+func BenchmarkEncryption(b *testing.B) {
+	tools, toolResponder := echoToolTurn(b)
+	for _, turn := range []struct {
+		name      string
+		tools     []tool.Tool
+		responder func(agentpgtest.Request) agentpgtest.Reply
+	}{{"plain", nil, agentpgtest.Echo}, {"tool", tools, toolResponder}} {
+		for _, on := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/keys=%s", turn.name, map[bool]string{false: "off", true: "on"}[on]), func(b *testing.B) {
+				cfg := agentpg.Config{Tools: turn.tools}
+				if on {
+					cfg.Keys = testKeys(b)
+				}
+				benchmarkTurn(b, cfg, turn.responder, nil)
+			})
+		}
 	}
 }
 
-// BenchmarkPlainTurnLimited is BenchmarkPlainTurn for a tenant with
-// limits, high enough never to refuse: admitting each model call and
-// counting its usage add statements to the turn's batches, not round
-// trips.
-func BenchmarkPlainTurnLimited(b *testing.B) {
-	benchmarkTurn(b, agentpg.Config{}, agentpgtest.Echo, &agentpg.TenantLimits{
-		RequestsPerMinute: 1 << 30, TokensPerDay: 1 << 50,
-		PerSession: agentpg.SessionLimits{RequestsPerMinute: 1 << 30, TokensPerDay: 1 << 50},
-	})
-}
-
 // BenchmarkToolTurn measures a Run in which the model calls one tool and
-// then answers: model, tool, model; "audited" with Config.Audit.Enabled,
-// its round trips counting the audit log's background writes; "encrypted"
-// with Config.Keys.
+// then answers: model, tool, model.
 func BenchmarkToolTurn(b *testing.B) {
 	tools, responder := echoToolTurn(b)
-	b.Run("plain", func(b *testing.B) { benchmarkTurn(b, agentpg.Config{Tools: tools}, responder, nil) })
-	b.Run("audited", func(b *testing.B) {
-		benchmarkTurn(b, agentpg.Config{Tools: tools, Audit: agentpg.AuditConfig{Enabled: true}}, responder, nil)
-	})
-	b.Run("encrypted", func(b *testing.B) {
-		benchmarkTurn(b, agentpg.Config{Tools: tools, Keys: testKeys(b)}, responder, nil)
-	})
+	benchmarkTurn(b, agentpg.Config{Tools: tools}, responder, nil)
+}
+
+// BenchmarkGovernance measures a plain turn and a tool turn with the
+// governance features off, each on alone, and all on, in one run. Every
+// mode logs at debug level to a slog handler writing to io.Discard, so
+// that records are made and handled (two a turn: run started, run
+// completed): "off" passes them unredacted (Config.DisableLogRedaction),
+// "redaction" through redact.Redact. "audit" sets Config.Audit.Enabled,
+// its round trips counting the audit log's background writes (a tool
+// call is an entry; a plain turn records none); "limits" sets every limit
+// of the tenant, high enough never to refuse: admitting each model call
+// and counting its usage add statements to the turn's batches, not round
+// trips.
+func BenchmarkGovernance(b *testing.B) {
+	tools, toolResponder := echoToolTurn(b)
+	logger := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	limits := &agentpg.TenantLimits{
+		RequestsPerMinute: 1 << 30, TokensPerDay: 1 << 50,
+		PerSession: agentpg.SessionLimits{RequestsPerMinute: 1 << 30, TokensPerDay: 1 << 50},
+	}
+	for _, turn := range []struct {
+		name      string
+		tools     []tool.Tool
+		responder func(agentpgtest.Request) agentpgtest.Reply
+	}{{"plain", nil, agentpgtest.Echo}, {"tool", tools, toolResponder}} {
+		for _, mode := range []string{"off", "audit", "limits", "redaction", "all"} {
+			b.Run(turn.name+"/"+mode, func(b *testing.B) {
+				cfg := agentpg.Config{Tools: turn.tools, Logger: logger, DisableLogRedaction: true}
+				var tenantLimits *agentpg.TenantLimits
+				switch mode {
+				case "audit":
+					cfg.Audit.Enabled = true
+				case "limits":
+					tenantLimits = limits
+				case "redaction":
+					cfg.DisableLogRedaction = false
+				case "all":
+					cfg.Audit.Enabled, tenantLimits, cfg.DisableLogRedaction = true, limits, false
+				}
+				benchmarkTurn(b, cfg, turn.responder, tenantLimits)
+			})
+		}
+	}
 }
 
 // echoToolTurn returns the tool and the model of a tool turn: the model
@@ -196,8 +229,8 @@ func echoToolTurn(b *testing.B) ([]tool.Tool, func(agentpgtest.Request) agentpgt
 }
 
 // benchmarkTurn runs b.N turns, ten per session, on cfg's database (a
-// database of the benchmark's own when nil) with cfg's tools and audit
-// settings, the model responder and limits on the tenant unless nil, and
+// database of the benchmark's own when nil) with cfg's tools, audit and
+// logging settings, the model responder and limits on the tenant unless nil, and
 // reports round trips and commits per turn (those of the audit log's
 // background writes, flushed at the end, included) and turns per second.
 func benchmarkTurn(b *testing.B, cfg agentpg.Config, responder func(agentpgtest.Request) agentpgtest.Reply, limits *agentpg.TenantLimits) {

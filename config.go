@@ -3,7 +3,6 @@ package agentpg
 import (
 	"errors"
 	"fmt"
-	"github.com/agentpg/agentpg/keys"
 	"log/slog"
 	"math"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/agentpg/agentpg/compaction"
 	"github.com/agentpg/agentpg/internal/store"
+	"github.com/agentpg/agentpg/keys"
 	"github.com/agentpg/agentpg/redact"
 	"github.com/agentpg/agentpg/tool"
 )

@@ -1,6 +1,8 @@
 package redact_test
 
 import (
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -70,6 +72,31 @@ func BenchmarkRedact(b *testing.B) {
 			b.SetBytes(int64(len(bc.text)))
 			for b.Loop() {
 				redact.Redact(bc.text)
+			}
+		})
+	}
+}
+
+// BenchmarkHandler measures the logging of a turn, as an Agent logs at
+// debug level: a logger with the run's ids, then "run started" and "run
+// completed", to a text handler writing to io.Discard, as they are
+// ("plain") and through NewHandler ("redacted").
+func BenchmarkHandler(b *testing.B) {
+	text := slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug})
+	for _, bc := range []struct {
+		name    string
+		handler slog.Handler
+	}{
+		{"plain", text},
+		{"redacted", redact.NewHandler(text)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			logger := slog.New(bc.handler)
+			for b.Loop() {
+				log := logger.With("tenant_id", "company-a", "session_id", "0197e0c2-7b1e-7c3a-9f1e-2d4b6a8c0e1f",
+					"run_id", "0197e0c2-7b1f-7000-8000-2d4b6a8c0e1f")
+				log.Debug("run started")
+				log.Debug("run completed", "stop_reason", "end_turn", "iterations", 1, "input_tokens", 1234, "output_tokens", 56)
 			}
 		})
 	}

@@ -138,16 +138,6 @@ func describeDB(cfg *pgxpool.Config) string {
 	return fmt.Sprintf("postgres://%s@%s/%s", cc.User, net.JoinHostPort(cc.Host, fmt.Sprint(cc.Port)), cc.Database)
 }
 
-// schemaExists reports whether the database of pool has schema.
-func schemaExists(ctx context.Context, pool *pgxpool.Pool, schema string) (bool, error) {
-	var exists bool
-	err := pool.QueryRow(ctx, `SELECT to_regnamespace($1) IS NOT NULL`, schema).Scan(&exists)
-	if err != nil {
-		return false, fmt.Errorf("looking for schema %q: %w", schema, err)
-	}
-	return exists, nil
-}
-
 // answers reports whether anything accepts TCP connections at addr.
 func answers(ctx context.Context, addr string) bool {
 	d := net.Dialer{Timeout: time.Second}

@@ -13,8 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 
-	"github.com/agentpg/agentpg/audit"
-	"github.com/agentpg/agentpg/internal/store"
+	"github.com/agentpg/agentpg"
 )
 
 // doctorHelp describes the checks, for the usage of doctor.
@@ -35,32 +34,27 @@ plaintext silently and never verify the server), require warns for a remote
 server (it encrypts but does not verify the server), verify-ca and verify-full
 verify it; the guide asks for verify-full.
 
-Each check prints a line: ok, warn or fail, and what to do. The output never
-shows the API key or the password. The exit status is 0 when no check failed,
-1 otherwise.`
+The database's checks are those of Agent.Checkup. Its other checks look at
+the application's own Agent, which doctor cannot see: whether every tool
+declares its input schema, a PII filter hook is registered, log redaction is
+on and encryption keys are set. Call agent.Checkup(ctx) in the application,
+at startup or from a health endpoint, for all of them.
 
-// status is the outcome of a check.
-type status string
+Each check prints a line: ok, warn or fail, what it found and, unless ok,
+the fix. The output never shows the API key or the password. --json prints
+the checks with the same fields (name, status, detail, fix). The exit status
+is 0 when no check failed, 1 otherwise.`
 
-const (
-	statusOK   status = "ok"
-	statusWarn status = "warn"
-	statusFail status = "fail"
-)
-
-// finding is what a check found: its status and a short explanation, with
-// the remedy when the status is not ok.
-type finding struct {
-	status status
-	text   string
+func ok(format string, args ...any) agentpg.Check {
+	return agentpg.Check{Status: agentpg.CheckOK, Detail: fmt.Sprintf(format, args...)}
 }
 
-func okf(format string, args ...any) finding { return finding{statusOK, fmt.Sprintf(format, args...)} }
-func warnf(format string, args ...any) finding {
-	return finding{statusWarn, fmt.Sprintf(format, args...)}
+func warn(detail, fix string) agentpg.Check {
+	return agentpg.Check{Status: agentpg.CheckWarn, Detail: detail, Fix: fix}
 }
-func failf(format string, args ...any) finding {
-	return finding{statusFail, fmt.Sprintf(format, args...)}
+
+func fail(detail, fix string) agentpg.Check {
+	return agentpg.Check{Status: agentpg.CheckFail, Detail: detail, Fix: fix}
 }
 
 // checkup is what the checks look at.
@@ -73,17 +67,19 @@ type checkup struct {
 	// db is the database, or nil when connecting failed with dbErr.
 	db    *database
 	dbErr error
-	// store runs statements in the schema, once connected.
-	store *store.Store
-	// migrated is set by checkMigrations when the schema is up to date.
+	// agent is an Agent on db, once connected, whose Checkup checks the
+	// database.
+	agent *agentpg.Agent
+	// migrated is set once the migrations check passed.
 	migrated bool
 }
 
-// doctorCheck is one check of doctor.
+// doctorCheck is one check of doctor: run, or, when run is nil, the
+// check of Agent.Checkup of that name.
 type doctorCheck struct {
 	name  string
 	needs need
-	run   func(ctx context.Context, cu *checkup) finding
+	run   func(ctx context.Context, cu *checkup) agentpg.Check
 }
 
 // need is what a check needs to run.
@@ -95,7 +91,10 @@ const (
 	needsSchema       // a connection, and the schema migrated
 )
 
-// doctorChecks are the checks of doctor, in the order they print.
+// doctorChecks are the checks of doctor, in the order they print. Those
+// of Agent.Checkup that look at the application's Agent (its tools,
+// hooks, logging and keys) are the application's to run: doctor's Agent
+// is not the application's.
 var doctorChecks = []doctorCheck{
 	{"API key", needsNothing, checkAPIKey},
 	{"database URL", needsNothing, checkDatabaseURL},
@@ -103,13 +102,13 @@ var doctorChecks = []doctorCheck{
 	{"TLS", needsDB, checkTLS},
 	{"password", needsNothing, checkPassword},
 	{"server version", needsDB, checkServerVersion},
-	{"migrations", needsDB, checkMigrations},
-	{"row-level security", needsSchema, checkRowLevelSecurity},
-	{"database role", needsDB, checkRole},
-	{"audit log", needsSchema, checkAuditLog},
-	{"retention", needsSchema, checkRetention},
-	{"rate limits", needsSchema, checkLimits},
-	{"usage anomalies", needsSchema, checkAnomalies},
+	{agentpg.CheckMigrations, needsDB, nil},
+	{agentpg.CheckRowLevelSecurity, needsSchema, nil},
+	{agentpg.CheckDatabaseRole, needsDB, nil},
+	{agentpg.CheckAuditLog, needsSchema, nil},
+	{agentpg.CheckRetention, needsSchema, nil},
+	{agentpg.CheckRateLimits, needsSchema, nil},
+	{agentpg.CheckUsageAnomalies, needsSchema, nil},
 }
 
 // doctorCmd returns "agentpg doctor".
@@ -124,21 +123,21 @@ func (c *cli) doctorCmd() *cobra.Command {
 
 // doctorReport is the outcome of doctor, as --json prints it.
 type doctorReport struct {
-	Checks []checkResult `json:"checks"`
+	Checks []agentpg.Check `json:"checks"`
 	// Skipped names the checks that need a connection, when there is none,
 	// and Unmigrated those that need the schema migrated, when it is not.
 	Skipped    []string `json:"skipped"`
 	Unmigrated []string `json:"unmigrated"`
-	Failed     int      `json:"failed"`
-	Warnings   int      `json:"warnings"`
+	// Application names the checks that only the application's Agent can
+	// run (Agent.Checkup).
+	Application []string `json:"application"`
+	Failed      int      `json:"failed"`
+	Warnings    int      `json:"warnings"`
 }
 
-// checkResult is the outcome of one check.
-type checkResult struct {
-	Name    string `json:"name"`
-	Status  status `json:"status"`
-	Message string `json:"message"`
-}
+// applicationChecks are the checks of Agent.Checkup that doctor leaves to
+// the application.
+var applicationChecks = []string{agentpg.CheckToolSchemas, agentpg.CheckPIIFilter, agentpg.CheckLogRedaction, agentpg.CheckEncryption}
 
 // doctor checks the deployment: a line per check, or a JSON report, and an
 // error when a check failed.
@@ -148,13 +147,13 @@ func (c *cli) doctor(ctx context.Context) error {
 	cu.db, cu.dbErr = c.openDB(ctx, false) // the deployment's database: never a throwaway cluster
 	if cu.db != nil {
 		defer cu.db.close()
-		st, err := store.New(cu.db.pool, cu.schema) // the schema's name is checked already
+		agent, err := agentpg.New(storageConfig(cu.db, cu.schema)) // the schema's name is checked already
 		if err != nil {
 			return err
 		}
-		cu.store = st
+		cu.agent, cu.db.agent = agent, agent
 	}
-	report := doctorReport{Checks: []checkResult{}, Skipped: []string{}, Unmigrated: []string{}}
+	report := doctorReport{Checks: []agentpg.Check{}, Skipped: []string{}, Unmigrated: []string{}, Application: applicationChecks}
 	for _, check := range doctorChecks {
 		if check.needs >= needsDB && cu.db == nil {
 			report.Skipped = append(report.Skipped, check.name)
@@ -164,13 +163,22 @@ func (c *cli) doctor(ctx context.Context) error {
 			report.Unmigrated = append(report.Unmigrated, check.name)
 			continue
 		}
-		f := check.run(ctx, cu)
-		text := strings.Join(strings.Fields(f.text), " ") // a line, even for pgx's errors of several
-		report.Checks = append(report.Checks, checkResult{check.name, f.status, text})
-		switch f.status {
-		case statusFail:
+		var r agentpg.Check
+		if check.run != nil {
+			r = check.run(ctx, cu)
+		} else {
+			r = cu.agent.Checkup(ctx, check.name)[0]
+		}
+		r.Name = check.name
+		r.Detail = strings.Join(strings.Fields(r.Detail), " ") // a line, even for pgx's errors of several
+		if check.name == agentpg.CheckMigrations && r.Status == agentpg.CheckOK {
+			cu.migrated = true
+		}
+		report.Checks = append(report.Checks, r)
+		switch r.Status {
+		case agentpg.CheckFail:
 			report.Failed++
-		case statusWarn:
+		case agentpg.CheckWarn:
 			report.Warnings++
 		}
 	}
@@ -191,7 +199,11 @@ func (c *cli) doctor(ctx context.Context) error {
 func (c *cli) printReport(report doctorReport) {
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	for _, r := range report.Checks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Status, r.Name, escapeLine(r.Message)) // it may quote the server
+		line := r.Detail
+		if r.Fix != "" {
+			line += "; fix: " + r.Fix
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Status, r.Name, escapeLine(line)) // it may quote the server
 	}
 	tw.Flush()
 	if len(report.Skipped) > 0 {
@@ -200,6 +212,7 @@ func (c *cli) printReport(report doctorReport) {
 	if len(report.Unmigrated) > 0 {
 		fmt.Fprintf(c.stdout, "\nNot checked until the schema is migrated: %s.\n", strings.Join(report.Unmigrated, ", "))
 	}
+	fmt.Fprintf(c.stdout, "\nChecked by the application's Agent only (Agent.Checkup): %s.\n", strings.Join(report.Application, ", "))
 	switch {
 	case report.Failed > 0:
 	case report.Warnings > 0:
@@ -211,50 +224,53 @@ func (c *cli) printReport(report doctorReport) {
 
 // checkAPIKey tells whether ANTHROPIC_API_KEY is set, never showing any of
 // it.
-func checkAPIKey(_ context.Context, cu *checkup) finding {
+func checkAPIKey(_ context.Context, cu *checkup) agentpg.Check {
 	key := cu.getenv("ANTHROPIC_API_KEY")
 	switch {
 	case key == "":
-		return warnf("ANTHROPIC_API_KEY is not set: demo and chat answer with the built-in scripted model")
+		return warn("ANTHROPIC_API_KEY is not set: demo and chat answer with the built-in scripted model",
+			"set ANTHROPIC_API_KEY from your secret manager")
 	case strings.TrimSpace(key) != key:
-		return warnf("ANTHROPIC_API_KEY is set, from the environment, but with white space around it, such as a final newline: trim it")
+		return warn("ANTHROPIC_API_KEY is set, from the environment, but with white space around it, such as a final newline", "trim it")
 	case !strings.HasPrefix(key, "sk-ant-"):
-		return warnf("ANTHROPIC_API_KEY is set, from the environment, but does not look like an Anthropic API key")
+		return warn("ANTHROPIC_API_KEY is set, from the environment, but does not look like an Anthropic API key",
+			"set it to a key of the Anthropic Console, which starts with sk-ant-")
 	}
-	return okf("ANTHROPIC_API_KEY is set, from the environment")
+	return ok("ANTHROPIC_API_KEY is set, from the environment")
 }
 
 // checkDatabaseURL tells where the database's URL comes from: a deployment
 // names its database, where the default is the local server of a
 // developer's machine.
-func checkDatabaseURL(_ context.Context, cu *checkup) finding {
+func checkDatabaseURL(_ context.Context, cu *checkup) agentpg.Check {
 	if cu.source == "" {
-		return warnf("DATABASE_URL is not set: using the default %s, the local server with trust authentication; set DATABASE_URL to the deployment's database", cu.dsn)
+		return warn(fmt.Sprintf("DATABASE_URL is not set: using the default %s, the local server with trust authentication", cu.dsn),
+			"set DATABASE_URL to the deployment's database")
 	}
-	return okf("from %s", cu.source)
+	return ok("from %s", cu.source)
 }
 
 // checkDatabase tells whether the database answered.
-func checkDatabase(_ context.Context, cu *checkup) finding {
+func checkDatabase(_ context.Context, cu *checkup) agentpg.Check {
 	if cu.dbErr != nil {
-		return failf("%s", message(cu.dbErr)) // connect names the database without its password
+		return fail(message(cu.dbErr), "check the database's URL, and that the server answers") // connect names the database without its password
 	}
-	return okf("connected to %s", cu.db.name)
+	return ok("connected to %s", cu.db.name)
 }
 
 // checkTLS tells whether the connection uses TLS, as the server sees it,
 // and whether the settings make sure of it.
-func checkTLS(ctx context.Context, cu *checkup) finding {
+func checkTLS(ctx context.Context, cu *checkup) agentpg.Check {
 	conn, err := cu.db.pool.Acquire(ctx)
 	if err != nil {
-		return failf("%s", message(err))
+		return fail(message(err), "check that the server answers")
 	}
 	defer conn.Release()
 	var ssl bool
 	var version string
 	err = conn.QueryRow(ctx, `SELECT ssl, coalesce(version, '') FROM pg_stat_ssl WHERE pid = pg_backend_pid()`).Scan(&ssl, &version)
 	if err != nil {
-		return warnf("cannot tell: reading pg_stat_ssl: %s", message(err))
+		return warn("cannot tell: reading pg_stat_ssl: "+message(err), "use sslmode=verify-full")
 	}
 	local := isLocal(conn.Conn().PgConn().Conn().RemoteAddr())
 	return tlsFinding(ssl, version, local, sslMode(&cu.db.pool.Config().ConnConfig.Config))
@@ -266,20 +282,20 @@ func checkTLS(ctx context.Context, cu *checkup) finding {
 // was used this time: the next connection may silently go without, and no
 // setting below verify-ca verifies the server. A local connection needs no
 // verification, so require is enough there.
-func tlsFinding(ssl bool, version string, local bool, mode string) finding {
+func tlsFinding(ssl bool, version string, local bool, mode string) agentpg.Check {
 	setting := ""
 	if mode != "" {
 		setting = " (sslmode=" + mode + " " + sslModes[mode] + ")"
 	}
 	switch {
 	case !ssl && local:
-		return warnf("local connection without TLS%s; use sslmode=verify-full for a remote server", setting)
+		return warn("local connection without TLS"+setting, "use sslmode=verify-full for a remote server")
 	case !ssl:
-		return failf("connection without TLS%s: use sslmode=verify-full", setting)
+		return fail("connection without TLS"+setting, "use sslmode=verify-full")
 	case mode == "allow" || mode == "prefer" || (mode == "require" && !local):
-		return warnf("%s, but sslmode=%s %s: use sslmode=verify-full", version, mode, sslModes[mode])
+		return warn(fmt.Sprintf("%s, but sslmode=%s %s", version, mode, sslModes[mode]), "use sslmode=verify-full")
 	}
-	return okf("%s%s", version, setting)
+	return ok("%s%s", version, setting)
 }
 
 // sslModes says what each sslmode setting does.
@@ -339,18 +355,21 @@ func isLocal(addr net.Addr) bool {
 	return false
 }
 
+// passwordFix says where to keep the database's password.
+const passwordFix = "keep credentials in a secret manager or PGPASSFILE"
+
 // checkPassword tells whether the database URL holds a password, never
 // showing it: a password on the command line is visible to every user.
-func checkPassword(_ context.Context, cu *checkup) finding {
+func checkPassword(_ context.Context, cu *checkup) agentpg.Check {
 	switch {
 	case cu.source == "":
-		return okf("the default URL holds no password")
+		return ok("the default URL holds no password")
 	case hasPassword(cu.dsn) && cu.source == "--"+flagDatabaseURL:
-		return warnf("%s holds a password, which any user can read in the process list: keep credentials in a secret manager or PGPASSFILE", cu.source)
+		return warn(cu.source+" holds a password, which any user can read in the process list", passwordFix)
 	case hasPassword(cu.dsn):
-		return warnf("%s holds a password: keep credentials in a secret manager or PGPASSFILE", cu.source)
+		return warn(cu.source+" holds a password", passwordFix)
 	}
-	return okf("%s holds no password", cu.source)
+	return ok("%s holds no password", cu.source)
 }
 
 // hasPassword reports whether dsn, a URL or keyword/value settings, sets a
@@ -422,168 +441,21 @@ func settingValue(s string) (value, rest string) {
 const minServerVersion = 15
 
 // checkServerVersion tells whether the server is recent enough.
-func checkServerVersion(ctx context.Context, cu *checkup) finding {
+func checkServerVersion(ctx context.Context, cu *checkup) agentpg.Check {
 	var num int
 	var version string
 	err := cu.db.pool.QueryRow(ctx, `SELECT current_setting('server_version_num')::int, current_setting('server_version')`).Scan(&num, &version)
 	if err != nil {
-		return failf("reading the server's version: %s", message(err))
+		return fail("reading the server's version: "+message(err), "check that the server answers")
 	}
 	return versionFinding(num, version)
 }
 
 // versionFinding judges the server of version, whose server_version_num is
 // num.
-func versionFinding(num int, version string) finding {
+func versionFinding(num int, version string) agentpg.Check {
 	if num/10000 < minServerVersion {
-		return failf("PostgreSQL %s: AgentPG needs PostgreSQL %d or later, upgrade the server", version, minServerVersion)
+		return fail(fmt.Sprintf("PostgreSQL %s: AgentPG needs PostgreSQL %d or later", version, minServerVersion), "upgrade the server")
 	}
-	return okf("PostgreSQL %s", version)
-}
-
-// checkMigrations tells whether the schema has every migration of this
-// agentpg.
-func checkMigrations(ctx context.Context, cu *checkup) finding {
-	remedy := "run agentpg migrate"
-	if cu.schema != defaultSchema {
-		remedy += " --schema " + cu.schema
-	}
-	exists, err := schemaExists(ctx, cu.db.pool, cu.schema)
-	if err != nil {
-		return failf("%s", message(err))
-	}
-	if !exists {
-		return failf("schema %q does not exist: %s", cu.schema, remedy)
-	}
-	st := cu.store
-	migrations, err := store.Migrations()
-	if err != nil {
-		return failf("%s", message(err))
-	}
-	pending, err := st.Pending(ctx)
-	if err != nil {
-		return failf("%s", message(err))
-	}
-	if len(pending) > 0 {
-		return failf("schema %q lacks %d of %s: %s", cu.schema, len(pending), count(len(migrations), "migration"), remedy)
-	}
-	cu.migrated = true
-	return okf("schema %q is up to date (%s)", cu.schema, count(len(migrations), "migration"))
-}
-
-// checkRowLevelSecurity tells whether every tenant table of the schema has
-// row-level security enabled and forced, with its tenant policy.
-func checkRowLevelSecurity(ctx context.Context, cu *checkup) finding {
-	st := cu.store
-	tables, err := st.TenantTables(ctx)
-	if err != nil {
-		return failf("%s", message(err))
-	}
-	var lacking []string
-	for _, t := range tables {
-		if !t.Enabled || !t.Forced || !t.Policy {
-			lacking = append(lacking, t.Table)
-		}
-	}
-	if len(lacking) > 0 || len(tables) == 0 {
-		return failf("not forced, or without the tenant policy, on %s of schema %q: run agentpg migrate as the tables' owner",
-			strings.Join(lacking, ", "), cu.schema)
-	}
-	return okf("forced on the %s of schema %q", count(len(tables), "tenant table"), cu.schema)
-}
-
-// appRoleRemedy says how to connect as an application role.
-const appRoleRemedy = "connect as an application role: create one (CREATE ROLE app LOGIN ...), run agentpg migrate --app-role app as the tables' owner, and use it in DATABASE_URL (docs/deployment.md)"
-
-// checkRole tells whether row-level security binds the connected role.
-func checkRole(ctx context.Context, cu *checkup) finding {
-	st := cu.store
-	role, err := st.CurrentRole(ctx)
-	if err != nil {
-		return failf("%s", message(err))
-	}
-	switch {
-	case role.Superuser:
-		return failf("role %q is a superuser, which row-level security never binds: %s", role.Name, appRoleRemedy)
-	case role.BypassRLS:
-		return failf("role %q has BYPASSRLS, so row-level security does not bind it: %s", role.Name, appRoleRemedy)
-	case role.Owner:
-		return warnf("role %q owns schema %q or its tables (or is a member of their owner): row-level security binds it, but it could turn it off; %s", role.Name, cu.schema, appRoleRemedy)
-	}
-	return okf("role %q: not a superuser, no BYPASSRLS, owns none of the tables", role.Name)
-}
-
-// checkAuditLog tells whether the audit log is in use (it has entries) and
-// whether every tenant's chain verifies.
-func checkAuditLog(ctx context.Context, cu *checkup) finding {
-	log, err := audit.New(cu.db.pool, audit.Options{Schema: cu.schema})
-	if err != nil {
-		return failf("%s", message(err))
-	}
-	defer log.Close(ctx)
-	tenants, err := log.Tenants(ctx)
-	if err != nil {
-		return failf("%s: run agentpg migrate", message(err))
-	}
-	if len(tenants) == 0 {
-		return warnf("no audit entries: set Config.Audit.Enabled in the application, or record your own (Agent.AuditLog)")
-	}
-	for _, tenant := range tenants {
-		if err := log.Verify(ctx, tenant); err != nil {
-			return failf("the audit chain of tenant %s is broken: %s; see agentpg audit verify", quote(tenant), message(err))
-		}
-	}
-	return okf("%s, every chain intact", count(len(tenants), "tenant"))
-}
-
-// checkRetention tells whether retention policies are set.
-func checkRetention(ctx context.Context, cu *checkup) finding {
-	st := cu.store
-	policies, err := st.ListRetention(ctx)
-	if err != nil {
-		return failf("%s: run agentpg migrate", message(err))
-	}
-	switch {
-	case len(policies) == 0:
-		return warnf("no retention policy: data is kept forever; agentpg retention set --default --guide")
-	case policies[0].TenantID != "":
-		return warnf("%s, no default: other tenants keep everything; agentpg retention set --default --guide", count(len(policies), "tenant")+" with a policy of its own")
-	}
-	return okf("default policy set; %s with a policy of its own", count(len(policies)-1, "tenant"))
-}
-
-// checkLimits tells whether any tenant has rate limits or a budget.
-func checkLimits(ctx context.Context, cu *checkup) finding {
-	st := cu.store
-	n, err := st.LimitedTenants(ctx)
-	if err != nil {
-		return failf("%s", message(err))
-	}
-	if n == 0 {
-		return warnf("no tenant has rate limits or a token budget: agentpg limits set --tenant T --requests-per-minute N")
-	}
-	return okf("%s with limits", count(n, "tenant"))
-}
-
-// anomalyThreshold is how many times its usual daily tokens a tenant uses
-// today before doctor warns.
-const anomalyThreshold = 3
-
-// checkAnomalies lists the tenants whose tokens today exceed
-// anomalyThreshold times their daily average of the week before.
-func checkAnomalies(ctx context.Context, cu *checkup) finding {
-	st := cu.store
-	anomalies, err := st.UsageAnomalies(ctx, anomalyThreshold)
-	if err != nil {
-		return failf("%s", message(err))
-	}
-	if len(anomalies) == 0 {
-		return okf("no tenant uses more than %d times its usual daily tokens today", anomalyThreshold)
-	}
-	var tenants []string
-	for _, a := range anomalies {
-		tenants = append(tenants, fmt.Sprintf("%s (%.1f times)", quote(a.TenantID), a.Ratio))
-	}
-	return warnf("%s above %d times their usual daily tokens today: %s; see agentpg usage --tenant T",
-		count(len(anomalies), "tenant"), anomalyThreshold, strings.Join(tenants, ", "))
+	return ok("PostgreSQL %s", version)
 }

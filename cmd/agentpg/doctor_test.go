@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/agentpg/agentpg"
 	"github.com/agentpg/agentpg/agentpgtest"
 	"github.com/agentpg/agentpg/audit"
 )
@@ -38,7 +39,7 @@ func plainDSN(t *testing.T) string {
 
 // wantCheck checks that out has the line of the check name, with status and
 // every one of wants.
-func wantCheck(t *testing.T, out, name string, status status, wants ...string) {
+func wantCheck(t *testing.T, out, name string, status agentpg.CheckStatus, wants ...string) {
 	t.Helper()
 	for line := range strings.Lines(out) {
 		got, rest, _ := strings.Cut(line, " ")
@@ -135,20 +136,21 @@ func TestDoctorMigrated(t *testing.T) {
 	dsn := appRoleDSN(t, schema, "")
 	res := invocation{env: map[string]string{"DATABASE_URL": dsn}}.run(t, "doctor", "--schema", schema)
 	wantCode(t, res, 0)
-	wantCheck(t, res.stdout, "API key", statusWarn, "ANTHROPIC_API_KEY is not set", "scripted model")
-	wantCheck(t, res.stdout, "database URL", statusOK, "from DATABASE_URL")
-	wantCheck(t, res.stdout, "database", statusOK, "connected to postgres://")
-	wantCheck(t, res.stdout, "TLS", statusWarn, "local connection without TLS", "sslmode=disable")
-	wantCheck(t, res.stdout, "password", statusOK, "DATABASE_URL holds no password")
-	wantCheck(t, res.stdout, "server version", statusOK, "PostgreSQL 1")
-	wantCheck(t, res.stdout, "migrations", statusOK, `schema "`+schema+`" is up to date`)
-	wantCheck(t, res.stdout, "row-level security", statusOK, `forced on the 14 tenant tables of schema "`+schema+`"`)
-	wantCheck(t, res.stdout, "database role", statusOK, "not a superuser, no BYPASSRLS, owns none of the tables")
-	wantCheck(t, res.stdout, "audit log", statusWarn, "no audit entries", "Config.Audit.Enabled")
-	wantCheck(t, res.stdout, "retention", statusWarn, "no retention policy", "agentpg retention set --default --guide")
-	wantCheck(t, res.stdout, "rate limits", statusWarn, "no tenant has rate limits")
-	wantCheck(t, res.stdout, "usage anomalies", statusOK, "no tenant uses more than 3 times")
-	wantContains(t, "stdout", res.stdout, "No check failed; 5 warnings.")
+	wantCheck(t, res.stdout, "API key", agentpg.CheckWarn, "ANTHROPIC_API_KEY is not set", "scripted model")
+	wantCheck(t, res.stdout, "database URL", agentpg.CheckOK, "from DATABASE_URL")
+	wantCheck(t, res.stdout, "database", agentpg.CheckOK, "connected to postgres://")
+	wantCheck(t, res.stdout, "TLS", agentpg.CheckWarn, "local connection without TLS", "sslmode=disable")
+	wantCheck(t, res.stdout, "password", agentpg.CheckOK, "DATABASE_URL holds no password")
+	wantCheck(t, res.stdout, "server version", agentpg.CheckOK, "PostgreSQL 1")
+	wantCheck(t, res.stdout, "migrations", agentpg.CheckOK, `schema "`+schema+`" is up to date`)
+	wantCheck(t, res.stdout, "row-level security", agentpg.CheckOK, `forced on the 14 tenant tables of schema "`+schema+`"`)
+	wantCheck(t, res.stdout, "database role", agentpg.CheckOK, "not a superuser, no BYPASSRLS, owns none of the tables")
+	wantCheck(t, res.stdout, "audit log", agentpg.CheckWarn, "no audit entries", "Config.Audit.Enabled")
+	wantCheck(t, res.stdout, "retention", agentpg.CheckWarn, "no retention policy", "agentpg retention set --default --guide")
+	wantCheck(t, res.stdout, "rate limits", agentpg.CheckWarn, "no tenant has rate limits")
+	wantCheck(t, res.stdout, "usage anomalies", agentpg.CheckOK, "no tenant uses more than 3 times")
+	wantContains(t, "stdout", res.stdout, "No check failed; 5 warnings.",
+		"Checked by the application's Agent only (Agent.Checkup): tool schemas, PII filter, log redaction, encryption.")
 	if res.stderr != "" {
 		t.Errorf("stderr is not empty:\n%s", res.stderr)
 	}
@@ -173,16 +175,16 @@ func TestDoctorMigrated(t *testing.T) {
 	}
 	res = invocation{env: map[string]string{"DATABASE_URL": dsn}}.run(t, "doctor", "--schema", schema)
 	wantCode(t, res, 0)
-	wantCheck(t, res.stdout, "audit log", statusOK, "1 tenant, every chain intact")
-	wantCheck(t, res.stdout, "retention", statusOK, "default policy set; 0 tenants with a policy of its own")
+	wantCheck(t, res.stdout, "audit log", agentpg.CheckOK, "1 tenant, every chain intact")
+	wantCheck(t, res.stdout, "retention", agentpg.CheckOK, "default policy set; 0 tenants with a policy of its own")
 	wantCode(t, agentpgCLI(t, "limits", "set", "--tenant", "acme", "--requests-per-minute", "60", "--schema", schema), 0)
 	if _, err := pool.Exec(t.Context(), `INSERT INTO `+schema+`.tenant_usage (tenant_id, day, model, input_tokens, output_tokens)
 		SELECT 'acme', (now() AT TIME ZONE 'UTC')::date - d, 'claude-sonnet-5-5', CASE WHEN d = 0 THEN 50000 ELSE 1000 END, 0 FROM generate_series(0, 7) d`); err != nil {
 		t.Fatal(err)
 	}
 	res = invocation{env: map[string]string{"DATABASE_URL": dsn}}.run(t, "doctor", "--schema", schema)
-	wantCheck(t, res.stdout, "rate limits", statusOK, "1 tenant with limits")
-	wantCheck(t, res.stdout, "usage anomalies", statusWarn, `1 tenant above 3 times their usual daily tokens today: "acme" (50.0 times)`)
+	wantCheck(t, res.stdout, "rate limits", agentpg.CheckOK, "1 tenant with limits")
+	wantCheck(t, res.stdout, "usage anomalies", agentpg.CheckWarn, `1 tenant above 3 times their usual daily tokens today: "acme" (50.0 times)`)
 	tx, err := pool.Begin(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +199,7 @@ func TestDoctorMigrated(t *testing.T) {
 	}
 	res = invocation{env: map[string]string{"DATABASE_URL": dsn}}.run(t, "doctor", "--schema", schema)
 	wantCode(t, res, 1)
-	wantCheck(t, res.stdout, "audit log", statusFail, `the audit chain of tenant "acme" is broken`, "agentpg audit verify")
+	wantCheck(t, res.stdout, "audit log", agentpg.CheckFail, `the audit chain of tenant "acme" is broken`, "agentpg audit verify")
 }
 
 func TestDoctorUnmigrated(t *testing.T) {
@@ -205,10 +207,10 @@ func TestDoctorUnmigrated(t *testing.T) {
 	schema := testSchema(t)
 	res := agentpgCLI(t, "doctor", "--schema", schema)
 	wantCode(t, res, 1)
-	wantCheck(t, res.stdout, "database", statusOK)
-	wantCheck(t, res.stdout, "migrations", statusFail,
+	wantCheck(t, res.stdout, "database", agentpg.CheckOK)
+	wantCheck(t, res.stdout, "migrations", agentpg.CheckFail,
 		`schema "`+schema+`" does not exist`, "run agentpg migrate --schema "+schema)
-	wantCheck(t, res.stdout, "database role", statusFail, "is a superuser")
+	wantCheck(t, res.stdout, "database role", agentpg.CheckFail, "is a superuser")
 	wantContains(t, "stderr", res.stderr, "agentpg: 2 checks failed")
 }
 
@@ -219,7 +221,7 @@ func TestDoctorRole(t *testing.T) {
 	schema := testSchema(t)
 	res := agentpgCLI(t, "doctor", "--schema", schema)
 	wantCode(t, res, 1)
-	wantCheck(t, res.stdout, "database role", statusFail, "is a superuser, which row-level security never binds",
+	wantCheck(t, res.stdout, "database role", agentpg.CheckFail, "is a superuser, which row-level security never binds",
 		"agentpg migrate --app-role app", "docs/deployment.md")
 
 	// An owner that is not a superuser migrates and grants the app role.
@@ -239,11 +241,11 @@ func TestDoctorRole(t *testing.T) {
 	wantCode(t, res, 0)
 	res = invocation{env: ownerEnv}.run(t, "doctor", "--schema", schema)
 	wantCode(t, res, 0)
-	wantCheck(t, res.stdout, "row-level security", statusOK, "forced on the 14 tenant tables")
-	wantCheck(t, res.stdout, "database role", statusWarn, `role "`+owner+`" owns schema "`+schema+`"`, "could turn it off")
+	wantCheck(t, res.stdout, "row-level security", agentpg.CheckOK, "forced on the 14 tenant tables")
+	wantCheck(t, res.stdout, "database role", agentpg.CheckWarn, `role "`+owner+`" owns schema "`+schema+`"`, "could turn it off")
 	res = invocation{env: map[string]string{"DATABASE_URL": roleDSN(t, app, "app-pw")}}.run(t, "doctor", "--schema", schema)
 	wantCode(t, res, 0)
-	wantCheck(t, res.stdout, "database role", statusOK, `role "`+app+`"`)
+	wantCheck(t, res.stdout, "database role", agentpg.CheckOK, `role "`+app+`"`)
 
 	// The owner may not make itself the app role; PUBLIC and no name at
 	// all are mistakes in the command line.
@@ -273,7 +275,7 @@ func TestDoctorPendingMigration(t *testing.T) {
 
 	res := agentpgCLI(t, "doctor", "--schema", schema)
 	wantCode(t, res, 1)
-	wantCheck(t, res.stdout, "migrations", statusFail, `schema "`+schema+`" lacks 1 of`, "run agentpg migrate --schema "+schema)
+	wantCheck(t, res.stdout, "migrations", agentpg.CheckFail, `schema "`+schema+`" lacks 1 of`, "run agentpg migrate --schema "+schema)
 }
 
 func TestDoctorAPIKey(t *testing.T) {
@@ -282,12 +284,12 @@ func TestDoctorAPIKey(t *testing.T) {
 	dsn := appRoleDSN(t, schema, "")
 	for _, tc := range []struct {
 		key    string
-		status status
+		status agentpg.CheckStatus
 		want   string
 	}{
-		{"sk-ant-secret-123", statusOK, "ANTHROPIC_API_KEY is set, from the environment"},
-		{"sk-ant-secret-123\n", statusWarn, "white space"},
-		{"not-a-key-secret-456", statusWarn, "does not look like an Anthropic API key"},
+		{"sk-ant-secret-123", agentpg.CheckOK, "ANTHROPIC_API_KEY is set, from the environment"},
+		{"sk-ant-secret-123\n", agentpg.CheckWarn, "white space"},
+		{"not-a-key-secret-456", agentpg.CheckWarn, "does not look like an Anthropic API key"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
 			t.Parallel()
@@ -306,15 +308,15 @@ func TestDoctorPasswordInURL(t *testing.T) {
 	dsn := appRoleDSN(t, schema, password)
 	res := invocation{env: map[string]string{"DATABASE_URL": dsn}}.run(t, "doctor", "--schema", schema)
 	wantCode(t, res, 0)
-	wantCheck(t, res.stdout, "database", statusOK, "connected to postgres://")
-	wantCheck(t, res.stdout, "password", statusWarn, "DATABASE_URL holds a password", "secret manager or PGPASSFILE")
+	wantCheck(t, res.stdout, "database", agentpg.CheckOK, "connected to postgres://")
+	wantCheck(t, res.stdout, "password", agentpg.CheckWarn, "DATABASE_URL holds a password", "secret manager or PGPASSFILE")
 	wantHidden(t, res, password)
 
 	// On the command line, a password is worse: any user can read it.
 	res = invocation{env: map[string]string{"DATABASE_URL": ""}}.run(t, "doctor", "--schema", schema, "--database-url", dsn)
 	wantCode(t, res, 0)
-	wantCheck(t, res.stdout, "database URL", statusOK, "from --database-url")
-	wantCheck(t, res.stdout, "password", statusWarn, "--database-url holds a password", "process list", "secret manager or PGPASSFILE")
+	wantCheck(t, res.stdout, "database URL", agentpg.CheckOK, "from --database-url")
+	wantCheck(t, res.stdout, "password", agentpg.CheckWarn, "--database-url holds a password", "process list", "secret manager or PGPASSFILE")
 	wantHidden(t, res, password)
 }
 
@@ -334,11 +336,11 @@ func TestDoctorUnreachable(t *testing.T) {
 			t.Parallel()
 			res := tc.inv.run(t, "doctor")
 			wantCode(t, res, 1)
-			wantCheck(t, res.stdout, "database", statusFail, "connecting to postgres://root@127.0.0.1:1/test")
+			wantCheck(t, res.stdout, "database", agentpg.CheckFail, "connecting to postgres://root@127.0.0.1:1/test")
 			if tc.name == "local" {
-				wantCheck(t, res.stdout, "database URL", statusWarn,
+				wantCheck(t, res.stdout, "database URL", agentpg.CheckWarn,
 					"DATABASE_URL is not set: using the default postgres://root@127.0.0.1:1/test?sslmode=disable")
-				wantCheck(t, res.stdout, "password", statusOK, "the default URL holds no password")
+				wantCheck(t, res.stdout, "password", agentpg.CheckOK, "the default URL holds no password")
 			}
 			wantContains(t, "stdout", res.stdout, "Not checked, for want of a connection: TLS, server version, migrations, row-level security, database role, audit log, retention, rate limits, usage anomalies.")
 			wantContains(t, "stderr", res.stderr, "agentpg: 1 check failed")
@@ -374,10 +376,10 @@ func TestDoctorJSON(t *testing.T) {
 	wantCode(t, res, 1)
 	var got struct {
 		Checks []struct {
-			Name, Status, Message string
+			Name, Status, Detail, Fix string
 		}
-		Unmigrated       []string
-		Failed, Warnings int
+		Unmigrated, Application []string
+		Failed, Warnings        int
 	}
 	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil {
 		t.Fatalf("doctor --json: %v\n%s", err, res.stdout)
@@ -388,9 +390,15 @@ func TestDoctorJSON(t *testing.T) {
 	}
 	for i, name := range []string{"migrations", "database role"} {
 		c := got.Checks[len(got.Checks)-2+i]
-		if c.Name != name || c.Status != "fail" {
-			t.Errorf("check %+v, want %s failing", c, name)
+		if c.Name != name || c.Status != "fail" || c.Detail == "" || c.Fix == "" {
+			t.Errorf("check %+v, want %s failing, with a detail and a fix", c, name)
 		}
+	}
+	if c := got.Checks[0]; c.Name != "API key" || c.Status != "warn" || !strings.Contains(c.Fix, "secret manager") {
+		t.Errorf("check %+v, want the API key's warning with its fix", c)
+	}
+	if strings.Join(got.Application, ",") != "tool schemas,PII filter,log redaction,encryption" {
+		t.Errorf("doctor --json: application checks %q", got.Application)
 	}
 	wantContains(t, "stderr", res.stderr, "agentpg: 2 checks failed")
 }
@@ -424,31 +432,31 @@ func TestTLSFinding(t *testing.T) {
 	for _, tc := range []struct {
 		ssl, local bool
 		mode       string
-		status     status
+		status     agentpg.CheckStatus
 		want       string
 	}{
-		{false, true, "disable", statusWarn, "local connection without TLS (sslmode=disable never encrypts)"},
-		{false, true, "", statusWarn, "local connection without TLS;"},
-		{false, true, "prefer", statusWarn, "local connection without TLS (sslmode=prefer falls back to plaintext silently and does not verify the server)"},
+		{false, true, "disable", agentpg.CheckWarn, "local connection without TLS (sslmode=disable never encrypts)"},
+		{false, true, "", agentpg.CheckWarn, "local connection without TLS;"},
+		{false, true, "prefer", agentpg.CheckWarn, "local connection without TLS (sslmode=prefer falls back to plaintext silently and does not verify the server)"},
 		// Below require, a connection that happens to use TLS is no
 		// better: the next one may not, and none verifies the server.
-		{true, true, "prefer", statusWarn, "TLSv1.3, but sslmode=prefer falls back to plaintext silently and does not verify the server: use sslmode=verify-full"},
-		{true, true, "allow", statusWarn, "sslmode=allow connects in plaintext unless the server insists on TLS, and does not verify the server"},
-		{false, false, "prefer", statusFail, "connection without TLS (sslmode=prefer falls back to plaintext silently and does not verify the server): use sslmode=verify-full"},
-		{true, false, "prefer", statusWarn, "sslmode=prefer falls back to plaintext silently and does not verify the server: use sslmode=verify-full"},
-		{true, false, "require", statusWarn, "TLSv1.3, but sslmode=require encrypts but does not verify the server's certificate: use sslmode=verify-full"},
-		{true, true, "require", statusOK, "TLSv1.3 (sslmode=require encrypts but does not verify the server's certificate)"},
-		{true, false, "verify-ca", statusOK, "TLSv1.3 (sslmode=verify-ca verifies the server's certificate, not its host name)"},
-		{true, false, "verify-full", statusOK, "TLSv1.3 (sslmode=verify-full verifies the server's certificate and host name)"},
-		{true, true, "", statusOK, "TLSv1.3"},
+		{true, true, "prefer", agentpg.CheckWarn, "TLSv1.3, but sslmode=prefer falls back to plaintext silently and does not verify the server; use sslmode=verify-full"},
+		{true, true, "allow", agentpg.CheckWarn, "sslmode=allow connects in plaintext unless the server insists on TLS, and does not verify the server"},
+		{false, false, "prefer", agentpg.CheckFail, "connection without TLS (sslmode=prefer falls back to plaintext silently and does not verify the server); use sslmode=verify-full"},
+		{true, false, "prefer", agentpg.CheckWarn, "sslmode=prefer falls back to plaintext silently and does not verify the server; use sslmode=verify-full"},
+		{true, false, "require", agentpg.CheckWarn, "TLSv1.3, but sslmode=require encrypts but does not verify the server's certificate; use sslmode=verify-full"},
+		{true, true, "require", agentpg.CheckOK, "TLSv1.3 (sslmode=require encrypts but does not verify the server's certificate)"},
+		{true, false, "verify-ca", agentpg.CheckOK, "TLSv1.3 (sslmode=verify-ca verifies the server's certificate, not its host name)"},
+		{true, false, "verify-full", agentpg.CheckOK, "TLSv1.3 (sslmode=verify-full verifies the server's certificate and host name)"},
+		{true, true, "", agentpg.CheckOK, "TLSv1.3"},
 	} {
 		version := ""
 		if tc.ssl {
 			version = "TLSv1.3"
 		}
 		got := tlsFinding(tc.ssl, version, tc.local, tc.mode)
-		if got.status != tc.status || !strings.Contains(got.text, tc.want) {
-			t.Errorf("tlsFinding(%v, %q, %v, %q) = %s %q, want %s containing %q", tc.ssl, version, tc.local, tc.mode, got.status, got.text, tc.status, tc.want)
+		if text := got.Detail + "; " + got.Fix; got.Status != tc.status || !strings.Contains(text, tc.want) {
+			t.Errorf("tlsFinding(%v, %q, %v, %q) = %s %q, want %s containing %q", tc.ssl, version, tc.local, tc.mode, got.Status, text, tc.status, tc.want)
 		}
 	}
 }
@@ -458,17 +466,17 @@ func TestVersionFinding(t *testing.T) {
 	for _, tc := range []struct {
 		num     int
 		version string
-		status  status
+		status  agentpg.CheckStatus
 	}{
-		{90624, "9.6.24", statusFail},
-		{120022, "12.22", statusFail},
-		{140017, "14.17", statusFail},
-		{150000, "15.0", statusOK},
-		{170004, "17.4 (Debian 17.4-1)", statusOK},
+		{90624, "9.6.24", agentpg.CheckFail},
+		{120022, "12.22", agentpg.CheckFail},
+		{140017, "14.17", agentpg.CheckFail},
+		{150000, "15.0", agentpg.CheckOK},
+		{170004, "17.4 (Debian 17.4-1)", agentpg.CheckOK},
 	} {
 		got := versionFinding(tc.num, tc.version)
-		if got.status != tc.status || !strings.Contains(got.text, "PostgreSQL "+tc.version) {
-			t.Errorf("versionFinding(%d, %q) = %s %q, want %s", tc.num, tc.version, got.status, got.text, tc.status)
+		if got.Status != tc.status || !strings.Contains(got.Detail, "PostgreSQL "+tc.version) {
+			t.Errorf("versionFinding(%d, %q) = %s %q, want %s", tc.num, tc.version, got.Status, got.Detail, tc.status)
 		}
 	}
 }

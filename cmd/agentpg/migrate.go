@@ -47,7 +47,11 @@ func (c *cli) migrate(ctx context.Context, appRole string) error {
 		return err
 	}
 	defer db.close()
-	existed, err := schemaExists(ctx, db.pool, c.schema)
+	st, err := store.New(db.pool, c.schema)
+	if err != nil {
+		return err
+	}
+	existed, err := st.SchemaExists(ctx)
 	if err != nil {
 		return err
 	}

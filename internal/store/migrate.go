@@ -122,6 +122,15 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 	return applied, nil
 }
 
+// SchemaExists reports whether the store's schema exists.
+func (s *Store) SchemaExists(ctx context.Context) (bool, error) {
+	var exists bool
+	if err := s.noTenant().QueryRow(ctx, `SELECT to_regnamespace($1) IS NOT NULL`, s.schema).Scan(&exists); err != nil {
+		return false, fmt.Errorf("looking for schema %q: %w", s.schema, err)
+	}
+	return exists, nil
+}
+
 // Pending returns the versions of the embedded migrations not yet applied.
 func (s *Store) Pending(ctx context.Context) ([]int, error) {
 	migrations, err := Migrations()
