@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/agentpg/agentpg/internal/store"
 )
@@ -53,6 +54,7 @@ const (
 	CheckRetention        = "retention"
 	CheckRateLimits       = "rate limits"
 	CheckUsageAnomalies   = "usage anomalies"
+	CheckKeyAge           = "key age"
 )
 
 // checkupAnomalyThreshold is how many times its usual daily tokens a
@@ -80,7 +82,12 @@ var checkSpecs = []checkSpec{
 	{CheckRetention, true, (*Agent).checkRetention},
 	{CheckRateLimits, true, (*Agent).checkRateLimits},
 	{CheckUsageAnomalies, true, (*Agent).checkUsageAnomalies},
+	{CheckKeyAge, true, (*Agent).checkKeyAge},
 }
+
+// MaxKeyAge is how old the newest data key of a tenant may be before
+// Checkup warns that it is due for rotation (Agent.RotateKeys).
+const MaxKeyAge = 90 * 24 * time.Hour
 
 // Checkup checks the Agent and its database against the security guide's
 // checklist (docs/security.md), live, and returns a Check for each of the
@@ -120,6 +127,9 @@ var checkSpecs = []checkSpec{
 //     none has).
 //   - CheckUsageAnomalies: no tenant uses more than 3 times its usual
 //     daily tokens today (Agent.UsageAnomalies; warns, naming them).
+//   - CheckKeyAge: every tenant's newest data key is younger than
+//     MaxKeyAge, and no rotation was left unfinished (warns if not; ok
+//     when no tenant has a key).
 func (a *Agent) Checkup(ctx context.Context, names ...string) []Check {
 	specs := checkSpecs
 	if len(names) > 0 {
@@ -383,4 +393,21 @@ func (a *Agent) checkUsageAnomalies(ctx context.Context) Check {
 	return warnCheck(fmt.Sprintf("%s above %d times their usual daily tokens today: %s",
 		plural(len(anomalies), "tenant"), checkupAnomalyThreshold, strings.Join(tenants, ", ")),
 		"look into their usage (agentpg usage --tenant T, Agent.TenantUsage), and limit it (Agent.SetTenantLimits)")
+}
+
+func (a *Agent) checkKeyAge(ctx context.Context) Check {
+	k, err := a.store.KeySummary(ctx)
+	if err != nil {
+		return errCheck(err)
+	}
+	const fix = "agentpg keys rotate --all, or Agent.RotateKeys for each tenant (docs/encryption.md)"
+	switch age := time.Since(k.OldestCurrent); {
+	case k.Tenants == 0:
+		return okCheck("no tenant has a data key: no content is encrypted")
+	case k.Unfinished > 0:
+		return warnCheck(plural(int(k.Unfinished), "key rotation")+" left unfinished", fix)
+	case age > MaxKeyAge:
+		return warnCheck(fmt.Sprintf("the oldest data key in use is %d days old, over %d", int(age.Hours()/24), int(MaxKeyAge.Hours()/24)), fix)
+	}
+	return okCheck("%s with data keys; the oldest in use is %d days old", plural(int(k.Tenants), "tenant"), int(time.Since(k.OldestCurrent).Hours()/24))
 }

@@ -206,7 +206,7 @@ func TestCheckupAllGood(t *testing.T) {
 	checks := b.agent.Checkup(ctx(t))
 	names := []string{agentpg.CheckToolSchemas, agentpg.CheckPIIFilter, agentpg.CheckLogRedaction, agentpg.CheckEncryption,
 		agentpg.CheckMigrations, agentpg.CheckRowLevelSecurity, agentpg.CheckDatabaseRole, agentpg.CheckAuditLog,
-		agentpg.CheckRetention, agentpg.CheckRateLimits, agentpg.CheckUsageAnomalies}
+		agentpg.CheckRetention, agentpg.CheckRateLimits, agentpg.CheckUsageAnomalies, agentpg.CheckKeyAge}
 	if len(checks) != len(names) {
 		t.Fatalf("Checkup returned %d checks, want %d: %+v", len(checks), len(names), checks)
 	}
@@ -216,7 +216,7 @@ func TestCheckupAllGood(t *testing.T) {
 		}
 		wantCheck(t, c, agentpg.CheckOK)
 	}
-	wantCheck(t, checks[5], agentpg.CheckOK, "forced on the 14 tenant tables")
+	wantCheck(t, checks[5], agentpg.CheckOK, "forced on the 15 tenant tables")
 	wantCheck(t, checks[6], agentpg.CheckOK, "not a superuser, no BYPASSRLS")
 	wantCheck(t, checks[7], agentpg.CheckOK, "1 tenant, every chain intact")
 	wantCheck(t, checks[8], agentpg.CheckOK, "default policy set; 1 tenant with a policy of its own")
@@ -246,4 +246,34 @@ func TestCheckupUnmigrated(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCheck(t, checkOf(t, b.agent, agentpg.CheckRowLevelSecurity), agentpg.CheckFail, `not checked: schema "checkup_nowhere" lacks 1 of`)
+}
+
+// The key age check: ok without keys in use, ok with a fresh key, warns
+// when the newest key of a tenant is over MaxKeyAge and when a rotation
+// was left unfinished.
+func TestCheckupKeyAge(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *agentpg.Config) { c.Keys = testKeys(t) })
+	keyAge := func() agentpg.Check { return b.agent.Checkup(ctx(t), agentpg.CheckKeyAge)[0] }
+	wantCheck(t, keyAge(), agentpg.CheckOK, "no tenant has a data key")
+	if _, err := b.session(t, "acme", "user-1").Run(ctx(t), "hello"); err != nil {
+		t.Fatal(err)
+	}
+	wantCheck(t, keyAge(), agentpg.CheckOK, "1 tenant with data keys; the oldest in use is 0 days old")
+	if _, err := b.db.Exec(ctx(t), `UPDATE agentpg.data_keys SET created_at = now() - interval '100 days'`); err != nil {
+		t.Fatal(err)
+	}
+	wantCheck(t, keyAge(), agentpg.CheckWarn, "the oldest data key in use is 100 days old, over 90", "agentpg keys rotate --all")
+	if _, err := b.db.Exec(ctx(t), `UPDATE agentpg.data_keys SET rotated_at = NULL`); err != nil {
+		t.Fatal(err)
+	}
+	wantCheck(t, keyAge(), agentpg.CheckWarn, "1 key rotation left unfinished")
+	// The first rotation finishes the one left unfinished; the second
+	// makes a new key.
+	for range 2 {
+		if err := b.agent.RotateKeys(ctx(t), "acme"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantCheck(t, keyAge(), agentpg.CheckOK, "1 tenant with data keys; the oldest in use is 0 days old")
 }

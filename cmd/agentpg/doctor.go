@@ -26,8 +26,10 @@ whether row-level security is forced on every tenant table, whether the role
 connected is one row-level security binds (not a superuser, without
 BYPASSRLS, owner of none of the tables: docs/deployment.md), whether the
 audit log has entries and every tenant's chain is intact,
-whether a retention policy and tenant rate limits are set, and which tenants
-use more than 3 times their usual daily tokens today.
+whether a retention policy and tenant rate limits are set, which tenants
+use more than 3 times their usual daily tokens today, and whether every
+tenant's data key (encryption at rest) is younger than 90 days, with no key
+rotation left unfinished.
 
 TLS is judged by sslmode: disable, allow and prefer warn (they fall back to
 plaintext silently and never verify the server), require warns for a remote
@@ -109,6 +111,7 @@ var doctorChecks = []doctorCheck{
 	{agentpg.CheckRetention, needsSchema, nil},
 	{agentpg.CheckRateLimits, needsSchema, nil},
 	{agentpg.CheckUsageAnomalies, needsSchema, nil},
+	{agentpg.CheckKeyAge, needsSchema, nil},
 }
 
 // doctorCmd returns "agentpg doctor".

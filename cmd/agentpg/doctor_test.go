@@ -143,12 +143,13 @@ func TestDoctorMigrated(t *testing.T) {
 	wantCheck(t, res.stdout, "password", agentpg.CheckOK, "DATABASE_URL holds no password")
 	wantCheck(t, res.stdout, "server version", agentpg.CheckOK, "PostgreSQL 1")
 	wantCheck(t, res.stdout, "migrations", agentpg.CheckOK, `schema "`+schema+`" is up to date`)
-	wantCheck(t, res.stdout, "row-level security", agentpg.CheckOK, `forced on the 14 tenant tables of schema "`+schema+`"`)
+	wantCheck(t, res.stdout, "row-level security", agentpg.CheckOK, `forced on the 15 tenant tables of schema "`+schema+`"`)
 	wantCheck(t, res.stdout, "database role", agentpg.CheckOK, "not a superuser, no BYPASSRLS, owns none of the tables")
 	wantCheck(t, res.stdout, "audit log", agentpg.CheckWarn, "no audit entries", "Config.Audit.Enabled")
 	wantCheck(t, res.stdout, "retention", agentpg.CheckWarn, "no retention policy", "agentpg retention set --default --guide")
 	wantCheck(t, res.stdout, "rate limits", agentpg.CheckWarn, "no tenant has rate limits")
 	wantCheck(t, res.stdout, "usage anomalies", agentpg.CheckOK, "no tenant uses more than 3 times")
+	wantCheck(t, res.stdout, "key age", agentpg.CheckOK, "no tenant has a data key")
 	wantContains(t, "stdout", res.stdout, "No check failed; 5 warnings.",
 		"Checked by the application's Agent only (Agent.Checkup): tool schemas, PII filter, log redaction, encryption.")
 	if res.stderr != "" {
@@ -241,7 +242,7 @@ func TestDoctorRole(t *testing.T) {
 	wantCode(t, res, 0)
 	res = invocation{env: ownerEnv}.run(t, "doctor", "--schema", schema)
 	wantCode(t, res, 0)
-	wantCheck(t, res.stdout, "row-level security", agentpg.CheckOK, "forced on the 14 tenant tables")
+	wantCheck(t, res.stdout, "row-level security", agentpg.CheckOK, "forced on the 15 tenant tables")
 	wantCheck(t, res.stdout, "database role", agentpg.CheckWarn, `role "`+owner+`" owns schema "`+schema+`"`, "could turn it off")
 	res = invocation{env: map[string]string{"DATABASE_URL": roleDSN(t, app, "app-pw")}}.run(t, "doctor", "--schema", schema)
 	wantCode(t, res, 0)
@@ -342,7 +343,7 @@ func TestDoctorUnreachable(t *testing.T) {
 					"DATABASE_URL is not set: using the default postgres://root@127.0.0.1:1/test?sslmode=disable")
 				wantCheck(t, res.stdout, "password", agentpg.CheckOK, "the default URL holds no password")
 			}
-			wantContains(t, "stdout", res.stdout, "Not checked, for want of a connection: TLS, server version, migrations, row-level security, database role, audit log, retention, rate limits, usage anomalies.")
+			wantContains(t, "stdout", res.stdout, "Not checked, for want of a connection: TLS, server version, migrations, row-level security, database role, audit log, retention, rate limits, usage anomalies, key age.")
 			wantContains(t, "stderr", res.stderr, "agentpg: 1 check failed")
 			wantHidden(t, res, password)
 			if strings.Contains(res.stdout+res.stderr, "throwaway") {
@@ -385,7 +386,7 @@ func TestDoctorJSON(t *testing.T) {
 		t.Fatalf("doctor --json: %v\n%s", err, res.stdout)
 	}
 	if got.Failed != 2 || len(got.Checks) != 8 ||
-		strings.Join(got.Unmigrated, ",") != "row-level security,audit log,retention,rate limits,usage anomalies" {
+		strings.Join(got.Unmigrated, ",") != "row-level security,audit log,retention,rate limits,usage anomalies,key age" {
 		t.Errorf("doctor --json = %+v, want 8 checks, 2 failed, 5 not checked", got)
 	}
 	for i, name := range []string{"migrations", "database role"} {
