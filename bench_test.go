@@ -119,8 +119,10 @@ func tracedPool(b testing.TB, db *pgxpool.Pool, counter *statementCounter) (*pgx
 }
 
 // BenchmarkPlainTurn measures one Run against the scripted model: database
-// round trips and commits per turn, and the time and allocations of the whole
-// turn (PostgreSQL and the loopback model server included).
+// round trips and commits per turn, the time and allocations of the whole
+// turn (PostgreSQL and the loopback model server included), and the CPU
+// time the process spent on it (cpu-µs/turn: all but PostgreSQL's, which
+// on a shared machine moves far less than the time does).
 func BenchmarkPlainTurn(b *testing.B) {
 	benchmarkTurn(b, agentpg.Config{}, agentpgtest.Echo, nil)
 }
@@ -255,6 +257,7 @@ func benchmarkTurn(b *testing.B, cfg agentpg.Config, responder func(agentpgtest.
 
 	const turnsPerSession = 10
 	var sess *agentpg.Session
+	var cpu time.Duration
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -268,14 +271,17 @@ func benchmarkTurn(b *testing.B, cfg agentpg.Config, responder func(agentpgtest.
 			counter.on.Store(true)
 			b.StartTimer()
 		}
+		start := processCPU()
 		if _, err := sess.Run(ctx, "What is the time?"); err != nil {
 			b.Fatal(err)
 		}
+		cpu += processCPU() - start
 	}
 	b.StopTimer()
 	if err := agent.Close(ctx); err != nil {
 		b.Fatal(err)
 	}
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/turn")
 	b.ReportMetric(float64(counter.statements.Load())/float64(b.N), "roundtrips/turn")
 	b.ReportMetric(float64(counter.writes.Load())/float64(b.N), "commits/turn")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "turns/s")
