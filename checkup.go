@@ -54,7 +54,7 @@ const (
 	CheckRetention        = "retention"
 	CheckRateLimits       = "rate limits"
 	CheckUsageAnomalies   = "usage anomalies"
-	CheckKeyAge           = "key age"
+	CheckEncryptionAtRest = "encryption at rest"
 )
 
 // checkupAnomalyThreshold is how many times its usual daily tokens a
@@ -82,7 +82,7 @@ var checkSpecs = []checkSpec{
 	{CheckRetention, true, (*Agent).checkRetention},
 	{CheckRateLimits, true, (*Agent).checkRateLimits},
 	{CheckUsageAnomalies, true, (*Agent).checkUsageAnomalies},
-	{CheckKeyAge, true, (*Agent).checkKeyAge},
+	{CheckEncryptionAtRest, true, (*Agent).checkEncryptionAtRest},
 }
 
 // MaxKeyAge is how old the newest data key of a tenant may be before
@@ -127,9 +127,9 @@ const MaxKeyAge = 90 * 24 * time.Hour
 //     none has).
 //   - CheckUsageAnomalies: no tenant uses more than 3 times its usual
 //     daily tokens today (Agent.UsageAnomalies; warns, naming them).
-//   - CheckKeyAge: every tenant's newest data key is younger than
-//     MaxKeyAge, and no rotation was left unfinished (warns if not; ok
-//     when no tenant has a key).
+//   - CheckEncryptionAtRest: every tenant with sessions has a data key (its content
+//     is encrypted at rest), every tenant's newest data key is younger
+//     than MaxKeyAge, and no rotation was left unfinished (warns if not).
 func (a *Agent) Checkup(ctx context.Context, names ...string) []Check {
 	specs := checkSpecs
 	if len(names) > 0 {
@@ -395,15 +395,18 @@ func (a *Agent) checkUsageAnomalies(ctx context.Context) Check {
 		"look into their usage (agentpg usage --tenant T, Agent.TenantUsage), and limit it (Agent.SetTenantLimits)")
 }
 
-func (a *Agent) checkKeyAge(ctx context.Context) Check {
+func (a *Agent) checkEncryptionAtRest(ctx context.Context) Check {
 	k, err := a.store.KeySummary(ctx)
 	if err != nil {
 		return errCheck(err)
 	}
 	const fix = "agentpg keys rotate --all, or Agent.RotateKeys for each tenant (docs/encryption.md)"
 	switch age := time.Since(k.OldestCurrent); {
+	case k.Unencrypted > 0:
+		return warnCheck(plural(int(k.Unencrypted), "tenant")+" with sessions and no data key: their content is not encrypted at rest",
+			"set Config.Keys (AGENTPG_KEYS for agentpg), then agentpg keys rotate --all to encrypt what is stored")
 	case k.Tenants == 0:
-		return okCheck("no tenant has a data key: no content is encrypted")
+		return okCheck("no tenant has a data key, nor a session")
 	case k.Unfinished > 0:
 		return warnCheck(plural(int(k.Unfinished), "key rotation")+" left unfinished", fix)
 	case age > MaxKeyAge:

@@ -206,7 +206,7 @@ func TestCheckupAllGood(t *testing.T) {
 	checks := b.agent.Checkup(ctx(t))
 	names := []string{agentpg.CheckToolSchemas, agentpg.CheckPIIFilter, agentpg.CheckLogRedaction, agentpg.CheckEncryption,
 		agentpg.CheckMigrations, agentpg.CheckRowLevelSecurity, agentpg.CheckDatabaseRole, agentpg.CheckAuditLog,
-		agentpg.CheckRetention, agentpg.CheckRateLimits, agentpg.CheckUsageAnomalies, agentpg.CheckKeyAge}
+		agentpg.CheckRetention, agentpg.CheckRateLimits, agentpg.CheckUsageAnomalies, agentpg.CheckEncryptionAtRest}
 	if len(checks) != len(names) {
 		t.Fatalf("Checkup returned %d checks, want %d: %+v", len(checks), len(names), checks)
 	}
@@ -248,15 +248,20 @@ func TestCheckupUnmigrated(t *testing.T) {
 	wantCheck(t, checkOf(t, b.agent, agentpg.CheckRowLevelSecurity), agentpg.CheckFail, `not checked: schema "checkup_nowhere" lacks 1 of`)
 }
 
-// The key age check: ok without keys in use, ok with a fresh key, warns
-// when the newest key of a tenant is over MaxKeyAge and when a rotation
-// was left unfinished.
+// The encryption at rest check: warns when a tenant has sessions but no
+// data key, when the newest key of a tenant is over MaxKeyAge and when a
+// rotation was left unfinished; ok otherwise.
 func TestCheckupKeyAge(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *agentpg.Config) { c.Keys = testKeys(t) })
-	keyAge := func() agentpg.Check { return b.agent.Checkup(ctx(t), agentpg.CheckKeyAge)[0] }
-	wantCheck(t, keyAge(), agentpg.CheckOK, "no tenant has a data key")
-	if _, err := b.session(t, "acme", "user-1").Run(ctx(t), "hello"); err != nil {
+	keyAge := func() agentpg.Check { return b.agent.Checkup(ctx(t), agentpg.CheckEncryptionAtRest)[0] }
+	wantCheck(t, keyAge(), agentpg.CheckOK, "no tenant has a data key, nor a session")
+	plain := b.another(t, func(c *agentpg.Config) { c.Keys = nil })
+	if _, err := plain.NewSession(ctx(t), "acme", "user-1", nil); err != nil {
+		t.Fatal(err)
+	}
+	wantCheck(t, keyAge(), agentpg.CheckWarn, "1 tenant with sessions and no data key", "agentpg keys rotate --all")
+	if _, err := b.session(t, "acme", "user-2").Run(ctx(t), "hello"); err != nil {
 		t.Fatal(err)
 	}
 	wantCheck(t, keyAge(), agentpg.CheckOK, "1 tenant with data keys; the oldest in use is 0 days old")

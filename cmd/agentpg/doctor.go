@@ -28,8 +28,8 @@ BYPASSRLS, owner of none of the tables: docs/deployment.md), whether the
 audit log has entries and every tenant's chain is intact,
 whether a retention policy and tenant rate limits are set, which tenants
 use more than 3 times their usual daily tokens today, and whether every
-tenant's data key (encryption at rest) is younger than 90 days, with no key
-rotation left unfinished.
+tenant with sessions has its content encrypted at rest, with a data key
+younger than 90 days and no key rotation left unfinished.
 
 TLS is judged by sslmode: disable, allow and prefer warn (they fall back to
 plaintext silently and never verify the server), require warns for a remote
@@ -111,7 +111,7 @@ var doctorChecks = []doctorCheck{
 	{agentpg.CheckRetention, needsSchema, nil},
 	{agentpg.CheckRateLimits, needsSchema, nil},
 	{agentpg.CheckUsageAnomalies, needsSchema, nil},
-	{agentpg.CheckKeyAge, needsSchema, nil},
+	{agentpg.CheckEncryptionAtRest, needsSchema, nil},
 }
 
 // doctorCmd returns "agentpg doctor".

@@ -149,7 +149,7 @@ func TestDoctorMigrated(t *testing.T) {
 	wantCheck(t, res.stdout, "retention", agentpg.CheckWarn, "no retention policy", "agentpg retention set --default --guide")
 	wantCheck(t, res.stdout, "rate limits", agentpg.CheckWarn, "no tenant has rate limits")
 	wantCheck(t, res.stdout, "usage anomalies", agentpg.CheckOK, "no tenant uses more than 3 times")
-	wantCheck(t, res.stdout, "key age", agentpg.CheckOK, "no tenant has a data key")
+	wantCheck(t, res.stdout, "encryption at rest", agentpg.CheckOK, "no tenant has a data key, nor a session")
 	wantContains(t, "stdout", res.stdout, "No check failed; 5 warnings.",
 		"Checked by the application's Agent only (Agent.Checkup): tool schemas, PII filter, log redaction, encryption.")
 	if res.stderr != "" {
@@ -343,7 +343,7 @@ func TestDoctorUnreachable(t *testing.T) {
 					"DATABASE_URL is not set: using the default postgres://root@127.0.0.1:1/test?sslmode=disable")
 				wantCheck(t, res.stdout, "password", agentpg.CheckOK, "the default URL holds no password")
 			}
-			wantContains(t, "stdout", res.stdout, "Not checked, for want of a connection: TLS, server version, migrations, row-level security, database role, audit log, retention, rate limits, usage anomalies, key age.")
+			wantContains(t, "stdout", res.stdout, "Not checked, for want of a connection: TLS, server version, migrations, row-level security, database role, audit log, retention, rate limits, usage anomalies, encryption at rest.")
 			wantContains(t, "stderr", res.stderr, "agentpg: 1 check failed")
 			wantHidden(t, res, password)
 			if strings.Contains(res.stdout+res.stderr, "throwaway") {
@@ -386,7 +386,7 @@ func TestDoctorJSON(t *testing.T) {
 		t.Fatalf("doctor --json: %v\n%s", err, res.stdout)
 	}
 	if got.Failed != 2 || len(got.Checks) != 8 ||
-		strings.Join(got.Unmigrated, ",") != "row-level security,audit log,retention,rate limits,usage anomalies,key age" {
+		strings.Join(got.Unmigrated, ",") != "row-level security,audit log,retention,rate limits,usage anomalies,encryption at rest" {
 		t.Errorf("doctor --json = %+v, want 8 checks, 2 failed, 5 not checked", got)
 	}
 	for i, name := range []string{"migrations", "database role"} {

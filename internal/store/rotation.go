@@ -448,15 +448,18 @@ type KeySummary struct {
 	// made: the key age a rotation schedule bounds. Zero without keys.
 	OldestCurrent time.Time
 	Unfinished    int64 // rotations killed before they finished
+	// Unencrypted counts the tenants with sessions and no data key.
+	Unencrypted int64
 }
 
-const keySummarySQL = `SELECT tenants, coalesce(oldest_current, 'epoch'), unfinished FROM {{schema}}.key_summary()`
+const keySummarySQL = `
+SELECT tenants, coalesce(oldest_current, 'epoch'), unfinished, unencrypted_tenants FROM {{schema}}.key_summary()`
 
 // KeySummary returns the summary of every tenant's data keys, through a
 // narrow cross-tenant path (migration 013's key_summary).
 func (s *Store) KeySummary(ctx context.Context) (KeySummary, error) {
 	var k KeySummary
-	err := s.noTenant().QueryRow(ctx, s.q(keySummarySQL)).Scan(&k.Tenants, &k.OldestCurrent, &k.Unfinished)
+	err := s.noTenant().QueryRow(ctx, s.q(keySummarySQL)).Scan(&k.Tenants, &k.OldestCurrent, &k.Unfinished, &k.Unencrypted)
 	if k.Tenants == 0 {
 		k.OldestCurrent = time.Time{}
 	}

@@ -70,9 +70,11 @@ $fn$;
 REVOKE ALL ON FUNCTION {{schema}}.key_tenants() FROM PUBLIC;
 
 -- For agentpg doctor: how many tenants have data keys, when the oldest of
--- their newest keys was made (key age), and how many rotations have not
--- finished. Counts and a time only.
-CREATE FUNCTION {{schema}}.key_summary(OUT tenants bigint, OUT oldest_current timestamptz, OUT unfinished bigint)
+-- their newest keys was made (key age), how many rotations have not
+-- finished, and how many tenants have sessions but no data key (their
+-- content is not encrypted). Counts and a time only.
+CREATE FUNCTION {{schema}}.key_summary(OUT tenants bigint, OUT oldest_current timestamptz, OUT unfinished bigint,
+                                       OUT unencrypted_tenants bigint)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -82,6 +84,9 @@ BEGIN
     INTO tenants, oldest_current, unfinished
     FROM (SELECT DISTINCT ON (tenant_id) tenant_id, created_at, rotated_at
           FROM {{schema}}.data_keys ORDER BY tenant_id, version DESC) AS newest;
+    SELECT count(DISTINCT s.tenant_id) INTO unencrypted_tenants
+    FROM {{schema}}.sessions s
+    WHERE NOT EXISTS (SELECT 1 FROM {{schema}}.data_keys k WHERE k.tenant_id = s.tenant_id);
     PERFORM set_config('agentpg.cross_tenant', 'off', true);
 END
 $fn$;
