@@ -125,6 +125,26 @@ func (a *Agent) rotateKeys(ctx context.Context, tenantID string, progress func(r
 	}
 }
 
+// RewrapKeys wraps again, under the provider's current key-encryption key,
+// each of the tenant's data keys wrapped by another, and touches no
+// content: the whole of a key-encryption key's rotation (append the new
+// key to the provider, make it current, RewrapKeys every tenant, then
+// retire the old key). It returns how many data keys it re-wrapped.
+// RotateKeys does this first too.
+func (a *Agent) RewrapKeys(ctx context.Context, tenantID string) (int, error) {
+	if err := validateTenant(tenantID); err != nil {
+		return 0, err
+	}
+	if a.cfg.Keys == nil {
+		return 0, fmt.Errorf("agentpg: re-wrapping keys: %w", ErrNoKeys)
+	}
+	n, err := a.store.RewrapDataKeys(ctx, tenantID)
+	if err != nil {
+		return n, fmt.Errorf("agentpg: re-wrapping the data keys of tenant %q: %w", tenantID, err)
+	}
+	return n, nil
+}
+
 // ErrNoKeys: content is encrypted and Config.Keys is not set, or an
 // operation on keys was asked of an Agent without them.
 var ErrNoKeys = store.ErrNoKeys

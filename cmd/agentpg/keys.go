@@ -97,7 +97,7 @@ them). It needs no keys.`,
 
 // keysRotateCmd returns "agentpg keys rotate".
 func (c *cli) keysRotateCmd() *cobra.Command {
-	var all bool
+	var all, rewrapOnly bool
 	cmd := &cobra.Command{
 		Use:   "rotate",
 		Short: "give tenants new data keys and re-encrypt their rows",
@@ -107,10 +107,14 @@ in plaintext are encrypted too. Data keys wrapped by another key-encryption
 key than the current one (the last of AGENTPG_KEYS) are re-wrapped first:
 after appending a new key to AGENTPG_KEYS, this is the whole rotation of the
 key-encryption key. It prints its progress. Killed, it leaves every row
-readable, and running it again finishes the same rotation.`,
-		Example: `  AGENTPG_KEYS="k2026a:...,k2026b:..." agentpg keys rotate --all`,
+readable, and running it again finishes the same rotation. With --rewrap-only
+it only re-wraps data keys under the current key-encryption key, touching no
+content: a rotation of the key-encryption key alone, done in seconds.`,
+		Example: `  AGENTPG_KEYS="k2026a:...,k2026b:..." agentpg keys rotate --all
+  AGENTPG_KEYS="k2026a:...,k2026b:..." agentpg keys rotate --all --rewrap-only`,
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "every tenant")
+	cmd.Flags().BoolVar(&rewrapOnly, "rewrap-only", false, "re-wrap data keys under the current key-encryption key, re-encrypt nothing")
 	return c.leaf(cmd, []string{flagDatabaseURL, flagSchema, flagTenant, flagJSON}, func(ctx context.Context) error {
 		if c.getenv(keysEnv) == "" {
 			return usageErrorf("%s is not set: there are no keys to rotate to", keysEnv)
@@ -122,6 +126,17 @@ readable, and running it again finishes the same rotation.`,
 		defer db.close()
 		rotated := map[string]int{}
 		for _, tenant := range tenants {
+			if rewrapOnly {
+				n, err := agent.RewrapKeys(ctx, tenant)
+				if err != nil {
+					return err
+				}
+				rotated[tenant] = n
+				if !c.json {
+					fmt.Fprintf(c.stdout, "%s: %s re-wrapped.\n", tenant, count(n, "data key"))
+				}
+				continue
+			}
 			n, err := agent.RotateKeysProgress(ctx, tenant, func(rows int) {
 				if !c.json {
 					fmt.Fprintf(c.stdout, "%s: %d rows re-encrypted\n", tenant, rows)

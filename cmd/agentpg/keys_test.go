@@ -66,6 +66,19 @@ func TestKeys(t *testing.T) {
 		t.Fatalf("keys status after the rotation: %+v", st)
 	}
 
+	// A new key-encryption key: --rewrap-only re-wraps the data key under
+	// it, and the old one is no longer needed.
+	kek2 := make([]byte, 32)
+	rand.Read(kek2)
+	newEntry := "kek-2:" + base64.StdEncoding.EncodeToString(kek2)
+	res = cli(invocation{env: map[string]string{keysEnv: withKeys.env[keysEnv] + "," + newEntry}}, "keys", "rotate", "--all", "--rewrap-only")
+	wantCode(t, res, 0)
+	wantContains(t, "keys rotate --rewrap-only", res.stdout, "acme: 1 data key re-wrapped.")
+	withKeys = invocation{env: map[string]string{keysEnv: newEntry}}
+	res = cli(withKeys, "keys", "status", "--tenant", "acme")
+	wantCode(t, res, 0)
+	wantContains(t, "keys status after the re-wrap", res.stdout, "kek-2")
+
 	res = cli(withKeys, "sessions", "show", "--tenant", "acme", "--identifier", "user-1")
 	wantCode(t, res, 0)
 	wantContains(t, "sessions show with keys", res.stdout, "the secret plan")
