@@ -228,8 +228,7 @@ const crashPrompt = "pay the invoice"
 // kills it there with SIGKILL.
 func killAt(t *testing.T, b *bundle, sessionID, dir, point, mode string) {
 	t.Helper()
-	child := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.v")
-	child.Env = append(os.Environ(),
+	out := killWhenReached(t, "TestCrashHelper", dir, point,
 		"AGENTPG_CRASH_DB="+b.db.Config().ConnString(),
 		"AGENTPG_CRASH_MODEL="+b.model.URL(),
 		"AGENTPG_CRASH_SESSION="+sessionID,
@@ -237,6 +236,19 @@ func killAt(t *testing.T, b *bundle, sessionID, dir, point, mode string) {
 		"AGENTPG_CRASH_POINT="+point,
 		"AGENTPG_CRASH_MODE="+mode,
 	)
+	if strings.Contains(out, "--- FAIL") {
+		t.Fatalf("the helper process failed:\n%s", out)
+	}
+}
+
+// killWhenReached runs the test helper in a second OS process of this test
+// binary, with env added to the environment, until it says (stopDead in
+// dir) that it reached point, then kills it with SIGKILL and returns what it
+// printed.
+func killWhenReached(t *testing.T, helper, dir, point string, env ...string) string {
+	t.Helper()
+	child := exec.Command(os.Args[0], "-test.run=^"+helper+"$", "-test.v")
+	child.Env = append(os.Environ(), env...)
 	out := &strings.Builder{}
 	child.Stdout, child.Stderr = out, out
 	if err := child.Start(); err != nil {
@@ -255,9 +267,7 @@ func killAt(t *testing.T, b *bundle, sessionID, dir, point, mode string) {
 		t.Fatal(err)
 	}
 	_ = child.Wait()
-	if strings.Contains(out.String(), "--- FAIL") {
-		t.Fatalf("the helper process failed:\n%s", out)
-	}
+	return out.String()
 }
 
 // TestCrashHelper is the process killAt kills: it runs the session, or a

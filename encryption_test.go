@@ -10,13 +10,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -377,27 +374,8 @@ func TestRotateKeysResumesAfterKill(t *testing.T) {
 	before := contents(t, b.another(t), sessions)
 
 	dir := t.TempDir()
-	child := exec.Command(os.Args[0], "-test.run=^TestRotationHelper$", "-test.v")
-	child.Env = append(os.Environ(), "AGENTPG_ROTATION_DB="+b.db.Config().ConnString(),
+	killWhenReached(t, "TestRotationHelper", dir, "the second batch", "AGENTPG_ROTATION_DB="+b.db.Config().ConnString(),
 		"AGENTPG_ROTATION_KEYS="+env, "AGENTPG_ROTATION_DIR="+dir)
-	out := &strings.Builder{}
-	child.Stdout, child.Stderr = out, out
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
-	reached := filepath.Join(dir, "reached")
-	deadline := time.Now().Add(30 * time.Second)
-	for _, err := os.Stat(reached); err != nil; _, err = os.Stat(reached) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the rotation did not reach its second batch in 30s:\n%s", out)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = child.Wait()
 
 	st, err := b.agent.KeyStatus(ctx(t), "acme")
 	if err != nil {
