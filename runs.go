@@ -147,12 +147,12 @@ func (a *Agent) WaitRun(ctx context.Context, tenantID, runID string) (*Result, e
 	if err := validateRunKeys(tenantID, runID); err != nil {
 		return nil, err
 	}
-	wake, unregister := a.runEvents.register(a, runID)
+	wake, unregister := a.notes.register(a, runEvents, runID)
 	defer unregister()
 	for {
 		// Listening before the read, no later end of the run is missed.
 		poll := time.Second
-		if a.runEvents.listening() {
+		if a.notes.listening() {
 			poll = runWaitPoll
 		}
 		stored, answer, err := a.runResult(ctx, tenantID, runID)

@@ -219,7 +219,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	// Keep the listener for released sessions up while the worker runs, so
 	// that a run waiting for its turn is woken without delay.
-	_, w.stopListening = w.agent.releases.register(w.agent, "")
+	_, w.stopListening = w.agent.notes.register(w.agent, sessionReleased, "")
 	w.agent.cfg.Logger.InfoContext(ctx, "worker started", "queue", w.agent.cfg.Queue, "concurrency", w.cfg.Concurrency)
 	return nil
 }
@@ -333,7 +333,7 @@ func (w *Worker) resume(ctx context.Context, args runJobArgs) error {
 	a := w.agent
 	// Registered before the first try, a release that comes between the
 	// try and the wait still wakes it; the Worker keeps the listener up.
-	wake, unregister := a.releases.register(a, args.SessionID)
+	wake, unregister := a.notes.register(a, sessionReleased, args.SessionID)
 	defer unregister()
 	for range maxTurnWaits {
 		release, err := w.turns.take(args.SessionID, args.RunID, time.Second, w.handBack)
