@@ -138,16 +138,17 @@ func (a *Agent) resumeRun(ctx context.Context, tenantID, sessionID, runID string
 // WaitRun returns the Result of the tenant's run once it has ended, or the
 // error it failed with (a *RunError matching its failure's sentinel, such
 // as ErrRunCancelled), from any process. A run awaiting approval returns
-// its Result with StopReason StopAwaitingApproval. It reads the run again
-// whenever the run's events are announced (one connection LISTENs for all
-// of the Agent's waiters), until then or until ctx ends; every second
-// while that connection is not listening, and every runWaitPoll when it is,
-// should a run end unannounced.
+// its Result with StopReason StopAwaitingApproval. It reads the run and
+// its answer in one statement, then again only when the run's events
+// announce that it stopped (ended, or paused for approvals; one connection
+// LISTENs for all of the Agent's waiters), until ctx ends; every second
+// while that connection is not listening, and every runWaitPoll when it
+// is, should a run end unannounced.
 func (a *Agent) WaitRun(ctx context.Context, tenantID, runID string) (*Result, error) {
 	if err := validateRunKeys(tenantID, runID); err != nil {
 		return nil, err
 	}
-	wake, unregister := a.notes.register(a, runEvents, runID)
+	wake, unregister := a.notes.register(a, runStopped, runID)
 	defer unregister()
 	for {
 		// Listening before the read, no later end of the run is missed.

@@ -14,14 +14,15 @@ import (
 const ticketTTL = 5 * time.Second
 
 // announcement is what an Agent's goroutine waits to be announced: the
-// release of a session's lease, or events of a run.
+// release of a session's lease, or a run that stopped.
 type announcement int
 
 const (
 	// sessionReleased is keyed by the session's id.
 	sessionReleased announcement = iota
-	// runEvents is keyed by the run's id.
-	runEvents
+	// runStopped is keyed by the run's id: its events stop it (see
+	// store.ParseEventsPayload).
+	runStopped
 )
 
 // topic is what a waiter waits for: an announcement, with its key.
@@ -37,8 +38,8 @@ func topicOf(st *store.Store, channel, payload string) (topic, bool) {
 	case st.SessionsChannel():
 		return topic{sessionReleased, payload}, true
 	case st.EventsChannel():
-		runID, _, _ := store.ParseEventsPayload(payload)
-		return topic{runEvents, runID}, true
+		runID, _, stops, ok := store.ParseEventsPayload(payload)
+		return topic{runStopped, runID}, ok && stops
 	}
 	return topic{}, false
 }

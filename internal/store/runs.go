@@ -391,7 +391,7 @@ func (s *Store) CommitStep(ctx context.Context, l Lease, p StepParams) (Step, er
 	}
 	var step Step
 	batch := &pgx.Batch{}
-	s.queueStepEvents(batch, l, p.Events)
+	s.queueStepEvents(batch, l, p.Events, status == RunAwaitingApproval)
 	batch.Queue(s.q(commitStepSQL),
 		l.TenantID, l.SessionID, l.RunID, l.Token,
 		m.ids, status, p.LeaseTTL.Seconds(), m.roles, m.contents, m.usages,
@@ -501,7 +501,7 @@ func (s *Store) FailRun(ctx context.Context, l Lease, f FailedRun) error {
 		status = RunCancelled
 	}
 	batch := &pgx.Batch{}
-	s.queueStepEvents(batch, l, f.Events)
+	s.queueStepEvents(batch, l, f.Events, false)
 	batch.Queue(s.q(failRunSQL), l.TenantID, l.SessionID, l.RunID, l.Token,
 		m.ids, m.roles, m.contents, m.usages, f.Reason, f.Iterations,
 		f.Usage.InputTokens, f.Usage.OutputTokens, f.Usage.CacheReadTokens, f.Usage.CacheWriteTokens, status, f.Class)

@@ -183,7 +183,7 @@ WITH r AS (
     SELECT id, tenant_id, event_seq, 'run_end', jsonb_build_object('status', 'cancelled', 'error', $3::text)
     FROM u WHERE ends
 )
-SELECT status, (SELECT pg_notify($4, id::text || ':' || event_seq) FROM u WHERE ends)::text FROM u`
+SELECT status, (SELECT pg_notify($4, id::text || ':' || event_seq || ':stop') FROM u WHERE ends)::text FROM u`
 
 // CancelRun cancels the tenant's run: a queued run, one waiting for
 // approvals or one no process runs at once; a running one is asked to stop
