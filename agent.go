@@ -25,11 +25,11 @@ type Agent struct {
 	store    *store.Store
 	executor *tool.Executor
 	gates    gates
-	// releases and runEvents wake the goroutines waiting for a session's
-	// lease or a run's progress.
-	releases, runEvents *notifier
-	cache               *lru.Cache[string, *cachedConversation]
-	audit               *audit.Log
+	// notes wakes the goroutines waiting for a session's lease or a run's
+	// progress.
+	notes *notifier
+	cache *lru.Cache[string, *cachedConversation]
+	audit *audit.Log
 
 	hookMu     sync.RWMutex
 	before     []func(ctx context.Context, messages []any) error
@@ -72,8 +72,7 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agentpg: Config.Audit: %w", err)
 	}
-	a := &Agent{cfg: cfg, store: st, executor: tool.NewExecutor(registry), cache: cache, audit: auditLog}
-	a.releases, a.runEvents = newNotifiers()
+	a := &Agent{cfg: cfg, store: st, executor: tool.NewExecutor(registry), cache: cache, audit: auditLog, notes: &notifier{}}
 	a.warnUnknownModel(cfg.Model)
 	return a, nil
 }

@@ -166,7 +166,7 @@ func waitForEvents(ctx context.Context, conn *pgxpool.Conn, channel, runID strin
 		if n.Channel != channel {
 			continue
 		}
-		if id, seq, ok := store.ParseEventsPayload(n.Payload); ok && id == runID && seq > after {
+		if id, seq, _, ok := store.ParseEventsPayload(n.Payload); ok && id == runID && seq > after {
 			return true, nil
 		}
 	}

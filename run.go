@@ -143,7 +143,7 @@ func (s *Session) begin(ctx context.Context, noWait bool, parentRunID *string) (
 		}
 		if wake == nil {
 			var unregister func()
-			wake, unregister = a.releases.register(a, s.ID)
+			wake, unregister = a.notes.register(a, sessionReleased, s.ID)
 			defer unregister()
 		}
 		if err := a.waitTurn(ctx, s.TenantID, s.ID, &params.Ticket, wake); err != nil {

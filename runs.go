@@ -87,12 +87,12 @@ func (a *Agent) CancelRun(ctx context.Context, tenantID, runID string) error {
 // leaving the run as it was, while its tenant's limits refuse its next
 // model call.
 func (a *Agent) ResumeRun(ctx context.Context, tenantID, runID string) (*Result, error) {
-	stored, err := a.storedRun(ctx, tenantID, runID)
+	stored, answer, err := a.runResult(ctx, tenantID, runID)
 	if err != nil {
 		return nil, err
 	}
 	if ended(stored.Status) {
-		return a.endedResult(ctx, tenantID, stored)
+		return a.endedResult(ctx, tenantID, stored, answer)
 	}
 	return a.resumeRun(ctx, tenantID, stored.SessionID, runID)
 }
@@ -138,29 +138,30 @@ func (a *Agent) resumeRun(ctx context.Context, tenantID, sessionID, runID string
 // WaitRun returns the Result of the tenant's run once it has ended, or the
 // error it failed with (a *RunError matching its failure's sentinel, such
 // as ErrRunCancelled), from any process. A run awaiting approval returns
-// its Result with StopReason StopAwaitingApproval. It reads the run again
-// whenever the run's events are announced (one connection LISTENs for all
-// of the Agent's waiters), until then or until ctx ends; every second
-// while that connection is not listening, and every runWaitPoll when it is,
-// should a run end unannounced.
+// its Result with StopReason StopAwaitingApproval. It reads the run and
+// its answer in one statement, then again only when the run's events
+// announce that it stopped (ended, or paused for approvals; one connection
+// LISTENs for all of the Agent's waiters), until ctx ends; every second
+// while that connection is not listening, and every runWaitPoll when it
+// is, should a run end unannounced.
 func (a *Agent) WaitRun(ctx context.Context, tenantID, runID string) (*Result, error) {
 	if err := validateRunKeys(tenantID, runID); err != nil {
 		return nil, err
 	}
-	wake, unregister := a.runEvents.register(a, runID)
+	wake, unregister := a.notes.register(a, runStopped, runID)
 	defer unregister()
 	for {
 		// Listening before the read, no later end of the run is missed.
 		poll := time.Second
-		if a.runEvents.listening() {
+		if a.notes.listening() {
 			poll = runWaitPoll
 		}
-		stored, err := a.storedRun(ctx, tenantID, runID)
+		stored, answer, err := a.runResult(ctx, tenantID, runID)
 		if err != nil {
 			return nil, err
 		}
 		if ended(stored.Status) || stored.Status == RunAwaitingApproval {
-			return a.endedResult(ctx, tenantID, stored)
+			return a.endedResult(ctx, tenantID, stored, answer)
 		}
 		if err := waitWakeFor(ctx, wake, poll); err != nil {
 			return nil, fmt.Errorf("agentpg: waiting for run %s: %w", runID, err)
@@ -227,18 +228,28 @@ func (a *Agent) storedRun(ctx context.Context, tenantID, runID string) (store.Ru
 	return run, nil
 }
 
+// runResult reads the tenant's run with its answer (see
+// store.RunResult), mapping not found.
+func (a *Agent) runResult(ctx context.Context, tenantID, runID string) (store.Run, json.RawMessage, error) {
+	if err := validateRunKeys(tenantID, runID); err != nil {
+		return store.Run{}, nil, err
+	}
+	run, answer, err := a.store.RunResult(ctx, tenantID, runID)
+	if err != nil {
+		return run, nil, runStoreError(err, "reading the run")
+	}
+	return run, answer, nil
+}
+
 // endedResult is the Result of a stored run that ended or waits for
-// approval, or the *RunError of one that failed or was cancelled.
-func (a *Agent) endedResult(ctx context.Context, tenantID string, run store.Run) (*Result, error) {
+// approval, with content its last answer, or the *RunError of one that
+// failed or was cancelled.
+func (a *Agent) endedResult(ctx context.Context, tenantID string, run store.Run, content json.RawMessage) (*Result, error) {
 	info := runInfo(run)
 	if run.Status == RunFailed || run.Status == RunCancelled {
 		return nil, &RunError{RunID: run.ID, Status: run.Status, Class: info.ErrorClass, Reason: info.Error}
 	}
 	res := &Result{RunID: run.ID, StopReason: info.StopReason, Usage: info.Usage, Iterations: info.Iterations}
-	content, err := a.store.LastAnswer(ctx, tenantID, run.ID)
-	if err != nil {
-		return nil, fmt.Errorf("agentpg: reading the run's answer: %w", err)
-	}
 	if content != nil {
 		var blocks []anthropic.ContentBlockParamUnion
 		if err := json.Unmarshal(content, &blocks); err != nil {

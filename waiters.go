@@ -13,34 +13,63 @@ import (
 // that dies while it waits holds its place this long at most.
 const ticketTTL = 5 * time.Second
 
-// notifier wakes the goroutines of an Agent that wait for something
-// announced on a LISTEN channel, by key (a session's id for the release of
-// its lease, a run's id for its events): while any waits, one pooled
-// connection LISTENs, however many wait.
-type notifier struct {
-	channel func(*store.Store) string // the channel to LISTEN on
-	key     func(payload string) string
+// announcement is what an Agent's goroutine waits to be announced: the
+// release of a session's lease, or a run that stopped.
+type announcement int
 
+const (
+	// sessionReleased is keyed by the session's id.
+	sessionReleased announcement = iota
+	// runStopped is keyed by the run's id: its events stop it (see
+	// store.ParseEventsPayload).
+	runStopped
+)
+
+// topic is what a waiter waits for: an announcement, with its key.
+type topic struct {
+	kind announcement
+	key  string
+}
+
+// topicOf returns the topic of a notification on channel, if it is one of
+// the store's.
+func topicOf(st *store.Store, channel, payload string) (topic, bool) {
+	switch channel {
+	case st.SessionsChannel():
+		return topic{sessionReleased, payload}, true
+	case st.EventsChannel():
+		runID, _, stops, ok := store.ParseEventsPayload(payload)
+		return topic{runStopped, runID}, ok && stops
+	}
+	return topic{}, false
+}
+
+// notifier wakes the goroutines of an Agent that wait for something
+// announced on the Agent's LISTEN channels, by topic: while any waits, one
+// pooled connection LISTENs on both channels, however many wait and
+// whatever for.
+type notifier struct {
 	mu      sync.Mutex
-	waiting map[string]map[chan struct{}]bool // by key
+	waiting map[topic]map[chan struct{}]bool
 	count   int
 	stop    context.CancelFunc // ends the listener; nil when none runs
 	live    bool               // the listener LISTENs: no announcement is missed
 }
 
-// register returns a channel that receives when key is announced, and the
-// func to call once done waiting.
-func (n *notifier) register(a *Agent, key string) (<-chan struct{}, func()) {
+// register returns a channel that receives when the topic (kind, key) is
+// announced, and the func to call once done waiting.
+func (n *notifier) register(a *Agent, kind announcement, key string) (<-chan struct{}, func()) {
+	t := topic{kind, key}
 	wake := make(chan struct{}, 1)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.waiting == nil {
-		n.waiting = make(map[string]map[chan struct{}]bool)
+		n.waiting = make(map[topic]map[chan struct{}]bool)
 	}
-	if n.waiting[key] == nil {
-		n.waiting[key] = make(map[chan struct{}]bool)
+	if n.waiting[t] == nil {
+		n.waiting[t] = make(map[chan struct{}]bool)
 	}
-	n.waiting[key][wake] = true
+	n.waiting[t][wake] = true
 	if n.count++; n.stop == nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		n.stop = cancel
@@ -49,9 +78,9 @@ func (n *notifier) register(a *Agent, key string) (<-chan struct{}, func()) {
 	return wake, func() {
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		delete(n.waiting[key], wake)
-		if len(n.waiting[key]) == 0 {
-			delete(n.waiting, key)
+		delete(n.waiting[t], wake)
+		if len(n.waiting[t]) == 0 {
+			delete(n.waiting, t)
 		}
 		if n.count--; n.count == 0 && n.stop != nil {
 			n.stop()
@@ -60,17 +89,19 @@ func (n *notifier) register(a *Agent, key string) (<-chan struct{}, func()) {
 	}
 }
 
-// listen passes what is announced on the channel to the waiters until ctx
-// ends. Should it fail, it wakes every waiter, and waiters poll.
+// listen passes what is announced on the channels to the waiters until
+// ctx ends. Should it fail, it wakes every waiter, and waiters poll.
 func (n *notifier) listen(ctx context.Context, a *Agent) {
 	conn, err := a.cfg.DB.Acquire(ctx)
 	if err != nil {
 		return
 	}
 	defer releaseListener(conn)
-	if err := store.Listen(ctx, conn.Conn(), n.channel(a.store)); err != nil {
-		a.cfg.Logger.WarnContext(ctx, "listening for notifications", "error", err)
-		return
+	for _, channel := range []string{a.store.SessionsChannel(), a.store.EventsChannel()} {
+		if err := store.Listen(ctx, conn.Conn(), channel); err != nil {
+			a.cfg.Logger.WarnContext(ctx, "listening for notifications", "error", err)
+			return
+		}
 	}
 	n.setLive(true)
 	defer n.setLive(false)
@@ -82,8 +113,12 @@ func (n *notifier) listen(ctx context.Context, a *Agent) {
 			}
 			return
 		}
+		t, ok := topicOf(a.store, note.Channel, note.Payload)
+		if !ok {
+			continue
+		}
 		n.mu.Lock()
-		for wake := range n.waiting[n.key(note.Payload)] {
+		for wake := range n.waiting[t] {
 			select {
 			case wake <- struct{}{}:
 			default:
@@ -118,23 +153,6 @@ func (n *notifier) listening() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.live
-}
-
-// newNotifiers returns the Agent's notifiers: of released sessions, and of
-// runs' events.
-func newNotifiers() (releases, events *notifier) {
-	releases = &notifier{
-		channel: (*store.Store).SessionsChannel,
-		key:     func(payload string) string { return payload },
-	}
-	events = &notifier{
-		channel: (*store.Store).EventsChannel,
-		key: func(payload string) string {
-			runID, _, _ := store.ParseEventsPayload(payload)
-			return runID
-		},
-	}
-	return releases, events
 }
 
 // waitWake waits for wake, at most a second (what no one announces, such as

@@ -128,6 +128,8 @@ type Worker struct {
 	// slots bound the runs executing at once to Concurrency; a run
 	// waiting for its session's turn holds none.
 	slots chan struct{}
+	// turns let the jobs of one session try their runs one at a time.
+	turns sessionTurns
 	// stopListening lets the Agent's listener for released sessions go.
 	stopListening func()
 }
@@ -217,7 +219,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	// Keep the listener for released sessions up while the worker runs, so
 	// that a run waiting for its turn is woken without delay.
-	_, w.stopListening = w.agent.releases.register(w.agent, "")
+	_, w.stopListening = w.agent.notes.register(w.agent, sessionReleased, "")
 	w.agent.cfg.Logger.InfoContext(ctx, "worker started", "queue", w.agent.cfg.Queue, "concurrency", w.cfg.Concurrency)
 	return nil
 }
@@ -315,29 +317,34 @@ func (rw *runWorker) Work(ctx context.Context, job *river.Job[runJobArgs]) error
 	return err
 }
 
-// maxTurnWaits is how many releases of its busy session a job waits for,
-// a second at most each, before it snoozes and frees its worker.
+// maxTurnWaits is how many times a job waits for its session's turn, a
+// second at most each, before it snoozes and frees its worker.
 const maxTurnWaits = 10
 
-// resume resumes the job's run in one of the Worker's slots. While its
-// session is busy (an earlier run holds it), it gives its slot back and
-// waits to be woken by the release of the session's lease, announced by
-// NOTIFY, rather than polling, up to maxTurnWaits times; then it returns
-// ErrSessionBusy and the job snoozes.
+// resume resumes the job's run in one of the Worker's slots, once it is
+// its session's turn among the jobs the Worker holds (sessionTurns): a job
+// whose session runs an earlier run here waits for that run to end in
+// memory, without a statement. While its session is busy elsewhere (a
+// process holds it, or an earlier run has not ended), it gives its turn
+// and slot back and waits to be woken by the release of the session's
+// lease, announced by NOTIFY, rather than polling. After maxTurnWaits
+// waits it returns ErrSessionBusy, and the job snoozes.
 func (w *Worker) resume(ctx context.Context, args runJobArgs) error {
 	a := w.agent
 	// Registered before the first try, a release that comes between the
 	// try and the wait still wakes it; the Worker keeps the listener up.
-	wake, unregister := a.releases.register(a, args.SessionID)
+	wake, unregister := a.notes.register(a, sessionReleased, args.SessionID)
 	defer unregister()
 	for range maxTurnWaits {
-		select {
-		case w.slots <- struct{}{}:
-		case <-w.handBack:
-			return fmt.Errorf("agentpg: worker stopping, run %s handed back", args.RunID)
+		release, err := w.turns.take(args.SessionID, args.RunID, time.Second, w.handBack)
+		if err != nil {
+			if w.handingBack() {
+				return fmt.Errorf("agentpg: worker stopping, run %s handed back", args.RunID)
+			}
+			continue // the run ahead of it here goes on
 		}
-		_, err := a.resumeRun(ctx, args.TenantID, args.SessionID, args.RunID)
-		<-w.slots
+		err = w.try(ctx, args, wake)
+		release()
 		if !errors.Is(err, ErrSessionBusy) {
 			return err
 		}
@@ -346,6 +353,33 @@ func (w *Worker) resume(ctx context.Context, args runJobArgs) error {
 		}
 	}
 	return fmt.Errorf("agentpg: %w", ErrSessionBusy)
+}
+
+// try resumes the job's run in one of the Worker's slots, forgetting the
+// releases of its session announced before: the try sees them.
+func (w *Worker) try(ctx context.Context, args runJobArgs, wake <-chan struct{}) error {
+	select {
+	case w.slots <- struct{}{}:
+	case <-w.handBack:
+		return fmt.Errorf("agentpg: worker stopping, run %s handed back", args.RunID)
+	}
+	defer func() { <-w.slots }()
+	select {
+	case <-wake:
+	default:
+	}
+	_, err := w.agent.resumeRun(ctx, args.TenantID, args.SessionID, args.RunID)
+	return err
+}
+
+// handingBack reports whether Stop hands the Worker's runs back.
+func (w *Worker) handingBack() bool {
+	select {
+	case <-w.handBack:
+		return true
+	default:
+		return false
+	}
 }
 
 // busyDelay is the snooze of a job whose session is busy: BusyDelay,

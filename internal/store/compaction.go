@@ -85,7 +85,8 @@ func (s *Store) Summary(ctx context.Context, tenantID, sessionID string) (Summar
 	if err != nil {
 		return sum, err
 	}
-	return sum, s.opener(ctx, tenantID).summary(sessionID, &sum)
+	err = s.opener(ctx, tenantID).summary(sessionID, &sum)
+	return sum, err
 }
 
 // Compaction is a compaction to apply.

@@ -37,7 +37,9 @@ type RunEvent struct {
 
 // EventsChannel is the channel on which appended events are announced with
 // NOTIFY, one channel per schema. Each payload is "<run id>:<last seq>",
-// the last seq of the run once the announced events are stored.
+// the last seq of the run once the announced events are stored, followed
+// by ":stop" when they stop the run: end its events, or pause it for
+// approvals (see ParseEventsPayload).
 func (s *Store) EventsChannel() string {
 	const prefix = "agentpg_events_"
 	if len(prefix)+len(s.schema) <= 63 { // longer identifiers are cut, and pg_notify refuses them
@@ -49,14 +51,17 @@ func (s *Store) EventsChannel() string {
 }
 
 // ParseEventsPayload splits a notification payload of EventsChannel into
-// the run id and the run's last seq.
-func ParseEventsPayload(payload string) (runID string, lastSeq int64, ok bool) {
+// the run id, the run's last seq, and whether the events stop the run (end
+// its events, or pause it for approvals): what waits for a run's end need
+// read it only then.
+func ParseEventsPayload(payload string) (runID string, lastSeq int64, stops, ok bool) {
+	payload, stops = strings.CutSuffix(payload, ":stop")
 	runID, seq, ok := strings.Cut(payload, ":")
 	if !ok {
-		return "", 0, false
+		return "", 0, false, false
 	}
 	lastSeq, err := strconv.ParseInt(seq, 10, 64)
-	return runID, lastSeq, err == nil
+	return runID, lastSeq, stops, err == nil
 }
 
 const appendEventsSQL = `
@@ -71,11 +76,13 @@ WITH r AS (
     SELECT r.id, r.tenant_id, r.event_seq - cardinality($3::text[]) + e.n, e.kind, e.data, $7
     FROM r, unnest($3::text[], $4::jsonb[]) WITH ORDINALITY AS e(kind, data, n)
 )
-SELECT event_seq, pg_notify($6, $2::text || ':' || event_seq)::text FROM r`
+SELECT event_seq, pg_notify($6, $2::text || ':' || event_seq || CASE WHEN $5 THEN ':stop' ELSE '' END)::text FROM r`
 
 // appendStepEventsSQL is appendEventsSQL for a run holding its session's
 // lease, sent in one batch before the statement that commits the run's
-// step: a run that lost its lease appends nothing.
+// step: a run that lost its lease appends nothing. $8 is the data key
+// version that sealed the events, $9 says the step stops the run (see
+// ParseEventsPayload).
 const appendStepEventsSQL = `
 WITH r AS (
     UPDATE {{schema}}.runs
@@ -90,12 +97,12 @@ WITH r AS (
     SELECT r.id, r.tenant_id, r.event_seq - cardinality($3::text[]) + e.n, e.kind, e.data, $8
     FROM r, unnest($3::text[], $4::jsonb[]) WITH ORDINALITY AS e(kind, data, n)
 )
-SELECT count(pg_notify($6, $2::text || ':' || event_seq)) FROM r`
+SELECT count(pg_notify($6, $2::text || ':' || event_seq || CASE WHEN $9 THEN ':stop' ELSE '' END)) FROM r`
 
 // queueStepEvents queues the events of a step, if any, in batch, ahead of
 // the step's own statement, so that both take one round trip and one
-// transaction.
-func (s *Store) queueStepEvents(batch *pgx.Batch, w *sealer, l Lease, events []NewEvent) error {
+// transaction; paused says the step pauses the run for approvals.
+func (s *Store) queueStepEvents(batch *pgx.Batch, w *sealer, l Lease, events []NewEvent, paused bool) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -104,7 +111,7 @@ func (s *Store) queueStepEvents(batch *pgx.Batch, w *sealer, l Lease, events []N
 		return err
 	}
 	ends := kinds[len(kinds)-1] == EventRunEnd
-	batch.Queue(s.q(appendStepEventsSQL), l.TenantID, l.RunID, kinds, data, ends, s.EventsChannel(), l.Token, w.version())
+	batch.Queue(s.q(appendStepEventsSQL), l.TenantID, l.RunID, kinds, data, ends, s.EventsChannel(), l.Token, w.version(), ends || paused)
 	return nil
 }
 
@@ -249,7 +256,7 @@ WITH r AS (
     FROM sealed
 )
 SELECT r.events_ended OR EXISTS (SELECT 1 FROM sealed),
-       (SELECT pg_notify($4, id::text || ':' || event_seq)::text FROM sealed)
+       (SELECT pg_notify($4, id::text || ':' || event_seq || ':stop')::text FROM sealed)
 FROM r`
 
 // EndAbandonedEvents reports whether the tenant's run has ended its

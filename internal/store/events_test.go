@@ -237,9 +237,58 @@ func TestAppendEventsNotifiesOnCommit(t *testing.T) {
 	if !ok {
 		t.Fatal("no notification")
 	}
-	runID, seq, ok := store.ParseEventsPayload(payload)
-	if !ok || runID != f.lease.RunID || seq != last || last != 2 {
-		t.Fatalf("payload %q (run %s, seq %d), want run %s seq %d", payload, runID, seq, f.lease.RunID, last)
+	runID, seq, stops, ok := store.ParseEventsPayload(payload)
+	if !ok || runID != f.lease.RunID || seq != last || last != 2 || stops {
+		t.Fatalf("payload %q (run %s, seq %d, stops %v), want run %s seq %d", payload, runID, seq, stops, f.lease.RunID, last)
+	}
+}
+
+// TestStepEventsSayWhenTheRunStops checks that a step's events announce
+// the run stopping (paused for approvals, or ended) and only then: WaitRun
+// reads a run only on such an announcement.
+func TestStepEventsSayWhenTheRunStops(t *testing.T) {
+	t.Parallel()
+	f := newEventsFixture(t)
+	ctx := t.Context()
+	conn := listen(t, f)
+	stops := func(what string) bool {
+		t.Helper()
+		payload, ok := waitNotification(t, conn, 10*time.Second)
+		if !ok {
+			t.Fatalf("%s: no notification", what)
+		}
+		runID, _, stops, ok := store.ParseEventsPayload(payload)
+		if !ok || runID != f.lease.RunID {
+			t.Fatalf("%s: payload %q", what, payload)
+		}
+		return stops
+	}
+	message := func(text string) []store.NewMessage {
+		return []store.NewMessage{{ID: uuid.NewString(), Role: "assistant",
+			Content: json.RawMessage(`[{"type":"text","text":"` + text + `"}]`)}}
+	}
+
+	if _, err := f.st.CommitStep(ctx, f.lease, store.StepParams{Messages: message("step"), Events: textEvents("step"),
+		LeaseTTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if stops("a running step") {
+		t.Fatal("a step the run goes on from announced that it stopped")
+	}
+	pending := store.ToolCall{ID: uuid.NewString(), ToolUseID: "toolu_1", Name: "pay", Input: json.RawMessage(`{}`),
+		Status: store.ToolAwaitingApproval}
+	if _, err := f.st.CommitStep(ctx, f.lease, store.StepParams{Messages: message("paying"), Events: textEvents("approval"),
+		ToolCalls: []store.ToolCall{pending}, Status: store.RunAwaitingApproval}); err != nil {
+		t.Fatal(err)
+	}
+	if !stops("a pause for approvals") {
+		t.Fatal("a run paused for approvals did not announce that it stopped")
+	}
+	if _, err := f.st.CancelRun(ctx, "acme", f.lease.RunID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if !stops("a cancel") {
+		t.Fatal("a cancelled run did not announce that it stopped")
 	}
 }
 
@@ -318,7 +367,7 @@ func TestEndAbandonedEvents(t *testing.T) {
 		if ended, err := f.st.EndAbandonedEvents(ctx, "acme", f.lease.RunID, 0); err != nil || !ended {
 			t.Fatalf("past grace: ended %v, %v", ended, err)
 		}
-		if payload, ok := waitNotification(t, conn, 10*time.Second); !ok || payload != f.lease.RunID+":2" {
+		if payload, ok := waitNotification(t, conn, 10*time.Second); !ok || payload != f.lease.RunID+":2:stop" {
 			t.Fatalf("notification %q, %v", payload, ok)
 		}
 		events, err := f.st.ListEvents(ctx, "acme", f.lease.RunID, 1, 10)

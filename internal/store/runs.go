@@ -449,7 +449,7 @@ func (s *Store) CommitStep(ctx context.Context, l Lease, p StepParams) (Step, er
 	}
 	var step Step
 	batch := &pgx.Batch{}
-	if err := s.queueStepEvents(batch, w, l, p.Events); err != nil {
+	if err := s.queueStepEvents(batch, w, l, p.Events, status == RunAwaitingApproval); err != nil {
 		return step, err
 	}
 	batch.Queue(s.q(commitStepSQL),
@@ -578,7 +578,7 @@ func (s *Store) FailRun(ctx context.Context, l Lease, f FailedRun) error {
 		status = RunCancelled
 	}
 	batch := &pgx.Batch{}
-	if err := s.queueStepEvents(batch, w, l, f.Events); err != nil {
+	if err := s.queueStepEvents(batch, w, l, f.Events, false); err != nil {
 		return err
 	}
 	batch.Queue(s.q(failRunSQL), l.TenantID, l.SessionID, l.RunID, l.Token,
@@ -639,12 +639,15 @@ const runColumns = `r.id::text, r.session_id::text, r.parent_run_id::text, r.sta
            SELECT 1 FROM {{schema}}.sessions s
            WHERE s.id = r.session_id AND s.lease_run_id = r.id AND s.lease_expires_at > now())`
 
-func scanRun(row pgx.CollectableRow) (Run, error) {
+func scanRun(row pgx.CollectableRow) (Run, error) { return scanRunInto(row) }
+
+// scanRunInto scans runColumns, then the columns that follow into more.
+func scanRunInto(row pgx.CollectableRow, more ...any) (Run, error) {
 	var r Run
-	err := row.Scan(&r.ID, &r.SessionID, &r.ParentRunID, &r.Status, &r.Model, &r.StopReason, &r.Error,
+	err := row.Scan(append([]any{&r.ID, &r.SessionID, &r.ParentRunID, &r.Status, &r.Model, &r.StopReason, &r.Error,
 		&r.ErrorClass, &r.Async, &r.Iterations,
 		&r.Usage.InputTokens, &r.Usage.OutputTokens, &r.Usage.CacheReadTokens, &r.Usage.CacheWriteTokens,
-		&r.CreatedAt, &r.StartedAt, &r.FinishedAt, &r.LeaseExpired)
+		&r.CreatedAt, &r.StartedAt, &r.FinishedAt, &r.LeaseExpired}, more...)...)
 	return r, err
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,22 +34,31 @@ type ResumeRunParams struct {
 	CachedSeq int64
 }
 
+// resumeRunSQL takes the lease of a run's session for the run, when the
+// run may go on, and returns one row for a run of the tenant's session:
+// first the outcome (empty when the lease was taken, else why not:
+// finished, approval_pending or busy), then, with the lease, what the
+// run needs. A run the tenant's session does not have returns no row.
 const resumeRunSQL = `
-WITH r AS (
-    SELECT id, session_id, prompt, key_version, async FROM {{schema}}.runs
+WITH cur AS (
+    SELECT id, session_id, status, prompt, key_version, async,
+           EXISTS (SELECT 1 FROM {{schema}}.tool_executions t WHERE t.run_id = $2 AND t.status = 'awaiting_approval')
+               AS approval_pending,
+           -- A session's runs execute in order: a queued run waits for the
+           -- earlier ones to end, save for a synchronous one a crash left
+           -- running, which nothing resumes by itself.
+           status = 'queued' AND EXISTS (
+               SELECT 1 FROM {{schema}}.runs e
+               LEFT JOIN {{schema}}.sessions es ON es.id = e.session_id
+               WHERE e.session_id = runs.session_id AND e.id < $2
+                 AND e.status IN ('queued', 'running', 'awaiting_approval')
+                 AND (e.status <> 'running' OR e.async
+                      OR (es.lease_run_id = e.id AND es.lease_expires_at > now()))) AS behind
+    FROM {{schema}}.runs
     WHERE tenant_id = $1 AND id = $2 AND session_id = $5
-      AND status IN ('queued', 'running', 'awaiting_approval')
-      AND NOT EXISTS (SELECT 1 FROM {{schema}}.tool_executions t WHERE t.run_id = $2 AND t.status = 'awaiting_approval')
-      -- A session's runs execute in order: a queued run waits for the
-      -- earlier ones to end, save for a synchronous one a crash left
-      -- running, which nothing resumes by itself.
-      AND (status <> 'queued' OR NOT EXISTS (
-          SELECT 1 FROM {{schema}}.runs e
-          LEFT JOIN {{schema}}.sessions es ON es.id = e.session_id
-          WHERE e.session_id = runs.session_id AND e.id < $2
-            AND e.status IN ('queued', 'running', 'awaiting_approval')
-            AND (e.status <> 'running' OR e.async
-                 OR (es.lease_run_id = e.id AND es.lease_expires_at > now()))))
+), r AS (
+    SELECT id, session_id, prompt, async FROM cur
+    WHERE status IN ('queued', 'running', 'awaiting_approval') AND NOT approval_pending AND NOT behind
 ), s AS (
     UPDATE {{schema}}.sessions
     SET lease_token = lease_token + 1,
@@ -64,39 +74,54 @@ WITH r AS (
     SET status = 'running', lease_token = s.lease_token, started_at = coalesce(started_at, now())
     FROM s WHERE runs.id = $2
 )
-SELECT s.id::text, s.lease_token, s.compaction_gen, s.compaction_gen <> $4,
+SELECT CASE WHEN s.id IS NOT NULL THEN ''
+            WHEN cur.status IN ('completed', 'failed', 'cancelled') THEN 'finished'
+            WHEN cur.approval_pending THEN 'approval_pending'
+            ELSE 'busy' END,
+       s.id::text, s.lease_token, s.compaction_gen, s.compaction_gen <> $4,
        CASE WHEN s.compaction_gen <> $4 THEN coalesce(s.summary, '') ELSE '' END,
        CASE WHEN s.compaction_gen <> $4 THEN coalesce(s.first_intent, '') ELSE '' END,
-       s.summary_key_version, s.compacted_at_seq, r.prompt, r.key_version, r.async,
+       s.summary_key_version, s.compacted_at_seq, cur.prompt, cur.key_version, cur.async,
        s.tenant_id, s.identifier, s.parent_id::text, s.depth, s.metadata, s.overrides, s.created_at, s.updated_at,
        s.key_version
-FROM s, r`
+FROM cur LEFT JOIN s ON true`
+
+// notResumed maps resumeRunSQL's outcomes to errors.
+var notResumed = map[string]error{"finished": ErrFinished, "approval_pending": ErrApprovalPending, "busy": ErrBusy}
 
 // ResumeRun takes the lease of the run's session for the run and moves it
 // to running, reading what the conversation gained since the cached copy
 // (the run's own messages included), and admits its next model call under
 // the tenant's limits, in one round trip. It returns ErrNotFound for no
-// such run of the tenant, ErrFinished for a run that ended,
+// such run of the tenant's session, ErrFinished for a run that ended,
 // ErrApprovalPending while calls wait for a decision, ErrBusy while a
 // process holds the session or, for a queued run, while an earlier run of
 // the session has not ended, and a *LimitExceeded, having changed nothing,
-// when a limit refuses the call.
+// when a limit refuses the call. The statement taking the lease says why
+// it could not: there is no second read.
 func (s *Store) ResumeRun(ctx context.Context, p ResumeRunParams) (Begun, error) {
 	begun := Begun{Lease: Lease{TenantID: p.TenantID, RunID: p.RunID}, Session: &Session{}}
 	b := begin{batch: &pgx.Batch{}, begun: &begun}
 	sess := begun.Session
+	var outcome string
 	var promptKey *int
 	b.batch.Queue(s.q(resumeRunSQL), p.TenantID, p.RunID, p.LeaseTTL.Seconds(), p.CachedGen, p.SessionID).
 		QueryRow(func(row pgx.Row) error {
-			return row.Scan(&sess.ID, &begun.Lease.Token, &begun.Lease.CompactionGen, &b.stale,
+			return row.Scan(outcomeRow{outcome: &outcome, dest: []any{
+				&sess.ID, &begun.Lease.Token, &begun.Lease.CompactionGen, &b.stale,
 				&b.sum.Text, &b.sum.FirstIntent, &b.sum.keyVersion, &b.sum.CompactedAtSeq,
 				&begun.Prompt, &promptKey, &begun.Async,
 				&sess.TenantID, &sess.Identifier, &sess.ParentID, &sess.Depth, &sess.Metadata, &sess.Overrides,
-				&sess.CreatedAt, &sess.UpdatedAt, &sess.keyVersion)
+				&sess.CreatedAt, &sess.UpdatedAt, &sess.keyVersion}})
 		})
 	b.readHistory(s.q(resumeHistorySQL), p.TenantID, p.RunID, p.CachedGen, p.CachedSeq)
 	s.queueAdmit(b.batch, begun.Lease, nil)
-	err := b.send(ctx, s.as(p.TenantID), func() error { return s.whyNotResumed(ctx, p.TenantID, p.SessionID, p.RunID) })
+	err := b.send(ctx, s.as(p.TenantID), func() error { return ErrNotFound })
+	if err == nil && outcome != "" {
+		if err = notResumed[outcome]; err == nil {
+			err = fmt.Errorf("resuming the run: unknown outcome %q", outcome)
+		}
+	}
 	begun.Lease.SessionID = sess.ID
 	if err != nil {
 		return begun, err
@@ -111,6 +136,27 @@ func (s *Store) ResumeRun(ctx context.Context, p ResumeRunParams) (Begun, error)
 	return begun, b.open(o, sess.ID)
 }
 
+// outcomeRow scans a row whose first column is an outcome into outcome,
+// and the other columns into dest only when it is "" (success); they are
+// NULL otherwise. An outcome is not an error of the batch: pgx forgets the
+// batch's prepared statements on any error.
+type outcomeRow struct {
+	outcome *string
+	dest    []any
+}
+
+// ScanRow implements pgx.RowScanner.
+func (o outcomeRow) ScanRow(rows pgx.Rows) error {
+	dest := make([]any, len(o.dest)+1) // a nil destination skips its column
+	dest[0] = o.outcome
+	if err := rows.Scan(dest...); err != nil || *o.outcome != "" {
+		return err
+	}
+	copy(dest[1:], o.dest)
+	dest[0] = nil
+	return rows.Scan(dest...)
+}
+
 // resumeHistorySQL is beginHistorySQL for a resumed run: its own messages
 // belong to the conversation too.
 const resumeHistorySQL = `
@@ -122,31 +168,6 @@ WHERE s.tenant_id = $1 AND s.lease_run_id = $2
   AND m.seq > CASE WHEN s.compaction_gen = $3 THEN $4 ELSE 0 END
   AND (m.run_id IS NULL OR m.run_id = $2 OR r.status = 'completed')
 ORDER BY m.seq`
-
-// whyNotResumed explains a run that could not be resumed.
-func (s *Store) whyNotResumed(ctx context.Context, tenantID, sessionID, runID string) error {
-	run, err := s.GetRun(ctx, tenantID, runID)
-	if err != nil {
-		return err
-	}
-	if run.SessionID != sessionID {
-		return ErrNotFound
-	}
-	switch run.Status {
-	case RunCompleted, RunFailed, RunCancelled:
-		return ErrFinished
-	}
-	calls, err := s.ListToolCalls(ctx, tenantID, nil, runID)
-	if err != nil {
-		return err
-	}
-	for _, c := range calls {
-		if c.Status == ToolAwaitingApproval {
-			return ErrApprovalPending
-		}
-	}
-	return ErrBusy
-}
 
 const cancelRunSQL = `
 WITH r AS (
@@ -175,7 +196,7 @@ WITH r AS (
     SELECT id, tenant_id, event_seq, 'run_end', jsonb_build_object('status', 'cancelled', 'error', $3::text)
     FROM u WHERE ends
 )
-SELECT status, (SELECT pg_notify($4, id::text || ':' || event_seq) FROM u WHERE ends)::text FROM u`
+SELECT status, (SELECT pg_notify($4, id::text || ':' || event_seq || ':stop') FROM u WHERE ends)::text FROM u`
 
 // CancelRun cancels the tenant's run: a queued run, one waiting for
 // approvals or one no process runs at once; a running one is asked to stop
@@ -256,24 +277,40 @@ func (s *Store) DecideToolCall(ctx context.Context, tenantID, runID, toolUseID s
 	return d, ErrNotFound
 }
 
-const lastAnswerSQL = `
-SELECT session_id::text, id::text, content, key_version FROM {{schema}}.messages
-WHERE tenant_id = $1 AND run_id = $2 AND role = 'assistant'
-ORDER BY seq DESC LIMIT 1`
+// runResultSQL reads a run and, once it has an answer to give (completed,
+// or paused for approvals), its last assistant message, in one statement.
+const runResultSQL = `
+SELECT ` + runColumns + `, a.id::text, a.content, a.key_version
+FROM {{schema}}.runs r
+LEFT JOIN LATERAL (
+    SELECT m.id, m.content, m.key_version FROM {{schema}}.messages m
+    WHERE m.tenant_id = r.tenant_id AND m.run_id = r.id AND m.role = 'assistant'
+    ORDER BY m.seq DESC LIMIT 1
+) a ON r.status IN ('completed', 'awaiting_approval')
+WHERE r.tenant_id = $1 AND r.id = $2`
 
-// LastAnswer returns the content of the run's last assistant message, or
-// nil.
-func (s *Store) LastAnswer(ctx context.Context, tenantID, runID string) (json.RawMessage, error) {
-	var sessionID string
-	var m Message
-	err := s.as(tenantID).QueryRow(ctx, s.q(lastAnswerSQL), tenantID, runID).Scan(&sessionID, &m.ID, &m.Content, &m.keyVersion)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
+// RunResult returns the tenant's run and, for a run that completed or
+// waits for approvals, the content of its last assistant message (nil
+// when it has none), in one statement; or ErrNotFound.
+func (s *Store) RunResult(ctx context.Context, tenantID, runID string) (Run, json.RawMessage, error) {
+	var answer Message
+	var answerID *string
+	rows, err := s.as(tenantID).Query(ctx, s.q(runResultSQL), tenantID, runID)
 	if err != nil {
-		return nil, err
+		return Run{}, nil, err
 	}
-	return m.Content, s.opener(ctx, tenantID).message(sessionID, &m)
+	run, err := pgx.CollectExactlyOneRow(rows, func(row pgx.CollectableRow) (Run, error) {
+		return scanRunInto(row, &answerID, &answer.Content, &answer.keyVersion)
+	})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return run, nil, ErrNotFound
+	case err != nil || answerID == nil:
+		return run, nil, err
+	}
+	answer.ID = *answerID
+	err = s.opener(ctx, tenantID).message(run.SessionID, &answer)
+	return run, answer.Content, err
 }
 
 // failStuckRunsSQL calls the rescuer's SECURITY DEFINER function

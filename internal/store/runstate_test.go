@@ -1,0 +1,105 @@
+package store_test
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/agentpg/agentpg/agentpgtest"
+	"github.com/agentpg/agentpg/internal/store"
+)
+
+// TestResumeRunSaysWhyNot checks that ResumeRun's one statement tells each
+// reason a run cannot be resumed apart, and that a run it may resume gets
+// the lease, its prompt and its session.
+func TestResumeRunSaysWhyNot(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st, err := store.New(agentpgtest.DB(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessionID := uuid.NewString()
+	if _, err := st.CreateSession(ctx, store.CreateSessionParams{ID: sessionID, TenantID: "acme", Identifier: "resume"}); err != nil {
+		t.Fatal(err)
+	}
+	// Run ids are time-ordered, as the agentpg package makes them: the
+	// session's runs execute in their order.
+	newRunID := func() string { return uuid.Must(uuid.NewV7()).String() }
+	enqueue := func(prompt string) string {
+		t.Helper()
+		id := newRunID()
+		err := st.EnqueueRun(ctx, store.EnqueueRunParams{TenantID: "acme", SessionID: sessionID, RunID: id, Model: "m",
+			Prompt: json.RawMessage(`[{"type":"text","text":"` + prompt + `"}]`),
+			Job:    store.RunJob{Kind: "test", Args: json.RawMessage(`{}`), Queue: "test", MaxAttempts: 1, Priority: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	resume := func(runID string) (store.Begun, error) {
+		return st.ResumeRun(ctx, store.ResumeRunParams{TenantID: "acme", SessionID: sessionID, RunID: runID, LeaseTTL: time.Minute})
+	}
+	first, second := enqueue("first"), enqueue("second")
+
+	for _, c := range []struct {
+		name string
+		run  func() (store.Begun, error)
+		want error
+	}{
+		{"unknown run", func() (store.Begun, error) { return resume(newRunID()) }, store.ErrNotFound},
+		{"another session", func() (store.Begun, error) {
+			return st.ResumeRun(ctx, store.ResumeRunParams{TenantID: "acme", SessionID: uuid.NewString(), RunID: first, LeaseTTL: time.Minute})
+		}, store.ErrNotFound},
+		{"another tenant", func() (store.Begun, error) {
+			return st.ResumeRun(ctx, store.ResumeRunParams{TenantID: "globex", SessionID: sessionID, RunID: first, LeaseTTL: time.Minute})
+		}, store.ErrNotFound},
+		{"behind an earlier queued run", func() (store.Begun, error) { return resume(second) }, store.ErrBusy},
+	} {
+		if _, err := c.run(); !errors.Is(err, c.want) {
+			t.Fatalf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+
+	begun, err := resume(first)
+	if err != nil {
+		t.Fatalf("resuming the first queued run: %v", err)
+	}
+	if begun.Session == nil || begun.Session.ID != sessionID || begun.Session.Identifier != "resume" || !begun.Async ||
+		!json.Valid(begun.Prompt) || begun.Lease.Token == 0 || begun.Lease.SessionID != sessionID {
+		t.Fatalf("resumed: %+v, session %+v", begun, begun.Session)
+	}
+	if _, err := resume(first); !errors.Is(err, store.ErrBusy) {
+		t.Fatalf("resuming a run that holds its lease: %v, want ErrBusy", err)
+	}
+	if _, err := resume(second); !errors.Is(err, store.ErrBusy) {
+		t.Fatalf("resuming while the session is leased: %v, want ErrBusy", err)
+	}
+
+	// The first run pauses for an approval: the second waits for it.
+	pending := store.ToolCall{ID: uuid.NewString(), ToolUseID: "toolu_1", Name: "pay", Input: json.RawMessage(`{}`),
+		Status: store.ToolAwaitingApproval}
+	if _, err := st.CommitStep(ctx, begun.Lease, store.StepParams{Status: store.RunAwaitingApproval, ToolCalls: []store.ToolCall{pending},
+		Messages: []store.NewMessage{{ID: uuid.NewString(), Role: "assistant", Content: json.RawMessage(`[{"type":"text","text":"paying"}]`)}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resume(first); !errors.Is(err, store.ErrApprovalPending) {
+		t.Fatalf("resuming a run awaiting approval: %v, want ErrApprovalPending", err)
+	}
+	if _, err := resume(second); !errors.Is(err, store.ErrBusy) {
+		t.Fatalf("resuming behind a paused run: %v, want ErrBusy", err)
+	}
+
+	if _, err := st.CancelRun(ctx, "acme", first, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resume(first); !errors.Is(err, store.ErrFinished) {
+		t.Fatalf("resuming a cancelled run: %v, want ErrFinished", err)
+	}
+	if _, err := resume(second); err != nil {
+		t.Fatalf("resuming the second run once the first ended: %v", err)
+	}
+}
