@@ -478,3 +478,37 @@ func TestEraseEncrypted(t *testing.T) {
 		t.Fatalf("the tenant's new session reads %q, %v", all, err)
 	}
 }
+
+// An enqueued run of an encrypted tenant: its prompt waits sealed, a Worker
+// opens it, and WaitRun and RunEvents, from another Agent, read the answer.
+func TestEncryptedEnqueuedRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *agentpg.Config) { c.Keys = testKeys(t) })
+	sess := b.session(t, "acme", "user-1")
+	runID, err := sess.Enqueue(ctx(t), "the queued secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if holding := tablesHolding(t, b, "queued secret"); len(holding) > 0 {
+		t.Fatalf("the queued prompt is in plaintext in %v", holding)
+	}
+	b.startWorker(t, agentpg.WorkerConfig{})
+	other := b.another(t)
+	res, err := other.WaitRun(ctx(t), "acme", runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.Text, "the queued secret") {
+		t.Errorf("WaitRun's answer %q does not echo the prompt", res.Text)
+	}
+	var text strings.Builder
+	for e, err := range other.RunEvents(ctx(t), "acme", runID, 0) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		text.WriteString(e.Text)
+	}
+	if !strings.Contains(text.String(), "the queued secret") {
+		t.Errorf("the run's events read %q", text.String())
+	}
+}
