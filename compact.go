@@ -161,11 +161,12 @@ func estimateContext(s *Session, conv conversation) (tokens int, exact bool) {
 	return fixed + compaction.Size(compactionMessages(msgs)), false
 }
 
-// countTokens asks the API how many input tokens params holds.
-func (a *Agent) countTokens(ctx context.Context, params anthropic.MessageNewParams) (int, error) {
+// countTokens asks the API how many input tokens req holds.
+func (a *Agent) countTokens(ctx context.Context, req modelRequest) (int, error) {
+	params := req.params
 	count, err := a.cfg.Client.Messages.CountTokens(ctx, anthropic.MessageCountTokensParams{
 		Model:    params.Model,
-		Messages: params.Messages,
+		Messages: req.messageParams(),
 		System:   anthropic.MessageCountTokensParamsSystemUnion{OfTextBlockArray: params.System},
 		Thinking: params.Thinking,
 		Tools:    countTokensTools(params.Tools),
@@ -222,7 +223,7 @@ func (s *Session) compact(ctx context.Context, lease *store.Lease, conv conversa
 			return conv, nil, err
 		}
 	}
-	compacted.messages = append(keptMessages(stored, plan), pending...)
+	compacted.messages = append(keptMessages(stored, plan, change.Pruned), pending...)
 	compacted.compactedAtSeq = conv.lastSeq()
 	change.Duration = time.Since(start)
 
@@ -251,13 +252,15 @@ func (s *Session) summarize(ctx context.Context, conv conversation, msgs []compa
 		prompt += "Summary of what came before it:\n" + conv.summary + "\n\n"
 	}
 	prompt += "Conversation:\n" + compaction.Transcript(msgs, 2000)
-	params := anthropic.MessageNewParams{
-		Model:     anthropic.Model(s.model()),
-		MaxTokens: compaction.SummaryBudget,
-		System:    []anthropic.TextBlockParam{{Text: compaction.SummaryInstructions}},
-		Messages:  []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock(prompt))},
+	req := modelRequest{
+		params: anthropic.MessageNewParams{
+			Model:     anthropic.Model(s.model()),
+			MaxTokens: compaction.SummaryBudget,
+			System:    []anthropic.TextBlockParam{{Text: compaction.SummaryInstructions}},
+		},
+		messages: []Message{{Role: "user", Content: []anthropic.ContentBlockParamUnion{anthropic.NewTextBlock(prompt)}}},
 	}
-	resp, err := s.agent.callModel(ctx, params, nil)
+	resp, err := s.agent.callModel(ctx, req, nil)
 	if err != nil {
 		return "", Usage{}, fmt.Errorf("summarizing: %w", err)
 	}
@@ -287,8 +290,9 @@ func compactionMessages(msgs []Message) []compaction.Message {
 	return out
 }
 
-// keptMessages returns the messages a plan keeps, with pruned contents.
-func keptMessages(msgs []Message, plan compaction.Plan) []Message {
+// keptMessages returns the messages a plan keeps, with pruned contents,
+// encoded in pruned by message id.
+func keptMessages(msgs []Message, plan compaction.Plan, pruned map[string]json.RawMessage) []Message {
 	byID := make(map[string]Message, len(msgs))
 	for _, m := range msgs {
 		byID[m.ID] = m
@@ -296,7 +300,9 @@ func keptMessages(msgs []Message, plan compaction.Plan) []Message {
 	kept := make([]Message, len(plan.Keep))
 	for i, k := range plan.Keep {
 		kept[i] = byID[k.ID]
-		kept[i].Content = k.Content
+		if encoded, ok := pruned[k.ID]; ok {
+			kept[i].Content, kept[i].encoded = k.Content, encoded
+		}
 	}
 	return kept
 }

@@ -71,21 +71,26 @@ type Event struct {
 	Usage Usage
 }
 
+// modelRequest is what a model call sends: the call's parameters, whose
+// Messages stay empty, and the conversation's messages, which go into the
+// body from the encoding each keeps (see body) rather than through
+// params.
+type modelRequest struct {
+	params   anthropic.MessageNewParams
+	messages []Message
+}
+
 // request builds the Messages API request for the conversation. The last
 // system block (the system prompt, or the summary of the compacted start of
 // the conversation after it) carries a cache breakpoint; the request-level
 // cache_control puts another on the conversation's last block, so each turn
 // reads the previous turn's prefix from the cache.
-func (s *Session) request(conv conversation) anthropic.MessageNewParams {
+func (s *Session) request(conv conversation) modelRequest {
 	cfg := s.agent.cfg
 	params := anthropic.MessageNewParams{
 		Model:        anthropic.Model(cfg.Model),
 		MaxTokens:    cfg.MaxTokens,
-		Messages:     make([]anthropic.MessageParam, len(conv.messages)),
 		CacheControl: anthropic.NewCacheControlEphemeralParam(),
-	}
-	for i, msg := range conv.messages {
-		params.Messages[i] = msg.param()
 	}
 	if o := s.overrides; o.Model != "" {
 		params.Model = anthropic.Model(o.Model)
@@ -116,7 +121,59 @@ func (s *Session) request(conv conversation) anthropic.MessageNewParams {
 			params.Thinking = anthropic.ThinkingConfigParamOfEnabled(t.BudgetTokens)
 		}
 	}
+	return modelRequest{params: params, messages: conv.messages}
+}
+
+// messageParams returns the request's messages as SDK parameters.
+func (r modelRequest) messageParams() []anthropic.MessageParam {
+	params := make([]anthropic.MessageParam, len(r.messages))
+	for i, msg := range r.messages {
+		params[i] = msg.param()
+	}
 	return params
+}
+
+// body returns the request's JSON body, streaming. The parameters are
+// encoded by the SDK; each message is spliced in from the encoding of its
+// content that it keeps, so that a turn encodes its new messages, not the
+// whole conversation. The body means what the SDK's encoding of the
+// parameters with the messages in them means (TestRequestBody). "stream"
+// comes first, where the SDK, which sets it again, finds it without
+// reading the rest.
+func (r modelRequest) body() ([]byte, error) {
+	params := r.params
+	params.Messages = nil
+	head, err := json.Marshal(params)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the request: %w", err)
+	}
+	const open, wrap = `{"stream":true,"messages":[`, `{"content":,"role":"assistant"},`
+	contents := make([]json.RawMessage, len(r.messages))
+	size := len(open) + len(head) + 1
+	for i, msg := range r.messages {
+		if contents[i], err = msg.encodedContent(); err != nil {
+			return nil, fmt.Errorf("encoding the request: %w", err)
+		}
+		size += len(wrap) + len(contents[i])
+	}
+	body := append(make([]byte, 0, size), open...)
+	for i, msg := range r.messages {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, `{"content":`...)
+		body = append(body, contents[i]...)
+		if msg.Role == "assistant" {
+			body = append(body, `,"role":"assistant"}`...)
+		} else {
+			body = append(body, `,"role":"user"}`...)
+		}
+	}
+	body = append(body, ']')
+	if len(head) > len("{}") {
+		body = append(body, ',')
+	}
+	return append(body, head[1:]...), nil
 }
 
 // model returns the model the session's runs use.
@@ -172,13 +229,17 @@ func (r *response) input(block anthropic.ContentBlockUnion) json.RawMessage {
 // in its Usage the summed usage of every attempt, and nothing else: those
 // tokens were spent. When none did (the API refused every attempt with an
 // error status, or no connection was made), the response is nil.
-func (a *Agent) callModel(ctx context.Context, params anthropic.MessageNewParams, onEvent func(Event)) (*response, error) {
+func (a *Agent) callModel(ctx context.Context, req modelRequest, onEvent func(Event)) (*response, error) {
+	body, err := req.body()
+	if err != nil {
+		return nil, err
+	}
 	policy := a.cfg.Retry
 	start := time.Now()
 	var spent anthropic.Usage // of the failed attempts
 	began := false            // whether any failed attempt got a response
 	for attempt := 1; ; attempt++ {
-		resp, err := a.callModelOnce(ctx, params, onEvent)
+		resp, err := a.callModelOnce(ctx, req.params, body, onEvent)
 		if err == nil {
 			resp.retried, resp.attempts = spent, attempt
 			if attempt > 1 {
@@ -247,14 +308,16 @@ func (a *Agent) modelLog(ctx context.Context) *slog.Logger {
 	return a.cfg.Logger
 }
 
-// callModelOnce makes one attempt at a model call: it streams one
+// callModelOnce makes one attempt at a model call, sending body, the
+// request with params: it streams one
 // response, passing text and thinking deltas to onEvent as they arrive. A
 // stream that ends before message_stop is ErrIncompleteResponse: its
 // partial answer is never used. When the attempt fails after the response
 // began, the partial response is returned with the error, for its usage:
 // those tokens were spent.
-func (a *Agent) callModelOnce(ctx context.Context, params anthropic.MessageNewParams, onEvent func(Event)) (*response, error) {
-	stream := a.cfg.Client.Messages.NewStreaming(ctx, params, a.requestOptions(string(params.Model))...)
+func (a *Agent) callModelOnce(ctx context.Context, params anthropic.MessageNewParams, body []byte, onEvent func(Event)) (*response, error) {
+	opts := a.requestOptions(string(params.Model), option.WithRequestBody("application/json", body))
+	stream := a.cfg.Client.Messages.NewStreaming(ctx, params, opts...)
 	defer stream.Close()
 
 	resp := &response{Message: &anthropic.Message{}}
@@ -333,11 +396,13 @@ func toolParam(t tool.Tool) anthropic.ToolUnionParam {
 	}}
 }
 
-// requestOptions are the SDK options of a Messages API call for model.
-// They turn the SDK's retries off, last so that nothing overrides it: the
-// model call retries by Config.Retry, and retries of both would multiply.
-func (a *Agent) requestOptions(model string) []option.RequestOption {
-	opts := slices.Clip(a.cfg.RequestOptions)
+// requestOptions are the SDK options of a Messages API call for model:
+// first, then Config.RequestOptions, so that those apply to a body that
+// first sets. They turn the SDK's retries off, last so that nothing
+// overrides it: the model call retries by Config.Retry, and retries of
+// both would multiply.
+func (a *Agent) requestOptions(model string, first ...option.RequestOption) []option.RequestOption {
+	opts := slices.Concat(first, a.cfg.RequestOptions)
 	if a.cfg.ExtendedContext && offersExtendedContext(model) {
 		opts = append(opts, option.WithHeaderAdd("anthropic-beta", extendedContextBeta))
 	}

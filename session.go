@@ -248,7 +248,9 @@ func (s *Session) readHistory(ctx context.Context, lease store.Lease) (conversat
 }
 
 // extended returns a copy of the conversation with rows appended, leaving
-// the cached one as it is.
+// the cached one as it is. Each message keeps the encoding of its content
+// that requests are assembled from: the SDK's, as for the messages a run
+// adds.
 func (c conversation) extended(rows []store.Message) (conversation, error) {
 	messages := make([]Message, len(c.messages), len(c.messages)+len(rows)+4)
 	copy(messages, c.messages)
@@ -256,6 +258,9 @@ func (c conversation) extended(rows []store.Message) (conversation, error) {
 		msg, err := messageFromRow(row)
 		if err != nil {
 			return c, err
+		}
+		if msg.encoded, err = json.Marshal(msg.Content); err != nil {
+			return c, fmt.Errorf("encoding message %s: %w", row.ID, err)
 		}
 		messages = append(messages, msg)
 	}

@@ -1,0 +1,213 @@
+package agentpg
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/anthropics/anthropic-sdk-go/v2"
+	"github.com/anthropics/anthropic-sdk-go/v2/option"
+
+	"github.com/agentpg/agentpg/agentpgtest"
+	"github.com/agentpg/agentpg/internal/store"
+	"github.com/agentpg/agentpg/keys"
+	"github.com/agentpg/agentpg/tool"
+)
+
+// sdkBody returns what the SDK sends for req as a streaming call: its
+// encoding of the parameters with the messages in them, and "stream".
+func sdkBody(t *testing.T, req modelRequest) []byte {
+	t.Helper()
+	params := req.params
+	params.Messages = req.messageParams()
+	encoded, err := json.Marshal(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := decodeObject(t, encoded)
+	body["stream"] = true
+	if encoded, err = json.Marshal(body); err != nil {
+		t.Fatal(err)
+	}
+	return encoded
+}
+
+// decodeObject decodes a JSON object, its numbers as they are written.
+func decodeObject(t *testing.T, data []byte) map[string]any {
+	t.Helper()
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	var v map[string]any
+	if err := d.Decode(&v); err != nil {
+		t.Fatalf("%v in %s", err, data)
+	}
+	return v
+}
+
+// sameJSON fails the test unless got and want are the same JSON object.
+func sameJSON(t *testing.T, what string, got, want []byte) {
+	t.Helper()
+	if !reflect.DeepEqual(decodeObject(t, got), decodeObject(t, want)) {
+		t.Errorf("%s:\n got %s\nwant %s", what, got, want)
+	}
+}
+
+// TestRequestBody: the body assembled from the messages' kept encodings
+// means what the SDK's encoding of the same request means, for messages
+// a run made and messages read from rows, with content of every kind a
+// run stores, and for a request with no messages kept (a summary's).
+func TestRequestBody(t *testing.T) {
+	made := func(role string, content ...anthropic.ContentBlockParamUnion) Message {
+		msg, _, err := newMessage(role, content, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msg
+	}
+	input := json.RawMessage(`{"city":"Zürich <&>","n":12345678901234567890,"nested":{"list":[1,2.5,"x"]}}`)
+	thinking := anthropic.NewThinkingBlock("sig==", "Let me think about <b> & \"quotes\".")
+	conv := []Message{
+		made("user", anthropic.NewTextBlock("Hello, 世界 <script>&amp;</script>")),
+		made("assistant", thinking, anthropic.NewRedactedThinkingBlock("opaque=="),
+			anthropic.NewTextBlock("Calling the tool."), anthropic.NewToolUseBlock("toolu_1", input, "weather")),
+		made("user", anthropic.NewToolResultBlock("toolu_1", "sunny\x00 and \xff warm", false),
+			anthropic.NewToolResultBlock("toolu_2", "failed: timeout", true)),
+		made("assistant", anthropic.NewTextBlock("It is sunny.")),
+	}
+	var rows []store.Message
+	for i, m := range conv {
+		content, err := json.Marshal(m.Content)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, store.Message{ID: newID(), Seq: int64(i + 1), Role: m.Role, Content: content})
+	}
+	read, err := conversation{}.extended(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := anthropic.MessageNewParams{
+		Model: "claude-sonnet-5-5", MaxTokens: 2048,
+		System:       []anthropic.TextBlockParam{{Text: "Be brief."}, {Text: "Summary.", CacheControl: anthropic.NewCacheControlEphemeralParam()}},
+		Tools:        []anthropic.ToolUnionParam{toolParam(weatherFunc(t))},
+		Thinking:     anthropic.ThinkingConfigParamOfEnabled(1024),
+		CacheControl: anthropic.NewCacheControlEphemeralParam(),
+	}
+	summary := []Message{{Role: "user", Content: []anthropic.ContentBlockParamUnion{anthropic.NewTextBlock("Summarize.")}}}
+	for _, tt := range []struct {
+		name     string
+		messages []Message
+	}{{"made by a run", conv}, {"read from rows", read.messages}, {"not kept", summary}, {"none", nil}} {
+		if tt.name != "not kept" && tt.name != "none" {
+			for _, m := range tt.messages {
+				if m.encoded == nil {
+					t.Fatalf("%s: message %s keeps no encoding", tt.name, m.Role)
+				}
+			}
+		}
+		req := modelRequest{params: params, messages: tt.messages}
+		body, err := req.body()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameJSON(t, tt.name, body, sdkBody(t, req))
+	}
+}
+
+// weatherFunc is a tool with a schema.
+func weatherFunc(t *testing.T) tool.Tool {
+	type in struct {
+		City string `json:"city" jsonschema:"description=City name,minLength=2"`
+	}
+	weather, err := tool.NewFunc("weather", "Reports the weather.", func(_ context.Context, i in) (string, error) {
+		return "sunny\x00 and \xff warm in " + i.City, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return weather
+}
+
+// TestRequestBodyAsSent: every request the model received during runs
+// with thinking, a tool call, encryption at rest, an option setting a body
+// field, and a session loaded afresh by a second Agent (its conversation
+// read from rows) means what the SDK would have sent for the session's
+// stored messages, decoded from their rows, up to that request.
+func TestRequestBodyAsSent(t *testing.T) {
+	db := agentpgtest.DB(t)
+	model := agentpgtest.NewServer(t)
+	model.SetResponder(func(req agentpgtest.Request) agentpgtest.Reply {
+		last := req.Messages[len(req.Messages)-1].Content[0]
+		switch {
+		case last.Type == "tool_result":
+			return agentpgtest.Blocks(agentpgtest.Thinking("It worked.", "sig-2"), agentpgtest.TextBlock("Sunny <b>&</b>, 世界."))
+		case last.Text == "weather?":
+			return agentpgtest.Blocks(agentpgtest.Thinking("A tool, then.", "sig-1"),
+				agentpgtest.ToolUse("toolu_1", "weather", map[string]any{"city": "Zürich"}))
+		default:
+			return agentpgtest.Echo(req)
+		}
+	})
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	provider, err := keys.Parse("kek-1:" + base64.StdEncoding.EncodeToString(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		DB: db, Client: model.Client(), Model: "claude-sonnet-5-5", SystemPrompt: "Be brief.",
+		Tools: []tool.Tool{weatherFunc(t)}, Thinking: &ThinkingConfig{BudgetTokens: 1024}, Keys: provider,
+		RequestOptions: []option.RequestOption{option.WithJSONSet("metadata.user_id", "u-1")},
+	}
+	first, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := first.NewSession(t.Context(), "acme", "body", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, prompt := range []string{"Hello <&> 世界", "weather?"} {
+		if _, err := sess.Run(t.Context(), prompt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sess, err = second.LoadSession(t.Context(), "acme", sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sess.Run(t.Context(), "And tomorrow?"); err != nil {
+		t.Fatal(err)
+	}
+
+	page, err := sess.Messages(t.Context(), ListOptions{Limit: MaxPageSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := page.Items
+	requests := model.Requests()
+	if len(requests) != 4 || len(stored) != 8 {
+		t.Fatalf("%d requests and %d stored messages, want 4 and 8", len(requests), len(stored))
+	}
+	for i, req := range requests {
+		if req.Rejected {
+			t.Fatalf("request %d rejected: %s", i+1, req.RejectReason)
+		}
+		want := sdkBody(t, sess.request(conversation{messages: stored[:len(req.Messages)]}))
+		withOption := decodeObject(t, want)
+		withOption["metadata"] = map[string]any{"user_id": "u-1"}
+		if want, err = json.Marshal(withOption); err != nil {
+			t.Fatal(err)
+		}
+		sameJSON(t, req.ID, req.Body, want)
+	}
+}
