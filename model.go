@@ -72,20 +72,32 @@ type Event struct {
 }
 
 // modelRequest is what a model call sends: the call's parameters, whose
-// Messages stay empty, and the conversation's messages, which go into the
-// body from the encoding each keeps (see body) rather than through
-// params.
+// Messages stay empty, and the messages, encoded apart (see
+// conversation.encodedMessages).
 type modelRequest struct {
-	params   anthropic.MessageNewParams
-	messages []Message
+	params anthropic.MessageNewParams
+	// messages are the elements of the body's "messages" array, separated
+	// by commas.
+	messages []byte
 }
 
-// request builds the Messages API request for the conversation. The last
-// system block (the system prompt, or the summary of the compacted start of
-// the conversation after it) carries a cache breakpoint; the request-level
-// cache_control puts another on the conversation's last block, so each turn
-// reads the previous turn's prefix from the cache.
-func (s *Session) request(conv conversation) modelRequest {
+// request returns the Messages API request for the conversation,
+// encoding the messages that conv has not encoded before.
+func (s *Session) request(conv *conversation) (modelRequest, error) {
+	messages, err := conv.encodedMessages()
+	if err != nil {
+		return modelRequest{}, err
+	}
+	return modelRequest{params: s.params(*conv), messages: messages}, nil
+}
+
+// params returns the parameters of a request for the conversation, but
+// its messages. The last system block (the system prompt, or the summary
+// of the compacted start of the conversation after it) carries a cache
+// breakpoint; the request-level cache_control puts another on the
+// conversation's last block, so each turn reads the previous turn's
+// prefix from the cache.
+func (s *Session) params(conv conversation) anthropic.MessageNewParams {
 	cfg := s.agent.cfg
 	params := anthropic.MessageNewParams{
 		Model:        anthropic.Model(cfg.Model),
@@ -121,25 +133,50 @@ func (s *Session) request(conv conversation) modelRequest {
 			params.Thinking = anthropic.ThinkingConfigParamOfEnabled(t.BudgetTokens)
 		}
 	}
-	return modelRequest{params: params, messages: conv.messages}
+	return params
 }
 
-// messageParams returns the request's messages as SDK parameters.
-func (r modelRequest) messageParams() []anthropic.MessageParam {
-	params := make([]anthropic.MessageParam, len(r.messages))
-	for i, msg := range r.messages {
+// messageParams returns messages as SDK parameters.
+func messageParams(messages []Message) []anthropic.MessageParam {
+	params := make([]anthropic.MessageParam, len(messages))
+	for i, msg := range messages {
 		params[i] = msg.param()
 	}
 	return params
 }
 
-// body returns the request's JSON body, streaming. The parameters are
-// encoded by the SDK; each message is spliced in from the encoding of its
-// content that it keeps, so that a turn encodes its new messages, not the
-// whole conversation. The body means what the SDK's encoding of the
-// parameters with the messages in them means (TestRequestBody). "stream"
-// comes first, where the SDK, which sets it again, finds it without
-// reading the rest.
+// encodedMessages returns the conversation's messages encoded as the
+// elements of a request body's "messages" array, separated by commas. The
+// conversation keeps the encoding, and extends it with the messages added
+// since, each from the encoding of its content it keeps, if any: a turn
+// encodes its new messages, not the whole conversation. Its array is lent
+// with the conversation's messages (see cachedConversation.lent).
+func (c *conversation) encodedMessages() ([]byte, error) {
+	for _, msg := range c.messages[c.wired:] {
+		content, err := msg.encodedContent()
+		if err != nil {
+			return nil, fmt.Errorf("encoding message %s: %w", msg.ID, err)
+		}
+		if len(c.wire) > 0 {
+			c.wire = append(c.wire, ',')
+		}
+		c.wire = append(c.wire, `{"content":`...)
+		c.wire = append(c.wire, content...)
+		if msg.Role == "assistant" {
+			c.wire = append(c.wire, `,"role":"assistant"}`...)
+		} else {
+			c.wire = append(c.wire, `,"role":"user"}`...)
+		}
+	}
+	c.wired = len(c.messages)
+	return c.wire, nil
+}
+
+// body returns the request's JSON body, streaming: the SDK's encoding of
+// the parameters, with the messages spliced in. It means what the SDK's
+// encoding of the parameters with the messages in them means
+// (TestRequestBody). "stream" comes first, where the SDK, which sets it
+// again, finds it without reading the rest.
 func (r modelRequest) body() ([]byte, error) {
 	params := r.params
 	params.Messages = nil
@@ -147,29 +184,9 @@ func (r modelRequest) body() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding the request: %w", err)
 	}
-	const open, wrap = `{"stream":true,"messages":[`, `{"content":,"role":"assistant"},`
-	contents := make([]json.RawMessage, len(r.messages))
-	size := len(open) + len(head) + 1
-	for i, msg := range r.messages {
-		if contents[i], err = msg.encodedContent(); err != nil {
-			return nil, fmt.Errorf("encoding the request: %w", err)
-		}
-		size += len(wrap) + len(contents[i])
-	}
-	body := append(make([]byte, 0, size), open...)
-	for i, msg := range r.messages {
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = append(body, `{"content":`...)
-		body = append(body, contents[i]...)
-		if msg.Role == "assistant" {
-			body = append(body, `,"role":"assistant"}`...)
-		} else {
-			body = append(body, `,"role":"user"}`...)
-		}
-	}
-	body = append(body, ']')
+	const open = `{"stream":true,"messages":[`
+	body := make([]byte, 0, len(open)+len(r.messages)+len(head)+1)
+	body = append(append(append(body, open...), r.messages...), ']')
 	if len(head) > len("{}") {
 		body = append(body, ',')
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -18,12 +19,12 @@ import (
 	"github.com/agentpg/agentpg/tool"
 )
 
-// sdkBody returns what the SDK sends for req as a streaming call: its
-// encoding of the parameters with the messages in them, and "stream".
-func sdkBody(t *testing.T, req modelRequest) []byte {
+// sdkBody returns what the SDK sends for params and messages as a
+// streaming call: its encoding of the parameters with the messages in
+// them, and "stream".
+func sdkBody(t *testing.T, params anthropic.MessageNewParams, messages []Message) []byte {
 	t.Helper()
-	params := req.params
-	params.Messages = req.messageParams()
+	params.Messages = messageParams(messages)
 	encoded, err := json.Marshal(params)
 	if err != nil {
 		t.Fatal(err)
@@ -56,10 +57,12 @@ func sameJSON(t *testing.T, what string, got, want []byte) {
 	}
 }
 
-// TestRequestBody: the body assembled from the messages' kept encodings
+// TestRequestBody: the body assembled from the conversation's encoding
 // means what the SDK's encoding of the same request means, for messages
-// a run made and messages read from rows, with content of every kind a
-// run stores, and for a request with no messages kept (a summary's).
+// a run made (which keep their content's encoding) and messages read from
+// rows (which do not), with content of every kind a run stores; encoded
+// at once, one message at a time as turns add them, and after a message
+// was dropped.
 func TestRequestBody(t *testing.T) {
 	made := func(role string, content ...anthropic.ContentBlockParamUnion) Message {
 		msg, _, err := newMessage(role, content, nil)
@@ -97,25 +100,35 @@ func TestRequestBody(t *testing.T) {
 		Thinking:     anthropic.ThinkingConfigParamOfEnabled(1024),
 		CacheControl: anthropic.NewCacheControlEphemeralParam(),
 	}
-	summary := []Message{{Role: "user", Content: []anthropic.ContentBlockParamUnion{anthropic.NewTextBlock("Summarize.")}}}
-	for _, tt := range []struct {
-		name     string
-		messages []Message
-	}{{"made by a run", conv}, {"read from rows", read.messages}, {"not kept", summary}, {"none", nil}} {
-		if tt.name != "not kept" && tt.name != "none" {
-			for _, m := range tt.messages {
-				if m.encoded == nil {
-					t.Fatalf("%s: message %s keeps no encoding", tt.name, m.Role)
-				}
-			}
-		}
-		req := modelRequest{params: params, messages: tt.messages}
-		body, err := req.body()
+	check := func(what string, c *conversation) {
+		t.Helper()
+		messages, err := c.encodedMessages()
 		if err != nil {
 			t.Fatal(err)
 		}
-		sameJSON(t, tt.name, body, sdkBody(t, req))
+		body, err := modelRequest{params: params, messages: messages}.body()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameJSON(t, what, body, sdkBody(t, params, c.messages))
 	}
+	for _, tt := range []struct {
+		name     string
+		messages []Message
+	}{{"made by a run", conv}, {"read from rows", read.messages}, {"none", nil}} {
+		check(tt.name, &conversation{messages: tt.messages})
+		turns := &conversation{}
+		for i, m := range tt.messages {
+			turns.messages = append(turns.messages, m)
+			check(fmt.Sprintf("%s, turn by turn, %d messages", tt.name, i+1), turns)
+		}
+	}
+	r := &run{conv: conversation{messages: append(read.messages[:2:2], made("user", anthropic.NewTextBlock("refused")))}}
+	check("before a drop", &r.conv)
+	r.drop()
+	check("after a drop", &r.conv)
+	r.conv.messages = append(r.conv.messages, made("user", anthropic.NewTextBlock("accepted")))
+	check("after a drop and a new message", &r.conv)
 }
 
 // weatherFunc is a tool with a schema.
@@ -202,7 +215,7 @@ func TestRequestBodyAsSent(t *testing.T) {
 		if req.Rejected {
 			t.Fatalf("request %d rejected: %s", i+1, req.RejectReason)
 		}
-		want := sdkBody(t, sess.request(conversation{messages: stored[:len(req.Messages)]}))
+		want := sdkBody(t, sess.params(conversation{}), stored[:len(req.Messages)])
 		withOption := decodeObject(t, want)
 		withOption["metadata"] = map[string]any{"user_id": "u-1"}
 		if want, err = json.Marshal(withOption); err != nil {

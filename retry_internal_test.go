@@ -171,7 +171,7 @@ func retryAgent(model *agentpgtest.Server) *Agent {
 func hello() modelRequest {
 	return modelRequest{
 		params:   anthropic.MessageNewParams{Model: "claude-sonnet-5-5", MaxTokens: 1024},
-		messages: []Message{{Role: "user", Content: []anthropic.ContentBlockParamUnion{anthropic.NewTextBlock("hello")}}},
+		messages: []byte(`{"content":[{"text":"hello","type":"text"}],"role":"user"}`),
 	}
 }
 

@@ -276,7 +276,11 @@ func (r *run) execute(ctx context.Context, begun store.Begun, prompt string) (re
 			return nil, r.fail(ctx, err)
 		}
 		r.conv = r.maybeCompact(ctx, r.conv)
-		resp, err := a.callModel(ctx, r.session.request(r.conv), r.emit)
+		req, err := r.session.request(&r.conv)
+		if err != nil {
+			return nil, r.fail(ctx, err)
+		}
+		resp, err := a.callModel(ctx, req, r.emit)
 		if resp != nil {
 			r.used(resp.spent()) // failed calls and attempts cost tokens too
 		}
@@ -637,10 +641,14 @@ func (r *run) add(role string, content []anthropic.ContentBlockParamUnion, usage
 	return nil
 }
 
-// drop forgets the pending messages.
+// drop forgets the pending messages, and the encoding of the
+// conversation if it holds them.
 func (r *run) drop() {
 	stored, _ := r.conv.split()
 	r.conv.messages, r.pending = stored, nil
+	if r.conv.wired > len(stored) {
+		r.conv.wire, r.conv.wired = nil, 0
+	}
 }
 
 // keepForAudit adds a response that cannot continue the run to the pending
