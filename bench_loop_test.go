@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,14 +72,16 @@ func BenchmarkAgainstLoop(b *testing.B) {
 // 1 the loop's.
 type loopTable struct {
 	roundTrips, commits [2]float64
+	dbTime              [2]time.Duration    // per turn after turn 10, round trips timed by the client
 	sequential          [2]float64          // turns/s
-	latency, cpu        [2][2]time.Duration // median at turn 10, turn 1,000
+	latency, cpu        [2][2]time.Duration // after turn 10, after turn 1,000: median, mean
 	concurrentRate      [2]float64          // turns/s
 	concurrentWaits     [2]float64          // pool acquisitions that waited, per turn
 	concurrentCPU       [2]time.Duration    // per turn
 	beyond              [2]time.Duration    // median tool turn beyond the model and the tool
 	toolRoundTrips      [2]float64
 	toolCommits         [2]float64
+	toolDBTime          [2]time.Duration // per turn
 	scaled              bool
 	scaleRate           [2]float64 // turns/s; 1 is the loop without a database
 	scaleCPU            [2]time.Duration
@@ -98,49 +101,160 @@ const (
 	chunk = 10
 )
 
-// The measured turns of the long session: from turn 10 and from turn
-// 1,000, window turns each; the first sequentialTurns make its rate.
+// The measured turns of the long session: window turns after turn 10
+// and after turn lateTurn; the first sequentialTurns make its rate.
 const (
-	window          = 20
+	window          = 50
 	lateTurn        = 1000
 	sequentialTurns = 300
 )
 
 // longSession runs one session of each contender for lateTurn+window
-// turns, interleaved: the rate over the first sequentialTurns, the round
-// trips, commits, latency and CPU of the turns from 10 and from lateTurn.
+// turns, each contender in a process of its own (see
+// TestContenderProcess), so that neither's heap and garbage weigh on the
+// other's CPU time, the two taking turns chunk by chunk: the rate over
+// the first sequentialTurns, and the round trips, commits, database time,
+// latency and CPU of the turns after turn 10 and after turn lateTurn.
 func (t *loopTable) longSession(b *testing.B, db *pgxpool.Pool, model string) {
-	ctx := context.Background()
-	cs := contenders(b, db, model, 0, false)
-	convs := openAll(b, cs, 1)
+	procs := []*contenderProcess{
+		startContenderProcess(b, 0, db, model), startContenderProcess(b, 1, db, model),
+	}
 	samples := [2][]turnSample{}
-	for start := 0; start < lateTurn+window-1; start += chunk {
-		for i, c := range cs {
-			for turn := start; turn < start+chunk; turn++ {
-				c.counter.on.Store(turn >= 9 && turn < 9+window) // turn+1 is the turn's number
-				s, err := c.timedTurn(ctx, convs[i][0], benchPrompt)
-				if err != nil {
-					b.Fatalf("%s, turn %d: %v", c.name, turn+1, err)
-				}
-				samples[i] = append(samples[i], s)
+	var counted [2]chunkReport
+	for start := 0; start < lateTurn+window; start += chunk {
+		for i, p := range procs {
+			report := p.run(b, chunk)
+			samples[i] = append(samples[i], report.Samples...)
+			if start >= 10 && start < 10+window {
+				counted[i].Statements += report.Statements
+				counted[i].Commits += report.Commits
+				counted[i].DBTime += report.DBTime
 			}
-			c.counter.on.Store(false)
 		}
 	}
-	for i, c := range cs {
-		t.roundTrips[i] = float64(c.counter.statements.Load()) / window
-		t.commits[i] = float64(c.counter.commits.Load()) / window
+	for i := range procs {
+		t.roundTrips[i] = float64(counted[i].Statements) / window
+		t.commits[i] = float64(counted[i].Commits) / window
+		t.dbTime[i] = counted[i].DBTime / window
 		var total time.Duration
 		for _, s := range samples[i][:sequentialTurns] {
-			total += s.wall
+			total += s.Wall
 		}
 		t.sequential[i] = sequentialTurns / total.Seconds()
-		for j, from := range []int{9, lateTurn - 1} {
+		for j, from := range []int{10, lateTurn} {
 			measured := samples[i][from : from+window]
-			t.latency[i][j] = median(measured, func(s turnSample) time.Duration { return s.wall })
-			t.cpu[i][j] = median(measured, func(s turnSample) time.Duration { return s.cpu })
+			t.latency[i][j] = median(measured, func(s turnSample) time.Duration { return s.Wall })
+			var cpu time.Duration
+			for _, s := range measured {
+				cpu += s.CPU
+			}
+			t.cpu[i][j] = cpu / window
 		}
 	}
+}
+
+// chunkReport is what a contender's process reports of a chunk of turns:
+// each turn, the CPU time of the garbage collection that ends the chunk
+// shared among them, and the chunk's round trips, commits and database
+// time.
+type chunkReport struct {
+	Samples             []turnSample
+	Statements, Commits int64
+	DBTime              time.Duration
+}
+
+// contenderProcess is a process running a session of a contender.
+type contenderProcess struct {
+	in  *json.Encoder
+	out *json.Decoder
+}
+
+// run has the process run n turns.
+func (p *contenderProcess) run(b *testing.B, n int) chunkReport {
+	var report chunkReport
+	if err := p.in.Encode(n); err != nil {
+		b.Fatal(err)
+	}
+	if err := p.out.Decode(&report); err != nil {
+		b.Fatalf("the contender's process: %v", err)
+	}
+	if len(report.Samples) != n {
+		b.Fatalf("the contender's process ran %d turns of %d", len(report.Samples), n)
+	}
+	return report
+}
+
+// Environment variables of TestContenderProcess: which contender it runs
+// (its index in contenders' result), on which database, against which
+// model.
+const (
+	contenderEnv   = "AGENTPG_BENCH_CONTENDER"
+	contenderDBEnv = "AGENTPG_BENCH_DB"
+	contenderModel = "AGENTPG_BENCH_MODEL_URL"
+)
+
+// startContenderProcess starts this test binary as the process running
+// a session of contender i (0 AgentPG, 1 the loop), stopped when the
+// benchmark ends.
+func startContenderProcess(b *testing.B, i int, db *pgxpool.Pool, model string) *contenderProcess {
+	stdin, stdout := startHelper(b, "TestContenderProcess", fmt.Sprintf("%s=%d", contenderEnv, i),
+		contenderDBEnv+"="+db.Config().ConnString(), contenderModel+"="+model)
+	return &contenderProcess{in: json.NewEncoder(stdin), out: json.NewDecoder(stdout)}
+}
+
+// TestContenderProcess is the process startContenderProcess starts: it
+// opens a session of its contender and, for each number of turns read
+// from its standard input, runs them and writes their chunkReport, until
+// its input ends. It does nothing unless started by
+// startContenderProcess.
+func TestContenderProcess(t *testing.T) {
+	if os.Getenv(contenderEnv) == "" {
+		return
+	}
+	which, err := strconv.Atoi(os.Getenv(contenderEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	db, err := pgxpool.New(ctx, os.Getenv(contenderDBEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c := contenders(t, db, os.Getenv(contenderModel), 0, false)[which]
+	sess := openAll(t, []*contender{c}, 1)[0][0]
+	in, out := json.NewDecoder(os.Stdin), json.NewEncoder(os.Stdout)
+	c.counter.on.Store(true)
+	for {
+		var n int
+		if err := in.Decode(&n); err != nil {
+			return // the benchmark ended
+		}
+		statements, commits, dbTime := c.counter.statements.Load(), c.counter.commits.Load(), c.counter.dbTime.Load()
+		report := chunkReport{Samples: make([]turnSample, n)}
+		for i := range n {
+			if report.Samples[i], err = c.timedTurn(ctx, sess, benchPrompt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		report.Statements = c.counter.statements.Load() - statements
+		report.Commits = c.counter.commits.Load() - commits
+		report.DBTime = time.Duration(c.counter.dbTime.Load() - dbTime)
+		gc := collect() / time.Duration(n)
+		for i := range report.Samples {
+			report.Samples[i].CPU += gc
+		}
+		if err := out.Encode(report); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// collect collects the garbage, and returns the CPU time it took.
+func collect() time.Duration {
+	start := processCPU()
+	runtime.GC()
+	return processCPU() - start
 }
 
 // concurrent runs 8 sessions of each contender, 20 turns each, at once,
@@ -150,6 +264,7 @@ func (t *loopTable) concurrent(b *testing.B, db *pgxpool.Pool, model string) {
 	cs := contenders(b, db, model, 50*time.Millisecond, false)
 	convs := openAll(b, cs, sessions)
 	for i, c := range cs {
+		runtime.GC()
 		waits := c.pool.Stat().EmptyAcquireCount()
 		cpu := processCPU()
 		elapsed := runAll(b, convs[i], turns, benchPrompt)
@@ -170,6 +285,7 @@ func (t *loopTable) toolTurns(b *testing.B, db *pgxpool.Pool, model string) {
 	beyond := [2][]time.Duration{}
 	for start := 0; start < warm+measured; start += chunk {
 		for i, c := range cs {
+			runtime.GC()
 			c.counter.on.Store(start >= warm)
 			for range chunk {
 				tool := c.toolTime.Load()
@@ -178,7 +294,7 @@ func (t *loopTable) toolTurns(b *testing.B, db *pgxpool.Pool, model string) {
 					b.Fatalf("%s, tool turn: %v", c.name, err)
 				}
 				if start >= warm {
-					beyond[i] = append(beyond[i], s.wall-s.model-time.Duration(c.toolTime.Load()-tool))
+					beyond[i] = append(beyond[i], s.Wall-s.Model-time.Duration(c.toolTime.Load()-tool))
 				}
 			}
 			c.counter.on.Store(false)
@@ -188,6 +304,7 @@ func (t *loopTable) toolTurns(b *testing.B, db *pgxpool.Pool, model string) {
 		t.beyond[i] = median(beyond[i], func(d time.Duration) time.Duration { return d })
 		t.toolRoundTrips[i] = float64(c.counter.statements.Load()) / measured
 		t.toolCommits[i] = float64(c.counter.commits.Load()) / measured
+		t.toolDBTime[i] = time.Duration(c.counter.dbTime.Load()) / measured
 	}
 }
 
@@ -257,11 +374,13 @@ func (t *loopTable) print(w io.Writer, before, after string) {
 	fmt.Fprintf(w, "| sequential plain turns/s, one session, %d turns | %.0f | %.0f | %s | ≥ 1.1× |\n",
 		sequentialTurns, t.sequential[0], t.sequential[1], ratio(t.sequential[0], t.sequential[1]))
 	for j, turn := range []string{"10", "1,000"} {
-		fmt.Fprintf(w, "| turn %s latency, median, compaction off | %s | %s | %s | |\n", turn,
+		fmt.Fprintf(w, "| latency of the %d turns after turn %s, median, compaction off | %s | %s | %s | |\n", window, turn,
 			ms(t.latency[0][j]), ms(t.latency[1][j]), ratio(float64(t.latency[0][j]), float64(t.latency[1][j])))
 	}
+	fmt.Fprintf(w, "| … database time per turn after turn 10 (round trips, timed by the client) | %s | %s | %s | |\n",
+		ms(t.dbTime[0]), ms(t.dbTime[1]), ratio(float64(t.dbTime[0]), float64(t.dbTime[1])))
 	for j, turn := range []string{"10", "1,000"} {
-		fmt.Fprintf(w, "| process CPU per turn at turn %s (time outside the model) | %s | %s | %s | |\n", turn,
+		fmt.Fprintf(w, "| process CPU per turn after turn %s, mean (time outside the model) | %s | %s | %s | |\n", turn,
 			µs(t.cpu[0][j]), µs(t.cpu[1][j]), ratio(float64(t.cpu[0][j]), float64(t.cpu[1][j])))
 	}
 	fmt.Fprintf(w, "| CPU per turn, turn 1,000 / turn 10 | %s | %s | | AgentPG ≤ 1.2× |\n",
@@ -272,8 +391,8 @@ func (t *loopTable) print(w io.Writer, before, after string) {
 		t.concurrentWaits[0], µs(t.concurrentCPU[0]), t.concurrentWaits[1], µs(t.concurrentCPU[1]))
 	fmt.Fprintf(w, "| tool turn beyond 2 model calls and the tool, median | %s | %s | %s | ≤ 1.0× |\n",
 		ms(t.beyond[0]), ms(t.beyond[1]), ratio(float64(t.beyond[0]), float64(t.beyond[1])))
-	fmt.Fprintf(w, "| tool turn round trips / commits | %.2f / %.2f | %.2f / %.2f | | |\n",
-		t.toolRoundTrips[0], t.toolCommits[0], t.toolRoundTrips[1], t.toolCommits[1])
+	fmt.Fprintf(w, "| tool turn round trips / commits; database time | %.2f / %.2f; %s | %.2f / %.2f; %s | | |\n",
+		t.toolRoundTrips[0], t.toolCommits[0], ms(t.toolDBTime[0]), t.toolRoundTrips[1], t.toolCommits[1], ms(t.toolDBTime[1]))
 	if t.scaled {
 		fmt.Fprintf(w, "| 512 sessions × 5 turns, model 1 s: turns/s (of 512); CPU per turn; heap per session | %.0f (%.0f%%); %s; %.0f KB | SDK alone, no database: %.0f (%.0f%%); %s; %.0f KB | %s | ≥ 90%% |\n",
 			t.scaleRate[0], t.scaleRate[0]/5.12, µs(t.scaleCPU[0]), t.scaleHeap[0]/1024,
@@ -332,18 +451,18 @@ type contender struct {
 
 // turnSample is what a turn took: its time, the process's CPU time, and
 // the time of its model calls.
-type turnSample struct{ wall, cpu, model time.Duration }
+type turnSample struct{ Wall, CPU, Model time.Duration }
 
 // timedTurn runs a turn of conv.
 func (c *contender) timedTurn(ctx context.Context, conv benchSession, prompt string) (turnSample, error) {
 	model, cpu, start := c.clock.total.Load(), processCPU(), time.Now()
 	err := conv.turn(ctx, prompt)
-	return turnSample{wall: time.Since(start), cpu: processCPU() - cpu, model: time.Duration(c.clock.total.Load() - model)}, err
+	return turnSample{Wall: time.Since(start), CPU: processCPU() - cpu, Model: time.Duration(c.clock.total.Load() - model)}, err
 }
 
 // contenders returns AgentPG and the hand-written loop, their model
 // answering after delay, offering the tool echo when withTool is set.
-func contenders(b *testing.B, db *pgxpool.Pool, model string, delay time.Duration, withTool bool) []*contender {
+func contenders(b testing.TB, db *pgxpool.Pool, model string, delay time.Duration, withTool bool) []*contender {
 	cs := make([]*contender, 2)
 	for i, name := range []string{"AgentPG", "hand-written loop"} {
 		c := &contender{name: name, counter: &statementCounter{}, clock: &modelClock{}, toolTime: new(atomic.Int64)}
@@ -383,7 +502,7 @@ func contenders(b *testing.B, db *pgxpool.Pool, model string, delay time.Duratio
 }
 
 // openAll opens n conversations of each contender.
-func openAll(b *testing.B, cs []*contender, n int) [][]benchSession {
+func openAll(b testing.TB, cs []*contender, n int) [][]benchSession {
 	ctx := context.Background()
 	convs := make([][]benchSession, len(cs))
 	for i, c := range cs {
@@ -424,7 +543,7 @@ func runAll(b *testing.B, convs []benchSession, turns int, prompt string) time.D
 
 // benchEchoTool returns the tool echo, which adds the time it takes to
 // spent.
-func benchEchoTool(b *testing.B, spent *atomic.Int64) tool.Tool {
+func benchEchoTool(b testing.TB, spent *atomic.Int64) tool.Tool {
 	echo, err := tool.NewFunc("echo", "Echoes its input.", func(_ context.Context, in cityInput) (string, error) {
 		start := time.Now()
 		defer func() { spent.Add(int64(time.Since(start))) }()
@@ -656,8 +775,25 @@ const modelProcessEnv = "AGENTPG_BENCH_MODEL"
 // startModelProcess starts this test binary as the scripted model's
 // process, stopped when the benchmark ends, and returns its URL.
 func startModelProcess(b *testing.B) string {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestScriptedModelProcess$")
-	cmd.Env = append(os.Environ(), modelProcessEnv+"=1")
+	_, stdout := startHelper(b, "TestScriptedModelProcess", modelProcessEnv+"=1")
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() {
+		if url, ok := strings.CutPrefix(lines.Text(), "model-url="); ok {
+			go func() { _, _ = io.Copy(io.Discard, stdout) }()
+			return url
+		}
+	}
+	b.Fatalf("the model process did not start: %v", lines.Err())
+	return ""
+}
+
+// startHelper starts this test binary running only the test named test,
+// with env added to its environment, and returns its standard input and
+// output. The process is told to stop, by the end of its input, and waited
+// for when the benchmark ends.
+func startHelper(b *testing.B, test string, env ...string) (io.Writer, io.Reader) {
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -671,18 +807,10 @@ func startModelProcess(b *testing.B) string {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
-		_ = stdin.Close() // the process ends when its input does
+		_ = stdin.Close()
 		_ = cmd.Wait()
 	})
-	lines := bufio.NewScanner(stdout)
-	for lines.Scan() {
-		if url, ok := strings.CutPrefix(lines.Text(), "model-url="); ok {
-			go func() { _, _ = io.Copy(io.Discard, stdout) }()
-			return url
-		}
-	}
-	b.Fatalf("the model process did not start: %v", lines.Err())
-	return ""
+	return stdin, stdout
 }
 
 // TestScriptedModelProcess is the model process startModelProcess starts:

@@ -223,7 +223,7 @@ func (s *Session) compact(ctx context.Context, lease *store.Lease, conv conversa
 			return conv, nil, err
 		}
 	}
-	compacted.messages = append(keptMessages(stored, plan, change.Pruned), pending...)
+	compacted.messages = append(keptMessages(stored, plan), pending...)
 	compacted.wire, compacted.wired = nil, 0
 	compacted.compactedAtSeq = conv.lastSeq()
 	change.Duration = time.Since(start)
@@ -293,9 +293,8 @@ func compactionMessages(msgs []Message) []compaction.Message {
 	return out
 }
 
-// keptMessages returns the messages a plan keeps, with pruned contents,
-// encoded in pruned by message id.
-func keptMessages(msgs []Message, plan compaction.Plan, pruned map[string]json.RawMessage) []Message {
+// keptMessages returns the messages a plan keeps, with pruned contents.
+func keptMessages(msgs []Message, plan compaction.Plan) []Message {
 	byID := make(map[string]Message, len(msgs))
 	for _, m := range msgs {
 		byID[m.ID] = m
@@ -303,9 +302,7 @@ func keptMessages(msgs []Message, plan compaction.Plan, pruned map[string]json.R
 	kept := make([]Message, len(plan.Keep))
 	for i, k := range plan.Keep {
 		kept[i] = byID[k.ID]
-		if encoded, ok := pruned[k.ID]; ok {
-			kept[i].Content, kept[i].encoded = k.Content, encoded
-		}
+		kept[i].Content = k.Content
 	}
 	return kept
 }

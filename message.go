@@ -21,11 +21,6 @@ type Message struct {
 	Content   []anthropic.ContentBlockParamUnion
 	Usage     *Usage // the response's usage, for assistant messages
 	CreatedAt time.Time
-
-	// encoded is Content as JSON, kept with a message of a conversation
-	// so that a request is assembled from it rather than encoded anew each
-	// turn; nil when not kept.
-	encoded json.RawMessage
 }
 
 // Text returns the message's text blocks joined by newlines.
@@ -40,15 +35,6 @@ func (m Message) Text() string {
 		}
 	}
 	return b.String()
-}
-
-// encodedContent returns the message's content as JSON: as kept, or
-// encoded now.
-func (m Message) encodedContent() (json.RawMessage, error) {
-	if m.encoded != nil {
-		return m.encoded, nil
-	}
-	return json.Marshal(m.Content)
 }
 
 // param returns the message as a Messages API parameter.
@@ -94,8 +80,7 @@ func (u Usage) store() store.Usage {
 
 // newMessage prepares a message for storing. Text PostgreSQL cannot store
 // (NUL characters, invalid UTF-8) is replaced by U+FFFD, in the row and in
-// the message alike, so that what is sent is what is stored: the message
-// keeps the row's content as its encoding.
+// the message alike, so that what is sent is what is stored.
 func newMessage(role string, content []anthropic.ContentBlockParamUnion, usage *Usage) (Message, store.NewMessage, error) {
 	msg := Message{ID: newID(), Role: role, Content: content, Usage: usage}
 	row := store.NewMessage{ID: msg.ID, Role: role}
@@ -110,7 +95,6 @@ func newMessage(role string, content []anthropic.ContentBlockParamUnion, usage *
 			return msg, row, fmt.Errorf("encoding %s message: %w", role, err)
 		}
 	}
-	msg.encoded = row.Content
 	if usage != nil {
 		if row.Usage, err = json.Marshal(usage); err != nil {
 			return msg, row, fmt.Errorf("encoding usage: %w", err)

@@ -147,29 +147,45 @@ func messageParams(messages []Message) []anthropic.MessageParam {
 
 // encodedMessages returns the conversation's messages encoded as the
 // elements of a request body's "messages" array, separated by commas. The
-// conversation keeps the encoding, and extends it with the messages added
-// since, each from the encoding of its content it keeps, if any: a turn
-// encodes its new messages, not the whole conversation. Its array is lent
-// with the conversation's messages (see cachedConversation.lent).
+// conversation keeps the encoding and extends it with the messages added
+// since, encoding those that add did not: a turn encodes its new
+// messages, not the whole conversation. Its array is lent with the
+// conversation's messages (see cachedConversation.lent).
 func (c *conversation) encodedMessages() ([]byte, error) {
 	for _, msg := range c.messages[c.wired:] {
-		content, err := msg.encodedContent()
+		content, err := json.Marshal(msg.Content)
 		if err != nil {
 			return nil, fmt.Errorf("encoding message %s: %w", msg.ID, err)
 		}
-		if len(c.wire) > 0 {
-			c.wire = append(c.wire, ',')
-		}
-		c.wire = append(c.wire, `{"content":`...)
-		c.wire = append(c.wire, content...)
-		if msg.Role == "assistant" {
-			c.wire = append(c.wire, `,"role":"assistant"}`...)
-		} else {
-			c.wire = append(c.wire, `,"role":"user"}`...)
-		}
+		c.encode(msg.Role, content)
 	}
-	c.wired = len(c.messages)
 	return c.wire, nil
+}
+
+// add appends msg, whose content content encodes, to the conversation,
+// and its encoding to the conversation's when that holds every message
+// before it.
+func (c *conversation) add(msg Message, content json.RawMessage) {
+	c.messages = append(c.messages, msg)
+	if c.wired == len(c.messages)-1 {
+		c.encode(msg.Role, content)
+	}
+}
+
+// encode appends the encoding of the next message not encoded yet, of
+// role and content, to the conversation's.
+func (c *conversation) encode(role string, content json.RawMessage) {
+	if len(c.wire) > 0 {
+		c.wire = append(c.wire, ',')
+	}
+	c.wire = append(c.wire, `{"content":`...)
+	c.wire = append(c.wire, content...)
+	if role == "assistant" {
+		c.wire = append(c.wire, `,"role":"assistant"}`...)
+	} else {
+		c.wire = append(c.wire, `,"role":"user"}`...)
+	}
+	c.wired++
 }
 
 // body returns the request's JSON body, streaming: the SDK's encoding of

@@ -59,35 +59,31 @@ func sameJSON(t *testing.T, what string, got, want []byte) {
 
 // TestRequestBody: the body assembled from the conversation's encoding
 // means what the SDK's encoding of the same request means, for messages
-// a run made (which keep their content's encoding) and messages read from
-// rows (which do not), with content of every kind a run stores; encoded
-// at once, one message at a time as turns add them, and after a message
-// was dropped.
+// a run added (whose stored content is their encoding) and messages read
+// from rows, with content of every kind a run stores; encoded at once,
+// one message at a time as turns add them, and after a message was
+// dropped.
 func TestRequestBody(t *testing.T) {
-	made := func(role string, content ...anthropic.ContentBlockParamUnion) Message {
-		msg, _, err := newMessage(role, content, nil)
-		if err != nil {
+	r := &run{}
+	add := func(role string, content ...anthropic.ContentBlockParamUnion) {
+		if err := r.add(role, content, nil); err != nil {
 			t.Fatal(err)
 		}
-		return msg
 	}
 	input := json.RawMessage(`{"city":"Zürich <&>","n":12345678901234567890,"nested":{"list":[1,2.5,"x"]}}`)
 	thinking := anthropic.NewThinkingBlock("sig==", "Let me think about <b> & \"quotes\".")
-	conv := []Message{
-		made("user", anthropic.NewTextBlock("Hello, 世界 <script>&amp;</script>")),
-		made("assistant", thinking, anthropic.NewRedactedThinkingBlock("opaque=="),
-			anthropic.NewTextBlock("Calling the tool."), anthropic.NewToolUseBlock("toolu_1", input, "weather")),
-		made("user", anthropic.NewToolResultBlock("toolu_1", "sunny\x00 and \xff warm", false),
-			anthropic.NewToolResultBlock("toolu_2", "failed: timeout", true)),
-		made("assistant", anthropic.NewTextBlock("It is sunny.")),
+	add("user", anthropic.NewTextBlock("Hello, 世界 <script>&amp;</script>"))
+	add("assistant", thinking, anthropic.NewRedactedThinkingBlock("opaque=="),
+		anthropic.NewTextBlock("Calling the tool."), anthropic.NewToolUseBlock("toolu_1", input, "weather"))
+	add("user", anthropic.NewToolResultBlock("toolu_1", "sunny\x00 and \xff warm", false),
+		anthropic.NewToolResultBlock("toolu_2", "failed: timeout", true))
+	add("assistant", anthropic.NewTextBlock("It is sunny."))
+	if r.conv.wired != len(r.conv.messages) {
+		t.Fatalf("%d of %d added messages encoded as they were added", r.conv.wired, len(r.conv.messages))
 	}
 	var rows []store.Message
-	for i, m := range conv {
-		content, err := json.Marshal(m.Content)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rows = append(rows, store.Message{ID: newID(), Seq: int64(i + 1), Role: m.Role, Content: content})
+	for i, m := range r.conv.messages {
+		rows = append(rows, store.Message{ID: newID(), Seq: int64(i + 1), Role: m.Role, Content: r.pending[i].Content})
 	}
 	read, err := conversation{}.extended(rows)
 	if err != nil {
@@ -112,10 +108,11 @@ func TestRequestBody(t *testing.T) {
 		}
 		sameJSON(t, what, body, sdkBody(t, params, c.messages))
 	}
+	check("added by a run", &r.conv)
 	for _, tt := range []struct {
 		name     string
 		messages []Message
-	}{{"made by a run", conv}, {"read from rows", read.messages}, {"none", nil}} {
+	}{{"read from rows", read.messages}, {"none", nil}} {
 		check(tt.name, &conversation{messages: tt.messages})
 		turns := &conversation{}
 		for i, m := range tt.messages {
@@ -123,11 +120,12 @@ func TestRequestBody(t *testing.T) {
 			check(fmt.Sprintf("%s, turn by turn, %d messages", tt.name, i+1), turns)
 		}
 	}
-	r := &run{conv: conversation{messages: append(read.messages[:2:2], made("user", anthropic.NewTextBlock("refused")))}}
+	r = &run{conv: conversation{messages: read.messages[:2:2]}}
+	add("user", anthropic.NewTextBlock("refused"))
 	check("before a drop", &r.conv)
 	r.drop()
 	check("after a drop", &r.conv)
-	r.conv.messages = append(r.conv.messages, made("user", anthropic.NewTextBlock("accepted")))
+	add("user", anthropic.NewTextBlock("accepted"))
 	check("after a drop and a new message", &r.conv)
 }
 

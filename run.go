@@ -636,7 +636,7 @@ func (r *run) add(role string, content []anthropic.ContentBlockParamUnion, usage
 		return err
 	}
 	msg.RunID = r.lease.RunID
-	r.conv.messages = append(r.conv.messages, msg)
+	r.conv.add(msg, row.Content)
 	r.pending = append(r.pending, row)
 	return nil
 }

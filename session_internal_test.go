@@ -14,7 +14,7 @@ import (
 func TestConversationLoan(t *testing.T) {
 	s := &Session{cache: &cachedConversation{}}
 	cached := make([]Message, 2, 8)
-	cached[0], cached[1] = Message{ID: "m1", Seq: 1, encoded: []byte(`[]`)}, Message{ID: "m2", Seq: 2, encoded: []byte(`[]`)}
+	cached[0], cached[1] = Message{ID: "m1", Seq: 1}, Message{ID: "m2", Seq: 2}
 	wire := make([]byte, 0, 1024)
 	conv := conversation{messages: cached, wire: wire}
 	if _, err := conv.encodedMessages(); err != nil {
@@ -30,8 +30,8 @@ func TestConversationLoan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first.messages = append(first.messages, Message{ID: "first", Seq: 3, encoded: []byte(`["first"]`)})
-	second.messages = append(second.messages, Message{ID: "second", Seq: 3, encoded: []byte(`["second"]`)})
+	first.add(Message{ID: "first", Seq: 3}, []byte(`["first"]`))
+	second.add(Message{ID: "second", Seq: 3}, []byte(`["second"]`))
 	firstWire, err := first.encodedMessages()
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +42,7 @@ func TestConversationLoan(t *testing.T) {
 	if got := first.messages[2].ID; got != "first" {
 		t.Fatalf("the first run's message is %q: the second run wrote into its array", got)
 	}
-	if want := `{"content":[],"role":"user"},{"content":[],"role":"user"},{"content":["first"],"role":"user"}`; string(firstWire) != want {
+	if want := `{"content":null,"role":"user"},{"content":null,"role":"user"},{"content":["first"],"role":"user"}`; string(firstWire) != want {
 		t.Fatalf("the first run's encoding is %s, want %s", firstWire, want)
 	}
 	if &first.messages[0] != &cached[0] || &first.wire[0] != &wire[:1][0] {
