@@ -66,8 +66,10 @@ type PendingToolCall struct {
 // the session, or runs enqueued earlier have not run yet, until ctx ends;
 // waiters of every process are served in arrival order.
 //
-// What the run commits survives a crash: the prompt and the run row before
-// the model is called, the answer and the run's completion after. A failed
+// What the run commits survives a crash: the run row before the model is
+// called, the prompt with the run's first step, each step (an answer
+// calling tools, the tools' results) before the next begins, the answer
+// and the run's completion last. A failed
 // run is recorded with its reason; its messages stay stored but are left out
 // of the conversation, so the session stays usable. A run its tenant's
 // limits refuse (see TenantLimits) returns a *LimitError.
