@@ -112,11 +112,11 @@ func (a *Agent) migrate(ctx context.Context, st *store.Store) error {
 }
 
 // OnBeforeMessage registers a hook that runs before each model call with the
-// messages about to be sent, each a Message value. An error from it stops
-// the run before the model is called; the prompt of the rejected run is not
-// kept, and Run returns an error wrapping both ErrHookRejected and the
-// hook's error. Hooks run in registration order with a context derived from
-// the caller's.
+// messages about to be sent, each a Message value, to inspect, not to
+// change. An error from it stops the run before the model is called; the
+// prompt of the rejected run is not kept, and Run returns an error wrapping
+// both ErrHookRejected and the hook's error. Hooks run in registration
+// order with a context derived from the caller's.
 func (a *Agent) OnBeforeMessage(hook func(ctx context.Context, messages []any) error) {
 	a.hookMu.Lock()
 	defer a.hookMu.Unlock()

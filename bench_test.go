@@ -22,19 +22,19 @@ import (
 )
 
 // statementCounter is a pgx tracer counting the statements and batches
-// sent, each one round trip; those that write, each its own commit since a
-// turn uses no explicit transaction (a batch is one implicit transaction);
-// the rows they return, and the time they take.
+// sent, each one round trip; the commits: each COMMIT, and each statement
+// or batch that writes outside a transaction (a batch is one implicit
+// transaction); the rows they return, and the time they take.
 type statementCounter struct {
-	on                       atomic.Bool
-	statements, writes, rows atomic.Int64
-	dbTime                   atomic.Int64 // nanoseconds
+	on                        atomic.Bool
+	statements, commits, rows atomic.Int64
+	dbTime                    atomic.Int64 // nanoseconds
 }
 
 type queryStart struct{}
 
-func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	return c.start(ctx, data.SQL)
+func (c *statementCounter) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	return c.start(ctx, conn, data.SQL)
 }
 
 func (c *statementCounter) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
@@ -42,12 +42,12 @@ func (c *statementCounter) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data 
 	c.query(data.CommandTag)
 }
 
-func (c *statementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchStartData) context.Context {
+func (c *statementCounter) TraceBatchStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchStartData) context.Context {
 	var sql strings.Builder
 	for _, q := range data.Batch.QueuedQueries {
 		sql.WriteString(q.SQL)
 	}
-	return c.start(ctx, sql.String())
+	return c.start(ctx, conn, sql.String())
 }
 
 func (c *statementCounter) TraceBatchQuery(_ context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
@@ -58,13 +58,15 @@ func (c *statementCounter) TraceBatchEnd(ctx context.Context, _ *pgx.Conn, _ pgx
 	c.end(ctx)
 }
 
-// start counts a round trip sending sql.
-func (c *statementCounter) start(ctx context.Context, sql string) context.Context {
+// start counts a round trip sending sql on conn.
+func (c *statementCounter) start(ctx context.Context, conn *pgx.Conn, sql string) context.Context {
 	if c.on.Load() {
 		c.statements.Add(1)
-		sql = strings.ToUpper(sql)
-		if strings.Contains(sql, "INSERT ") || strings.Contains(sql, "UPDATE ") || strings.Contains(sql, "DELETE ") {
-			c.writes.Add(1)
+		sql = strings.ToUpper(strings.TrimSpace(sql))
+		inTransaction := conn.PgConn().TxStatus() != 'I'
+		writes := strings.Contains(sql, "INSERT ") || strings.Contains(sql, "UPDATE ") || strings.Contains(sql, "DELETE ")
+		if strings.HasPrefix(sql, "COMMIT") || writes && !inTransaction {
+			c.commits.Add(1)
 		}
 	}
 	return context.WithValue(ctx, queryStart{}, time.Now())
@@ -283,7 +285,7 @@ func benchmarkTurn(b *testing.B, cfg agentpg.Config, responder func(agentpgtest.
 	}
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/turn")
 	b.ReportMetric(float64(counter.statements.Load())/float64(b.N), "roundtrips/turn")
-	b.ReportMetric(float64(counter.writes.Load())/float64(b.N), "commits/turn")
+	b.ReportMetric(float64(counter.commits.Load())/float64(b.N), "commits/turn")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "turns/s")
 }
 

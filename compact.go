@@ -134,7 +134,7 @@ func (r *run) contextTokens(ctx context.Context, conv conversation, opts compact
 	if exact || tokens < threshold*9/10 || tokens > threshold*11/10 {
 		return tokens
 	}
-	counted, err := r.session.agent.countTokens(ctx, r.session.request(conv))
+	counted, err := r.session.agent.countTokens(ctx, r.session.params(conv), conv.messages)
 	if err != nil {
 		r.log.WarnContext(ctx, "counting tokens", "error", err)
 		return tokens
@@ -161,11 +161,12 @@ func estimateContext(s *Session, conv conversation) (tokens int, exact bool) {
 	return fixed + compaction.Size(compactionMessages(msgs)), false
 }
 
-// countTokens asks the API how many input tokens params holds.
-func (a *Agent) countTokens(ctx context.Context, params anthropic.MessageNewParams) (int, error) {
+// countTokens asks the API how many input tokens the request of params
+// and messages holds.
+func (a *Agent) countTokens(ctx context.Context, params anthropic.MessageNewParams, messages []Message) (int, error) {
 	count, err := a.cfg.Client.Messages.CountTokens(ctx, anthropic.MessageCountTokensParams{
 		Model:    params.Model,
-		Messages: params.Messages,
+		Messages: messageParams(messages),
 		System:   anthropic.MessageCountTokensParamsSystemUnion{OfTextBlockArray: params.System},
 		Thinking: params.Thinking,
 		Tools:    countTokensTools(params.Tools),
@@ -223,6 +224,7 @@ func (s *Session) compact(ctx context.Context, lease *store.Lease, conv conversa
 		}
 	}
 	compacted.messages = append(keptMessages(stored, plan), pending...)
+	compacted.wire, compacted.wired = nil, 0
 	compacted.compactedAtSeq = conv.lastSeq()
 	change.Duration = time.Since(start)
 
@@ -251,13 +253,17 @@ func (s *Session) summarize(ctx context.Context, conv conversation, msgs []compa
 		prompt += "Summary of what came before it:\n" + conv.summary + "\n\n"
 	}
 	prompt += "Conversation:\n" + compaction.Transcript(msgs, 2000)
+	request := conversation{messages: []Message{{Role: "user", Content: []anthropic.ContentBlockParamUnion{anthropic.NewTextBlock(prompt)}}}}
+	messages, err := request.encodedMessages()
+	if err != nil {
+		return "", Usage{}, fmt.Errorf("summarizing: %w", err)
+	}
 	params := anthropic.MessageNewParams{
 		Model:     anthropic.Model(s.model()),
 		MaxTokens: compaction.SummaryBudget,
 		System:    []anthropic.TextBlockParam{{Text: compaction.SummaryInstructions}},
-		Messages:  []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock(prompt))},
 	}
-	resp, err := s.agent.callModel(ctx, params, nil)
+	resp, err := s.agent.callModel(ctx, modelRequest{params: params, messages: messages}, nil)
 	if err != nil {
 		return "", Usage{}, fmt.Errorf("summarizing: %w", err)
 	}

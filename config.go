@@ -141,7 +141,10 @@ type Config struct {
 	// AgentPG's calls, whatever the Client or these options say
 	// (option.WithMaxRetries(0) comes last): Retry retries them instead,
 	// so that the two never multiply. The Client's other uses keep its
-	// settings.
+	// settings. AgentPG gives the SDK each Messages API request's body
+	// ready made (see docs/performance.md), so a body option such as
+	// option.WithJSONSet applies to it only from here, not from the
+	// Client's options.
 	RequestOptions []option.RequestOption
 	// Prices are the models' prices that Agent.TenantUsage reports costs
 	// with, keyed by model name or name prefix (the longest matching key

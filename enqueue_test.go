@@ -206,7 +206,7 @@ func BenchmarkAsyncTurnRoundTrips(b *testing.B) {
 			b.StopTimer()
 			counter.on.Store(false)
 			b.ReportMetric(float64(counter.statements.Load())/float64(b.N), "roundtrips/turn")
-			b.ReportMetric(float64(counter.writes.Load())/float64(b.N), "commits/turn")
+			b.ReportMetric(float64(counter.commits.Load())/float64(b.N), "commits/turn")
 		})
 	}
 }

@@ -71,21 +71,38 @@ type Event struct {
 	Usage Usage
 }
 
-// request builds the Messages API request for the conversation. The last
-// system block (the system prompt, or the summary of the compacted start of
-// the conversation after it) carries a cache breakpoint; the request-level
-// cache_control puts another on the conversation's last block, so each turn
-// reads the previous turn's prefix from the cache.
-func (s *Session) request(conv conversation) anthropic.MessageNewParams {
+// modelRequest is what a model call sends: the call's parameters, whose
+// Messages stay empty, and the messages, encoded apart (see
+// conversation.encodedMessages).
+type modelRequest struct {
+	params anthropic.MessageNewParams
+	// messages are the elements of the body's "messages" array, separated
+	// by commas.
+	messages []byte
+}
+
+// request returns the Messages API request for the conversation,
+// encoding the messages that conv has not encoded before.
+func (s *Session) request(conv *conversation) (modelRequest, error) {
+	messages, err := conv.encodedMessages()
+	if err != nil {
+		return modelRequest{}, err
+	}
+	return modelRequest{params: s.params(*conv), messages: messages}, nil
+}
+
+// params returns the parameters of a request for the conversation, but
+// its messages. The last system block (the system prompt, or the summary
+// of the compacted start of the conversation after it) carries a cache
+// breakpoint; the request-level cache_control puts another on the
+// conversation's last block, so each turn reads the previous turn's
+// prefix from the cache.
+func (s *Session) params(conv conversation) anthropic.MessageNewParams {
 	cfg := s.agent.cfg
 	params := anthropic.MessageNewParams{
 		Model:        anthropic.Model(cfg.Model),
 		MaxTokens:    cfg.MaxTokens,
-		Messages:     make([]anthropic.MessageParam, len(conv.messages)),
 		CacheControl: anthropic.NewCacheControlEphemeralParam(),
-	}
-	for i, msg := range conv.messages {
-		params.Messages[i] = msg.param()
 	}
 	if o := s.overrides; o.Model != "" {
 		params.Model = anthropic.Model(o.Model)
@@ -117,6 +134,79 @@ func (s *Session) request(conv conversation) anthropic.MessageNewParams {
 		}
 	}
 	return params
+}
+
+// messageParams returns messages as SDK parameters.
+func messageParams(messages []Message) []anthropic.MessageParam {
+	params := make([]anthropic.MessageParam, len(messages))
+	for i, msg := range messages {
+		params[i] = msg.param()
+	}
+	return params
+}
+
+// encodedMessages returns the conversation's messages encoded as the
+// elements of a request body's "messages" array, separated by commas. The
+// conversation keeps the encoding and extends it with the messages added
+// since, encoding those that add did not: a turn encodes its new
+// messages, not the whole conversation. Its array is lent with the
+// conversation's messages (see cachedConversation.lent).
+func (c *conversation) encodedMessages() ([]byte, error) {
+	for _, msg := range c.messages[c.wired:] {
+		content, err := json.Marshal(msg.Content)
+		if err != nil {
+			return nil, fmt.Errorf("encoding message %s: %w", msg.ID, err)
+		}
+		c.encode(msg.Role, content)
+	}
+	return c.wire, nil
+}
+
+// add appends msg, whose content content encodes, to the conversation,
+// and its encoding to the conversation's when that holds every message
+// before it.
+func (c *conversation) add(msg Message, content json.RawMessage) {
+	c.messages = append(c.messages, msg)
+	if c.wired == len(c.messages)-1 {
+		c.encode(msg.Role, content)
+	}
+}
+
+// encode appends the encoding of the next message not encoded yet, of
+// role and content, to the conversation's.
+func (c *conversation) encode(role string, content json.RawMessage) {
+	if len(c.wire) > 0 {
+		c.wire = append(c.wire, ',')
+	}
+	c.wire = append(c.wire, `{"content":`...)
+	c.wire = append(c.wire, content...)
+	if role == "assistant" {
+		c.wire = append(c.wire, `,"role":"assistant"}`...)
+	} else {
+		c.wire = append(c.wire, `,"role":"user"}`...)
+	}
+	c.wired++
+}
+
+// body returns the request's JSON body, streaming: the SDK's encoding of
+// the parameters, with the messages spliced in. It means what the SDK's
+// encoding of the parameters with the messages in them means
+// (TestRequestBody). "stream" comes first, where the SDK, which sets it
+// again, finds it without reading the rest.
+func (r modelRequest) body() ([]byte, error) {
+	params := r.params
+	params.Messages = nil
+	head, err := json.Marshal(params)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the request: %w", err)
+	}
+	const open = `{"stream":true,"messages":[`
+	body := make([]byte, 0, len(open)+len(r.messages)+len(head)+1)
+	body = append(append(append(body, open...), r.messages...), ']')
+	if len(head) > len("{}") {
+		body = append(body, ',')
+	}
+	return append(body, head[1:]...), nil
 }
 
 // model returns the model the session's runs use.
@@ -172,13 +262,17 @@ func (r *response) input(block anthropic.ContentBlockUnion) json.RawMessage {
 // in its Usage the summed usage of every attempt, and nothing else: those
 // tokens were spent. When none did (the API refused every attempt with an
 // error status, or no connection was made), the response is nil.
-func (a *Agent) callModel(ctx context.Context, params anthropic.MessageNewParams, onEvent func(Event)) (*response, error) {
+func (a *Agent) callModel(ctx context.Context, req modelRequest, onEvent func(Event)) (*response, error) {
+	body, err := req.body()
+	if err != nil {
+		return nil, err
+	}
 	policy := a.cfg.Retry
 	start := time.Now()
 	var spent anthropic.Usage // of the failed attempts
 	began := false            // whether any failed attempt got a response
 	for attempt := 1; ; attempt++ {
-		resp, err := a.callModelOnce(ctx, params, onEvent)
+		resp, err := a.callModelOnce(ctx, req.params, body, onEvent)
 		if err == nil {
 			resp.retried, resp.attempts = spent, attempt
 			if attempt > 1 {
@@ -247,14 +341,16 @@ func (a *Agent) modelLog(ctx context.Context) *slog.Logger {
 	return a.cfg.Logger
 }
 
-// callModelOnce makes one attempt at a model call: it streams one
+// callModelOnce makes one attempt at a model call, sending body, the
+// request with params: it streams one
 // response, passing text and thinking deltas to onEvent as they arrive. A
 // stream that ends before message_stop is ErrIncompleteResponse: its
 // partial answer is never used. When the attempt fails after the response
 // began, the partial response is returned with the error, for its usage:
 // those tokens were spent.
-func (a *Agent) callModelOnce(ctx context.Context, params anthropic.MessageNewParams, onEvent func(Event)) (*response, error) {
-	stream := a.cfg.Client.Messages.NewStreaming(ctx, params, a.requestOptions(string(params.Model))...)
+func (a *Agent) callModelOnce(ctx context.Context, params anthropic.MessageNewParams, body []byte, onEvent func(Event)) (*response, error) {
+	opts := a.requestOptions(string(params.Model), option.WithRequestBody("application/json", body))
+	stream := a.cfg.Client.Messages.NewStreaming(ctx, params, opts...)
 	defer stream.Close()
 
 	resp := &response{Message: &anthropic.Message{}}
@@ -333,11 +429,13 @@ func toolParam(t tool.Tool) anthropic.ToolUnionParam {
 	}}
 }
 
-// requestOptions are the SDK options of a Messages API call for model.
-// They turn the SDK's retries off, last so that nothing overrides it: the
-// model call retries by Config.Retry, and retries of both would multiply.
-func (a *Agent) requestOptions(model string) []option.RequestOption {
-	opts := slices.Clip(a.cfg.RequestOptions)
+// requestOptions are the SDK options of a Messages API call for model:
+// first, then Config.RequestOptions, so that those apply to a body that
+// first sets. They turn the SDK's retries off, last so that nothing
+// overrides it: the model call retries by Config.Retry, and retries of
+// both would multiply.
+func (a *Agent) requestOptions(model string, first ...option.RequestOption) []option.RequestOption {
+	opts := slices.Concat(first, a.cfg.RequestOptions)
 	if a.cfg.ExtendedContext && offersExtendedContext(model) {
 		opts = append(opts, option.WithHeaderAdd("anthropic-beta", extendedContextBeta))
 	}

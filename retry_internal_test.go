@@ -168,11 +168,10 @@ func retryAgent(model *agentpgtest.Server) *Agent {
 	return &Agent{cfg: cfg.withDefaults()}
 }
 
-func hello() anthropic.MessageNewParams {
-	return anthropic.MessageNewParams{
-		Model:     "claude-sonnet-5-5",
-		MaxTokens: 1024,
-		Messages:  []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hello"))},
+func hello() modelRequest {
+	return modelRequest{
+		params:   anthropic.MessageNewParams{Model: "claude-sonnet-5-5", MaxTokens: 1024},
+		messages: []byte(`{"content":[{"text":"hello","type":"text"}],"role":"user"}`),
 	}
 }
 

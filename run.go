@@ -66,8 +66,10 @@ type PendingToolCall struct {
 // the session, or runs enqueued earlier have not run yet, until ctx ends;
 // waiters of every process are served in arrival order.
 //
-// What the run commits survives a crash: the prompt and the run row before
-// the model is called, the answer and the run's completion after. A failed
+// What the run commits survives a crash: the run row before the model is
+// called, the prompt with the run's first step, each step (an answer
+// calling tools, the tools' results) before the next begins, the answer
+// and the run's completion last. A failed
 // run is recorded with its reason; its messages stay stored but are left out
 // of the conversation, so the session stays usable. A run its tenant's
 // limits refuse (see TenantLimits) returns a *LimitError.
@@ -276,7 +278,11 @@ func (r *run) execute(ctx context.Context, begun store.Begun, prompt string) (re
 			return nil, r.fail(ctx, err)
 		}
 		r.conv = r.maybeCompact(ctx, r.conv)
-		resp, err := a.callModel(ctx, r.session.request(r.conv), r.emit)
+		req, err := r.session.request(&r.conv)
+		if err != nil {
+			return nil, r.fail(ctx, err)
+		}
+		resp, err := a.callModel(ctx, req, r.emit)
 		if resp != nil {
 			r.used(resp.spent()) // failed calls and attempts cost tokens too
 		}
@@ -632,15 +638,19 @@ func (r *run) add(role string, content []anthropic.ContentBlockParamUnion, usage
 		return err
 	}
 	msg.RunID = r.lease.RunID
-	r.conv.messages = append(r.conv.messages, msg)
+	r.conv.add(msg, row.Content)
 	r.pending = append(r.pending, row)
 	return nil
 }
 
-// drop forgets the pending messages.
+// drop forgets the pending messages, and the encoding of the
+// conversation if it holds them.
 func (r *run) drop() {
 	stored, _ := r.conv.split()
 	r.conv.messages, r.pending = stored, nil
+	if r.conv.wired > len(stored) {
+		r.conv.wire, r.conv.wired = nil, 0
+	}
 }
 
 // keepForAudit adds a response that cannot continue the run to the pending

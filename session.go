@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -39,6 +40,12 @@ type cachedConversation struct {
 	mu      sync.Mutex
 	conv    conversation
 	lastSeq int64 // the highest seq read into conv
+	// lent reports that a run was given conv's messages, and their
+	// encoding, to append to in place, in their arrays beyond their
+	// length, so that a long conversation is not copied every turn; the
+	// runs given them after it get copies. Remembering a conversation ends
+	// the loan.
+	lent bool
 }
 
 // conversation is what a run sends the model: the summary of what
@@ -49,6 +56,10 @@ type conversation struct {
 	firstIntent    string // the user's first request, kept through compactions
 	compactedAtSeq int64  // usage of messages up to this seq predates the last compaction
 	messages       []Message
+	// wire is the encoding of messages[:wired] that requests are made of
+	// (see encodedMessages).
+	wire  []byte
+	wired int
 }
 
 // Messages returns a page of the session's stored messages in order,
@@ -208,6 +219,10 @@ func convertAll[R, T any](rows []R, convert func(R) (T, error)) ([]T, error) {
 func (s *Session) conversationSince(begun store.Begun) (conversation, error) {
 	s.cache.mu.Lock()
 	conv := s.cache.conv
+	if s.cache.lent {
+		conv.messages, conv.wire = slices.Clip(conv.messages), slices.Clip(conv.wire)
+	}
+	s.cache.lent = true
 	s.cache.mu.Unlock()
 	rows := begun.History
 	if sum := begun.Summary; sum != nil {
@@ -231,6 +246,7 @@ func (s *Session) readHistory(ctx context.Context, lease store.Lease) (conversat
 	s.cache.mu.Lock()
 	conv, after := s.cache.conv, s.cache.lastSeq
 	s.cache.mu.Unlock()
+	conv.messages, conv.wire = slices.Clip(conv.messages), slices.Clip(conv.wire) // a run's, maybe
 
 	if conv.gen != lease.CompactionGen {
 		sum, err := s.agent.store.Summary(ctx, s.TenantID, s.ID)
@@ -247,19 +263,17 @@ func (s *Session) readHistory(ctx context.Context, lease store.Lease) (conversat
 	return conv.extended(rows)
 }
 
-// extended returns a copy of the conversation with rows appended, leaving
-// the cached one as it is.
+// extended returns the conversation with rows appended to its messages,
+// in their array when it has room: the caller owns what lies beyond
+// their length (see cachedConversation.lent).
 func (c conversation) extended(rows []store.Message) (conversation, error) {
-	messages := make([]Message, len(c.messages), len(c.messages)+len(rows)+4)
-	copy(messages, c.messages)
 	for _, row := range rows {
 		msg, err := messageFromRow(row)
 		if err != nil {
 			return c, err
 		}
-		messages = append(messages, msg)
+		c.messages = append(c.messages, msg)
 	}
-	c.messages = messages
 	return c, nil
 }
 
@@ -271,7 +285,7 @@ func (s *Session) remember(conv conversation) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if lastSeq > c.lastSeq || conv.gen > c.conv.gen {
-		c.conv, c.lastSeq = conv, lastSeq
+		c.conv, c.lastSeq, c.lent = conv, lastSeq, false
 	}
 }
 

@@ -34,6 +34,8 @@ type Server struct {
 	replies   []Reply
 	responder func(Request) Reply
 	requests  []Request
+	received  int  // requests received, kept or not
+	forget    bool // keep no requests (KeepRequests)
 	cache     promptCache
 }
 
@@ -120,6 +122,16 @@ func (s *Server) Requests() []Request {
 	return slices.Clone(s.requests)
 }
 
+// KeepRequests sets whether the server keeps the requests it receives,
+// which it does from the start, for Requests and Rejected. A server that
+// answers many long conversations, as a benchmark's does, holds every body
+// it received unless told not to.
+func (s *Server) KeepRequests(keep bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.forget = !keep
+}
+
 // Rejected returns the requests the server refused, in order of arrival.
 func (s *Server) Rejected() []Request {
 	return slices.DeleteFunc(s.Requests(), func(r Request) bool { return !r.Rejected })
@@ -180,14 +192,17 @@ func admit(r *http.Request, req *Request) ([]segment, *apiError) {
 	return w.prompt(), nil
 }
 
-// record numbers req and records it. When takeReply is set, it also takes
-// the oldest queued reply, if any, in the same step, so that replies go to
-// requests in order of arrival.
+// record numbers req and keeps it, unless told not to keep requests. When
+// takeReply is set, it also takes the oldest queued reply, if any, in the
+// same step, so that replies go to requests in order of arrival.
 func (s *Server) record(req *Request, takeReply bool) (reply Reply, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	req.ID = fmt.Sprintf("req_%06d", len(s.requests)+1)
-	s.requests = append(s.requests, *req)
+	s.received++
+	req.ID = fmt.Sprintf("req_%06d", s.received)
+	if !s.forget {
+		s.requests = append(s.requests, *req)
+	}
 	if !takeReply || len(s.replies) == 0 {
 		return Reply{}, false
 	}

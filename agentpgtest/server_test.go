@@ -94,6 +94,35 @@ func TestEchoAndResponder(t *testing.T) {
 	}
 }
 
+// TestKeepRequests: a server told not to keep requests still answers and
+// numbers them, and keeps them again once told to.
+func TestKeepRequests(t *testing.T) {
+	t.Parallel()
+	srv := agentpgtest.NewServer(t)
+	client := srv.Client()
+	srv.KeepRequests(false)
+	for _, text := range []string{"one", "two"} {
+		msg, err := client.Messages.New(t.Context(), ask(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := msg.Content[0].Text; got != "echo: "+text {
+			t.Errorf("reply = %q, want %q", got, "echo: "+text)
+		}
+	}
+	if got := srv.Requests(); len(got) != 0 {
+		t.Fatalf("Requests() = %d requests while not keeping them, want none", len(got))
+	}
+	srv.KeepRequests(true)
+	if _, err := client.Messages.New(t.Context(), ask("three")); err != nil {
+		t.Fatal(err)
+	}
+	got := srv.Requests()
+	if len(got) != 1 || got[0].ID != "req_000003" || got[0].Messages[0].Content[0].Text != "three" {
+		t.Fatalf("Requests() = %+v, want the third request alone, numbered req_000003", got)
+	}
+}
+
 // TestToolConversation runs a valid multi-turn tool conversation, with a
 // responder answering the tool result.
 func TestToolConversation(t *testing.T) {
