@@ -69,10 +69,10 @@ type PendingToolCall struct {
 // What the run commits survives a crash: the run row before the model is
 // called, the prompt with the run's first step, each step (an answer
 // calling tools, the tools' results) before the next begins, the answer
-// and the run's completion last. A failed
-// run is recorded with its reason; its messages stay stored but are left out
-// of the conversation, so the session stays usable. A run its tenant's
-// limits refuse (see TenantLimits) returns a *LimitError.
+// and the run's completion last. A failed run is recorded with its
+// reason; its messages stay stored but are left out of the conversation,
+// so the session stays usable. A run its tenant's limits refuse (see
+// TenantLimits) returns a *LimitError.
 func (s *Session) Run(ctx context.Context, prompt string) (*Result, error) {
 	return s.RunWithOptions(ctx, prompt, RunOptions{})
 }
