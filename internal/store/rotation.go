@@ -254,11 +254,7 @@ var countSealedSQL = func() string {
 // DataKeys returns the tenant's data keys, oldest first, with the rows each
 // seals, and the number of rows stored in plaintext.
 func (s *Store) DataKeys(ctx context.Context, tenantID string) (keys []DataKeyInfo, plaintextRows int64, err error) {
-	keys, err = queryAll(ctx, s.as(tenantID), "data keys", s.q(dataKeysSQL), func(row pgx.CollectableRow) (DataKeyInfo, error) {
-		var k DataKeyInfo
-		err := row.Scan(&k.Version, &k.KEKID, &k.CreatedAt, &k.RotatedAt)
-		return k, err
-	}, tenantID)
+	keys, err = s.listDataKeys(ctx, tenantID)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -283,6 +279,16 @@ func (s *Store) DataKeys(ctx context.Context, tenantID string) (keys []DataKeyIn
 		return nil, 0, fmt.Errorf("counting sealed rows: %w", err)
 	}
 	return keys, plaintextRows, nil
+}
+
+// listDataKeys returns the tenant's data keys, oldest first, without
+// counting their rows.
+func (s *Store) listDataKeys(ctx context.Context, tenantID string) ([]DataKeyInfo, error) {
+	return queryAll(ctx, s.as(tenantID), "data keys", s.q(dataKeysSQL), func(row pgx.CollectableRow) (DataKeyInfo, error) {
+		var k DataKeyInfo
+		err := row.Scan(&k.Version, &k.KEKID, &k.CreatedAt, &k.RotatedAt)
+		return k, err
+	}, tenantID)
 }
 
 const keyTenantsSQL = `SELECT t FROM {{schema}}.key_tenants() AS t`
@@ -316,17 +322,18 @@ func (s *Store) BeginRotation(ctx context.Context, tenantID string) (Rotation, e
 	}
 	r := Rotation{TenantID: tenantID}
 	for {
-		keys, _, err := s.DataKeys(ctx, tenantID)
+		keys, err := s.listDataKeys(ctx, tenantID)
 		if err != nil {
 			return r, err
 		}
-		if n := len(keys); n > 0 && keys[n-1].RotatedAt == nil {
-			r.Version, r.Resumed = keys[n-1].Version, true
-			break
-		}
-		r.Version = len(keys) + 1
+		r.Version = 1
 		if n := len(keys); n > 0 {
-			r.Version = keys[n-1].Version + 1
+			newest := keys[n-1]
+			if newest.RotatedAt == nil {
+				r.Version, r.Resumed = newest.Version, true
+				break
+			}
+			r.Version = newest.Version + 1
 		}
 		added, err := s.addDataKey(ctx, tenantID, r.Version, true)
 		if err != nil {
