@@ -166,6 +166,45 @@ func TestTokensPerDayBudget(t *testing.T) {
 	}
 }
 
+// A tenant's usage is kept in shards, a session adding to one, so that
+// concurrent runs of its sessions do not take turns on one row: usage,
+// budgets and the usage read back count every shard.
+func TestUsageAcrossSessionsCountsEveryShard(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.model.SetResponder(func(req agentpgtest.Request) agentpgtest.Reply {
+		return agentpgtest.Reply{Content: []agentpgtest.Block{agentpgtest.TextBlock("ok")},
+			Usage: &agentpgtest.Usage{InputTokens: 6, OutputTokens: 4}}
+	})
+	const sessions = 40
+	b.setLimits(t, "acme", agentpg.TenantLimits{TokensPerDay: sessions * 10})
+	var wg sync.WaitGroup
+	for i := range sessions {
+		sess := b.session(t, "acme", fmt.Sprintf("user-%d", i))
+		wg.Go(func() {
+			if _, err := sess.Run(ctx(t), "spend"); err != nil {
+				t.Errorf("run of session %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	var rows int
+	if err := b.db.QueryRow(ctx(t), `SELECT count(*) FROM agentpg.tenant_usage WHERE tenant_id = 'acme'`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows < 2 {
+		t.Errorf("the usage of %d sessions is in %d row(s), want it spread over shards", sessions, rows)
+	}
+	days, err := b.agent.TenantUsage(ctx(t), "acme", time.Now(), time.Now())
+	want := agentpg.Usage{InputTokens: sessions * 6, OutputTokens: sessions * 4}
+	if err != nil || len(days) != 1 || days[0].Requests != sessions || days[0].Usage != want {
+		t.Fatalf("TenantUsage = %+v, %v; want one day of %d requests, %+v", days, err, sessions, want)
+	}
+	// The budget is spent in every shard: no session may go on.
+	_, err = b.session(t, "acme", "user-new").Run(ctx(t), "spend more")
+	refused(t, err, agentpg.LimitTokensPerDay, false)
+}
+
 // oneCallAMinute is an agent whose tool "count" counts its runs, and a
 // session of tenant acme allowed one model call a minute; runs returns the
 // count.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -73,18 +74,31 @@ func (s *Store) queueAdmit(batch *pgx.Batch, l Lease, token *int64) {
 	batch.Queue(s.q(admitSQL), l.TenantID, l.RunID, token)
 }
 
-// addUsageSQL adds model calls and their usage to the tenant's usage of
-// the day, and the input and output tokens to the session's of the day;
-// with a fencing token ($9), only if the batch's write under that token
-// was stored (the token changes when another run takes the lease).
+// usageShards is how many rows a tenant's usage of a day and model is
+// split in (migration 014): a session adds to one, by its id's hash, so
+// that the step commits of different sessions seldom lock the same row.
+const usageShards = 16
+
+// usageShard is the shard of the tenant's usage the session adds to.
+func usageShard(sessionID string) int16 {
+	h := fnv.New32a()
+	h.Write([]byte(sessionID))
+	return int16(h.Sum32() % usageShards)
+}
+
+// addUsageSQL adds model calls and their usage to the session's shard of
+// the tenant's usage of the day, and the input and output tokens to the
+// session's of the day; with a fencing token ($9), only if the batch's
+// write under that token was stored (the token changes when another run
+// takes the lease).
 const addUsageSQL = `
 WITH d AS (SELECT (now() AT TIME ZONE 'UTC')::date AS today), u AS (
     INSERT INTO {{schema}}.tenant_usage AS t
-        (tenant_id, day, model, requests, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
-    SELECT $1, today, $3, $4, $5, $6, $7, $8 FROM d
+        (tenant_id, day, model, shard, requests, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+    SELECT $1, today, $3, $10, $4, $5, $6, $7, $8 FROM d
     WHERE $9::bigint IS NULL
        OR EXISTS (SELECT 1 FROM {{schema}}.sessions WHERE tenant_id = $1 AND id = $2 AND lease_token = $9)
-    ON CONFLICT (tenant_id, day, model) DO UPDATE
+    ON CONFLICT (tenant_id, day, model, shard) DO UPDATE
     SET requests = t.requests + EXCLUDED.requests,
         input_tokens = t.input_tokens + EXCLUDED.input_tokens,
         output_tokens = t.output_tokens + EXCLUDED.output_tokens,
@@ -116,7 +130,7 @@ func (s *Store) queueUsage(batch *pgx.Batch, l Lease, token *int64, spent Spent)
 		return
 	}
 	batch.Queue(s.q(addUsageSQL), l.TenantID, l.SessionID, spent.Model, spent.Calls,
-		u.InputTokens, u.OutputTokens, u.CacheReadTokens, u.CacheWriteTokens, token)
+		u.InputTokens, u.OutputTokens, u.CacheReadTokens, u.CacheWriteTokens, token, usageShard(l.SessionID))
 }
 
 const getLimitsSQL = `
@@ -182,9 +196,11 @@ type DailyUsage struct {
 }
 
 const tenantUsageSQL = `
-SELECT day, model, requests, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens
+SELECT day, model, sum(requests)::bigint, sum(input_tokens)::bigint, sum(output_tokens)::bigint,
+       sum(cache_read_tokens)::bigint, sum(cache_write_tokens)::bigint
 FROM {{schema}}.tenant_usage
 WHERE tenant_id = $1 AND day >= $2 AND day <= $3
+GROUP BY day, model
 ORDER BY day, model`
 
 // TenantUsage returns the tenant's usage from day from to day to, both
