@@ -202,9 +202,25 @@ func (b *begin) open(o opener, sessionID string) error {
 	return nil
 }
 
-// send runs the batch in one round trip; when the lease could not be taken
+// unflushedCommitSQL lets the transaction of its batch commit without
+// waiting for its write-ahead log to reach the disk.
+//
+// A run's first commit (its lease and its record) is the one commit that
+// needs no flush: what follows it in the run is either another commit,
+// which flushes it too (the log is flushed in order), or nothing. Only a
+// crash of PostgreSQL itself, not of the application, can lose it, within
+// a fraction of a second of it; the run's next commit, fenced by the lease
+// it no longer finds, then fails, no tool having run (a tool with effects
+// runs only after a flushed commit) and no answer having been returned.
+// Every other commit is flushed: see docs/performance.md, "What each commit
+// waits for".
+const unflushedCommitSQL = `SELECT set_config('synchronous_commit', 'off', true)`
+
+// send runs the batch in one round trip, as a transaction whose commit is
+// not flushed (see unflushedCommitSQL); when the lease could not be taken
 // (the first statement returned no row), whyNot explains it.
 func (b *begin) send(ctx context.Context, db querier, whyNot func() error) error {
+	b.batch.Queue(unflushedCommitSQL)
 	err := db.SendBatch(ctx, b.batch).Close()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return whyNot()
