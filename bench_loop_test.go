@@ -264,6 +264,7 @@ func (t *loopTable) concurrent(b *testing.B, db *pgxpool.Pool, model string) {
 	cs := contenders(b, db, model, 50*time.Millisecond, false)
 	convs := openAll(b, cs, sessions)
 	for i, c := range cs {
+		runAll(b, convs[i], 1, benchPrompt) // warm: the pool's connections dialed, their statements prepared
 		runtime.GC()
 		waits := c.pool.Stat().EmptyAcquireCount()
 		cpu := processCPU()
