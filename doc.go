@@ -15,11 +15,15 @@
 //
 // [Session.Run] sends a prompt and returns the answer. Each run is durable:
 //
-//   - one statement takes the session's lease, records the run and stores
-//     the prompt, before the model is called;
-//   - the conversation is read (only what is new since the session last
-//     read it) and sent to the model, streamed, with no transaction open;
-//   - one statement stores the answer and its usage and completes the run.
+//   - one round trip takes the session's lease, records the run and reads
+//     what the conversation gained since the session last read it, before
+//     the model is called;
+//   - the conversation is sent to the model, streamed, with no
+//     transaction open;
+//   - one statement stores the prompt, the answer and its usage and
+//     completes the run, and is flushed to disk before Run returns (the
+//     first commit is not: a crash of PostgreSQL that loses it fails the
+//     run at this one; see docs/performance.md).
 //
 // A failed run (an API error, a cut stream, a hook's refusal, a crash) is
 // recorded with its reason and its messages are left out of the
