@@ -223,12 +223,21 @@ func echoToolTurn(b *testing.B) ([]tool.Tool, func(agentpgtest.Request) agentpgt
 	if err != nil {
 		b.Fatal(err)
 	}
-	return []tool.Tool{echo}, func(req agentpgtest.Request) agentpgtest.Reply {
+	return []tool.Tool{echo}, callsToolOnce("echo", map[string]any{"city": "Oslo"}, 0)
+}
+
+// callsToolOnce is a model that answers a prompt by calling the tool name
+// with input, after delay, and the tool's result with "done".
+func callsToolOnce(name string, input map[string]any, delay time.Duration) func(agentpgtest.Request) agentpgtest.Reply {
+	return func(req agentpgtest.Request) agentpgtest.Reply {
 		last := req.Messages[len(req.Messages)-1]
 		if last.Content[0].Type == "tool_result" {
 			return agentpgtest.Text("done")
 		}
-		return agentpgtest.Blocks(agentpgtest.ToolUse(fmt.Sprintf("toolu_%d", len(req.Messages)), "echo", map[string]any{"city": "Oslo"}))
+		return agentpgtest.Reply{
+			Content: []agentpgtest.Block{agentpgtest.ToolUse(fmt.Sprintf("toolu_%d", len(req.Messages)), name, input)},
+			Delay:   delay,
+		}
 	}
 }
 

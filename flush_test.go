@@ -3,7 +3,6 @@ package agentpg_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -113,16 +112,7 @@ func countingToolTurn(t *testing.T, calls *atomic.Int64) ([]tool.Tool, func(agen
 	if err != nil {
 		t.Fatal(err)
 	}
-	return []tool.Tool{count}, func(req agentpgtest.Request) agentpgtest.Reply {
-		last := req.Messages[len(req.Messages)-1]
-		if last.Content[0].Type == "tool_result" {
-			return agentpgtest.Text("done")
-		}
-		return agentpgtest.Reply{
-			Content: []agentpgtest.Block{agentpgtest.ToolUse(fmt.Sprintf("toolu_%d", len(req.Messages)), "count", map[string]any{})},
-			Delay:   300 * time.Millisecond,
-		}
-	}
+	return []tool.Tool{count}, callsToolOnce("count", map[string]any{}, 300*time.Millisecond)
 }
 
 // What a crash of PostgreSQL can lose of a run's first commit, which is
