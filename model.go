@@ -350,6 +350,10 @@ func (a *Agent) modelLog(ctx context.Context) *slog.Logger {
 // those tokens were spent.
 func (a *Agent) callModelOnce(ctx context.Context, params anthropic.MessageNewParams, body []byte, onEvent func(Event)) (*response, error) {
 	opts := a.requestOptions(string(params.Model), option.WithRequestBody("application/json", body))
+	// The SDK encodes the parameters it is given into a body that body
+	// replaces: it is given none of the tools, whose schemas it would
+	// encode for nothing. Its spans read the other parameters.
+	params.Tools = nil
 	stream := a.cfg.Client.Messages.NewStreaming(ctx, params, opts...)
 	defer stream.Close()
 
