@@ -61,6 +61,38 @@ func TestLeaseTakeoverFencesOldRun(t *testing.T) {
 	}
 }
 
+// Taking a session's lease changes none of the session's indexed columns,
+// updated_at included, so that PostgreSQL updates the row in place (a HOT
+// update, writing no index entry): the session changes when a step is
+// stored, and only then is its updated_at moved.
+func TestLeaseLeavesUpdatedAt(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	sess := b.session(t, "acme", "user-1")
+	b.model.Push(agentpgtest.Reply{Content: []agentpgtest.Block{agentpgtest.TextBlock("slow")}, Delay: 300 * time.Millisecond})
+	updatedAt := func() time.Time {
+		t.Helper()
+		var at time.Time
+		if err := b.db.QueryRow(ctx(t), `SELECT updated_at FROM agentpg.sessions WHERE id = $1`, sess.ID).Scan(&at); err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	before := updatedAt()
+	done := make(chan error, 1)
+	go func() { _, err := sess.Run(ctx(t), "q"); done <- err }()
+	waitFor(t, func() bool { return len(b.model.Requests()) == 1 })
+	if during := updatedAt(); !during.Equal(before) {
+		t.Errorf("updated_at moved from %v to %v when the lease was taken", before, during)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if after := updatedAt(); !after.After(before) {
+		t.Errorf("updated_at = %v after the run stored its answer, want after %v", after, before)
+	}
+}
+
 // A process killed while its run holds the lease does not lock the session
 // for longer than the lease's TTL.
 func TestKilledProcessReleasesSession(t *testing.T) {

@@ -106,8 +106,9 @@ WITH s AS (
     UPDATE {{schema}}.sessions
     SET lease_token = lease_token + 1,
         lease_run_id = $3,
-        lease_expires_at = now() + make_interval(secs => $4),
-        updated_at = now()
+        lease_expires_at = now() + make_interval(secs => $4)
+        -- updated_at stays: the session changes with its steps, and an update
+        -- of no indexed column is a HOT one, writing no index entry.
     WHERE tenant_id = $1 AND id = $2
       AND (lease_run_id IS NULL OR lease_expires_at <= now())
       AND NOT EXISTS (SELECT 1 FROM {{schema}}.runs w WHERE w.session_id = $2 AND w.status = 'awaiting_approval')

@@ -63,8 +63,9 @@ WITH cur AS (
     UPDATE {{schema}}.sessions
     SET lease_token = lease_token + 1,
         lease_run_id = $2,
-        lease_expires_at = now() + make_interval(secs => $3),
-        updated_at = now()
+        lease_expires_at = now() + make_interval(secs => $3)
+        -- updated_at stays: the session changes with its steps, and an update
+        -- of no indexed column is a HOT one, writing no index entry.
     WHERE tenant_id = $1 AND id = (SELECT session_id FROM r)
       AND (lease_run_id IS NULL OR lease_expires_at <= now())
     RETURNING id, lease_token, compaction_gen, summary, first_intent, summary_key_version, compacted_at_seq,
