@@ -78,12 +78,12 @@ WITH r AS (
 )
 SELECT event_seq, pg_notify($6, $2::text || ':' || event_seq || CASE WHEN $5 THEN ':stop' ELSE '' END)::text FROM r`
 
-// appendStepEventsSQL is appendEventsSQL for a run holding its session's
-// lease, sent in one batch before the statement that commits the run's
-// step: a run that lost its lease appends nothing. $8 is the data key
-// version that sealed the events, $9 says the step stops the run (see
-// ParseEventsPayload).
-const appendStepEventsSQL = `
+// appendLeasedEventsSQL is appendEventsSQL for a run holding its
+// session's lease, sent in one batch before the statement that fails the
+// run (CommitStep appends a step's events in its own statement): a run that
+// lost its lease appends nothing. $8 is the data key version that sealed
+// the events, $9 says they stop the run (see ParseEventsPayload).
+const appendLeasedEventsSQL = `
 WITH r AS (
     UPDATE {{schema}}.runs
     SET event_seq = event_seq + cardinality($3::text[]),
@@ -99,36 +99,48 @@ WITH r AS (
 )
 SELECT count(pg_notify($6, $2::text || ':' || event_seq || CASE WHEN $9 THEN ':stop' ELSE '' END)) FROM r`
 
-// queueStepEvents queues the events of a step, if any, in batch, ahead of
-// the step's own statement, so that both take one round trip and one
-// transaction; paused says the step pauses the run for approvals.
-func (s *Store) queueStepEvents(batch *pgx.Batch, w *sealer, l Lease, events []NewEvent, paused bool) error {
+// queueFailedRunEvents queues the last events of a failing run, if any, in
+// batch, ahead of the statement that fails it, so that both take one round
+// trip and one transaction.
+func (s *Store) queueFailedRunEvents(batch *pgx.Batch, w *sealer, l Lease, events []NewEvent) error {
 	if len(events) == 0 {
 		return nil
 	}
-	kinds, data, err := w.eventColumns(l.RunID, events)
+	ev, err := w.eventColumns(l.RunID, events)
 	if err != nil {
 		return err
 	}
-	ends := kinds[len(kinds)-1] == EventRunEnd
-	batch.Queue(s.q(appendStepEventsSQL), l.TenantID, l.RunID, kinds, data, ends, s.EventsChannel(), l.Token, w.version(), ends || paused)
+	batch.Queue(s.q(appendLeasedEventsSQL), l.TenantID, l.RunID, ev.kinds, ev.data, ev.ends(), s.EventsChannel(), l.Token,
+		w.version(), ev.ends())
 	return nil
 }
 
+// eventArrays are a run's events, sealed, column by column.
+type eventArrays struct {
+	kinds []string
+	data  []json.RawMessage
+}
+
+// ends reports whether the events end the run's: their last is its
+// EventRunEnd.
+func (e eventArrays) ends() bool {
+	return len(e.kinds) > 0 && e.kinds[len(e.kinds)-1] == EventRunEnd
+}
+
 // eventColumns seals the run's events and lays them out column by column.
-func (w *sealer) eventColumns(runID string, events []NewEvent) (kinds []string, data []json.RawMessage, err error) {
-	kinds = make([]string, len(events))
-	data = make([]json.RawMessage, len(events))
-	for i, e := range events {
-		if e.Kind == EventRunEnd && i != len(events)-1 {
-			return nil, nil, fmt.Errorf("a %s event must come last", EventRunEnd)
+func (w *sealer) eventColumns(runID string, events []NewEvent) (eventArrays, error) {
+	e := eventArrays{kinds: make([]string, len(events)), data: make([]json.RawMessage, len(events))}
+	for i, ev := range events {
+		if ev.Kind == EventRunEnd && i != len(events)-1 {
+			return eventArrays{}, fmt.Errorf("a %s event must come last", EventRunEnd)
 		}
-		kinds[i] = e.Kind
-		if data[i], err = w.json(eventData(runID, e.Kind), e.Data); err != nil {
-			return nil, nil, err
+		e.kinds[i] = ev.Kind
+		var err error
+		if e.data[i], err = w.json(eventData(runID, ev.Kind), ev.Data); err != nil {
+			return eventArrays{}, err
 		}
 	}
-	return kinds, data, nil
+	return e, nil
 }
 
 const runEventsEndedSQL = `SELECT events_ended FROM {{schema}}.runs WHERE tenant_id = $1 AND id = $2`
@@ -148,14 +160,13 @@ func (s *Store) AppendEvents(ctx context.Context, tenantID, runID string, events
 	if err != nil {
 		return 0, err
 	}
-	kinds, data, err := w.eventColumns(runID, events)
+	ev, err := w.eventColumns(runID, events)
 	if err != nil {
 		return 0, err
 	}
-	ends := kinds[len(kinds)-1] == EventRunEnd
 	var lastSeq int64
 	var notified string
-	err = s.as(tenantID).QueryRow(ctx, s.q(appendEventsSQL), tenantID, runID, kinds, data, ends, s.EventsChannel(), w.version()).
+	err = s.as(tenantID).QueryRow(ctx, s.q(appendEventsSQL), tenantID, runID, ev.kinds, ev.data, ev.ends(), s.EventsChannel(), w.version()).
 		Scan(&lastSeq, &notified)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, s.whyNoEvents(ctx, tenantID, runID)

@@ -47,6 +47,13 @@ func newEventsFixture(t *testing.T) *eventsFixture {
 	return &eventsFixture{db: db, st: st, lease: begun.Lease}
 }
 
+// message is an assistant message of text, to store.
+func message(text string) []store.NewMessage {
+	return []store.NewMessage{{ID: uuid.NewString(), Role: "assistant",
+		Content: json.RawMessage(`[{"type":"text","text":"` + text + `"}]`)}}
+}
+
+// textEvents are text delta events, one per text.
 func textEvents(texts ...string) []store.NewEvent {
 	events := make([]store.NewEvent, len(texts))
 	for i, text := range texts {
@@ -263,11 +270,6 @@ func TestStepEventsSayWhenTheRunStops(t *testing.T) {
 		}
 		return stops
 	}
-	message := func(text string) []store.NewMessage {
-		return []store.NewMessage{{ID: uuid.NewString(), Role: "assistant",
-			Content: json.RawMessage(`[{"type":"text","text":"` + text + `"}]`)}}
-	}
-
 	if _, err := f.st.CommitStep(ctx, f.lease, store.StepParams{Messages: message("step"), Events: textEvents("step"),
 		LeaseTTL: time.Minute}); err != nil {
 		t.Fatal(err)
@@ -416,6 +418,14 @@ func TestEndAbandonedEvents(t *testing.T) {
 		// The run's own late end is refused: its events already ended.
 		if _, err := f.st.AppendEvents(ctx, "acme", f.lease.RunID, []store.NewEvent{runEnd()}); !errors.Is(err, store.ErrEventsEnded) {
 			t.Fatalf("late end: %v", err)
+		}
+		// Its lease expired but was not taken: a late step is stored, and
+		// its events are not, after the end.
+		if _, err := f.st.CommitStep(ctx, f.lease, store.StepParams{Messages: message("late"), Events: textEvents("late")}); err != nil {
+			t.Fatalf("late step: %v", err)
+		}
+		if events, err := f.st.ListEvents(ctx, "acme", f.lease.RunID, 0, 10); err != nil || len(events) != 1 || events[0].Kind != store.EventRunEnd {
+			t.Fatalf("events after the late step: %+v, %v", events, err)
 		}
 	})
 }

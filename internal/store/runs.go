@@ -420,6 +420,13 @@ WITH s AS (
         is_error = EXCLUDED.is_error,
         started_at = coalesce(EXCLUDED.started_at, {{schema}}.tool_executions.started_at),
         finished_at = EXCLUDED.finished_at
+), cur AS (
+    -- The run's row as it is now, locked (FOR UPDATE reads its latest
+    -- version): whether its events have ended decides whether the step's
+    -- events are appended, and from which seq.
+    SELECT id, event_seq, events_ended FROM {{schema}}.runs
+    WHERE id = $3 AND EXISTS (SELECT 1 FROM s)
+    FOR UPDATE
 ), run AS (
     UPDATE {{schema}}.runs
     SET status = $6,
@@ -430,16 +437,29 @@ WITH s AS (
         output_tokens = output_tokens + $14,
         cache_read_tokens = cache_read_tokens + $15,
         cache_write_tokens = cache_write_tokens + $16,
-        finished_at = CASE WHEN $6 = 'completed' THEN now() END
-    WHERE id = $3 AND EXISTS (SELECT 1 FROM s)
-    RETURNING cancel_requested
+        finished_at = CASE WHEN $6 = 'completed' THEN now() END,
+        event_seq = cur.event_seq + CASE WHEN cur.events_ended THEN 0 ELSE cardinality($27::text[]) END,
+        events_ended = cur.events_ended OR $29
+    FROM cur
+    WHERE runs.id = cur.id
+    RETURNING runs.id, runs.tenant_id, runs.cancel_requested, runs.event_seq,
+              NOT cur.events_ended AND cardinality($27::text[]) > 0 AS appended
+), ev AS (
+    INSERT INTO {{schema}}.run_events (run_id, tenant_id, seq, kind, data, key_version)
+    SELECT run.id, run.tenant_id, run.event_seq - cardinality($27::text[]) + e.n, e.kind, e.data, $26
+    FROM run, unnest($27::text[], $28::jsonb[]) WITH ORDINALITY AS e(kind, data, n)
+    WHERE run.appended
 )
-SELECT base_seq, coalesce((SELECT cancel_requested FROM run), false) FROM s`
+SELECT base_seq, coalesce((SELECT cancel_requested FROM run), false),
+       (SELECT pg_notify($30, $3::text || ':' || event_seq || CASE WHEN $31 THEN ':stop' ELSE '' END)
+        FROM run WHERE appended)::text
+FROM s`
 
 // CommitStep appends the step's messages, writes its ledger rows, adds its
-// usage to the run and moves the run to the step's status, releasing the
-// lease unless it is still running, all in one statement fenced by the
-// lease; it adds the usage to the tenant's and, with AdmitNext, admits the
+// usage to the run, moves the run to the step's status, releasing the
+// lease unless it is still running, and appends the step's events (unless
+// the run's events ended) and announces them, all in one statement fenced
+// by the lease; it adds the usage to the tenant's and, with AdmitNext, admits the
 // next model call, in the same round trip. It returns ErrLeaseLost when the
 // lease was taken over, and a *LimitExceeded when a limit refuses the next
 // call (nothing is written then).
@@ -464,11 +484,12 @@ func (s *Store) CommitStep(ctx context.Context, l Lease, p StepParams) (Step, er
 	if status == "" {
 		status = RunRunning
 	}
+	ev, err := w.eventColumns(l.RunID, p.Events)
+	if err != nil {
+		return Step{}, err
+	}
 	var step Step
 	batch := &pgx.Batch{}
-	if err := s.queueStepEvents(batch, w, l, p.Events, status == RunAwaitingApproval); err != nil {
-		return step, err
-	}
 	batch.Queue(s.q(commitStepSQL),
 		l.TenantID, l.SessionID, l.RunID, l.Token,
 		m.ids, status, p.LeaseTTL.Seconds(), m.roles, m.contents, m.usages,
@@ -476,7 +497,8 @@ func (s *Store) CommitStep(ctx context.Context, l Lease, p StepParams) (Step, er
 		p.Usage.InputTokens, p.Usage.OutputTokens, p.Usage.CacheReadTokens, p.Usage.CacheWriteTokens,
 		calls.ids, calls.toolUseIDs, calls.names, calls.inputs, calls.statuses, calls.outputs, calls.isErrors,
 		calls.started, calls.finished, w.version(),
-	).QueryRow(func(row pgx.Row) error { return row.Scan(&step.FirstSeq, &step.CancelRequested) })
+		ev.kinds, ev.data, ev.ends(), s.EventsChannel(), ev.ends() || status == RunAwaitingApproval,
+	).QueryRow(func(row pgx.Row) error { return row.Scan(&step.FirstSeq, &step.CancelRequested, nil) })
 	s.queueUsage(batch, l, &l.Token, Spent{Model: p.Model, Calls: p.Iterations, Usage: p.Usage})
 	if p.AdmitNext {
 		s.queueAdmit(batch, l, &l.Token)
@@ -595,7 +617,7 @@ func (s *Store) FailRun(ctx context.Context, l Lease, f FailedRun) error {
 		status = RunCancelled
 	}
 	batch := &pgx.Batch{}
-	if err := s.queueStepEvents(batch, w, l, f.Events, false); err != nil {
+	if err := s.queueFailedRunEvents(batch, w, l, f.Events); err != nil {
 		return err
 	}
 	batch.Queue(s.q(failRunSQL), l.TenantID, l.SessionID, l.RunID, l.Token,
