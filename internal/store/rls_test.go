@@ -181,7 +181,9 @@ func TestRowLevelSecurityAsAppRole(t *testing.T) {
 				acme = count(t, tx, `SELECT count(*) FROM `+ident+` WHERE tenant_id = 'acme'`)
 				globex = count(t, tx, `SELECT count(*) FROM `+ident+` WHERE tenant_id = 'globex'`)
 			})
-			if acme == 0 || acme != globex {
+			// Both tenants have the same fixture, but a tenant's usage has a
+			// row per shard its sessions add to, which their random ids pick.
+			if acme == 0 || globex == 0 || acme != globex && table != "tenant_usage" {
 				t.Fatalf("the fixture stored %d rows of acme and %d of globex, want the same, not none", acme, globex)
 			}
 
