@@ -30,6 +30,8 @@ type Agent struct {
 	notes *notifier
 	cache *lru.Cache[string, *cachedConversation]
 	audit *audit.Log
+	// announcer spreads the announcements of enqueued runs.
+	announcer *announcer
 
 	hookMu     sync.RWMutex
 	before     []func(ctx context.Context, messages []any) error
@@ -73,6 +75,7 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		return nil, fmt.Errorf("agentpg: Config.Audit: %w", err)
 	}
 	a := &Agent{cfg: cfg, store: st, executor: tool.NewExecutor(registry), cache: cache, audit: auditLog, notes: &notifier{}}
+	a.announcer = &announcer{interval: announceInterval, announce: a.announceRuns}
 	a.warnUnknownModel(cfg.Model)
 	return a, nil
 }

@@ -44,11 +44,13 @@ type AuditConfig struct {
 // Agent on shutdown so that none is lost.
 func (a *Agent) AuditLog() *audit.Log { return a.audit }
 
-// Close writes what the Agent's audit log holds and closes it, or gives up
-// when ctx ends (see audit.Log.Close). Call it once done with the Agent,
-// after its Workers stopped: entries the Agent would record afterwards are
-// lost (and logged).
+// Close announces to the Workers the runs enqueued in the last few
+// milliseconds that were not yet, writes what the Agent's audit log holds
+// and closes it, or gives up when ctx ends (see audit.Log.Close). Call it
+// once done with the Agent, after its Workers stopped: entries the Agent
+// would record afterwards are lost (and logged).
 func (a *Agent) Close(ctx context.Context) error {
+	a.announcer.flush()
 	if err := a.audit.Close(ctx); err != nil {
 		return fmt.Errorf("agentpg: closing the audit log: %w", err)
 	}

@@ -40,7 +40,9 @@ func (runJobArgs) Kind() string { return RunJobKind }
 // the run's id; Agent.WaitRun returns its Result, Agent.CancelRun cancels
 // it, Agent.GetRun and Agent.RunEvents follow it. The run and its River
 // job are inserted in one statement, which announces the job to the
-// Workers. A session's runs execute one at a time, in the order they were
+// Workers, or, when the Agent announced another within the last 10 ms, a
+// notification for all such runs does, at the end of those 10 ms (Workers
+// fetch no more often). A session's runs execute one at a time, in the order they were
 // enqueued, after any run already under way.
 //
 // Unlike Run's, an enqueued prompt is stored (in the run's row) before the
@@ -53,15 +55,19 @@ func (s *Session) Enqueue(ctx context.Context, prompt string) (runID string, err
 	if err != nil {
 		return "", err
 	}
+	params.Job.Unannounced = !s.agent.announcer.inline()
 	if err := s.enqueue(ctx, s.agent.store, params); err != nil {
 		return "", err
+	}
+	if params.Job.Unannounced {
+		s.agent.announcer.deferred()
 	}
 	return params.RunID, nil
 }
 
 // EnqueueTx is Enqueue in the caller's transaction: the run and its job
 // exist once tx commits, and neither does if it rolls back. Workers start
-// the run after the commit.
+// the run after the commit, which announces it.
 func (s *Session) EnqueueTx(ctx context.Context, tx pgx.Tx, prompt string) (runID string, err error) {
 	if tx == nil {
 		return "", fmt.Errorf("agentpg: %w: EnqueueTx needs a transaction", ErrInvalidArgument)

@@ -61,6 +61,25 @@ func benchWorker(b *testing.B, agent *agentpg.Agent, concurrency int) {
 	})
 }
 
+// perSession splits b.N operations over the sessions, in order: a
+// goroutine per session calls do with the session and its share, the
+// sessions at once. It reports the operations per second as unit.
+func perSession(b *testing.B, sessions []*agentpg.Session, unit string, do func(s *agentpg.Session, n int) error) {
+	b.Helper()
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, s := range sessions {
+		wg.Go(func() {
+			if err := do(s, (b.N-i+len(sessions)-1)/len(sessions)); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), unit)
+}
+
 // BenchmarkAsyncTurns measures enqueued turns executed per second by one
 // worker of 1, 4 or 8 concurrent runs, over 8 sessions, the model
 // answering at once: the queue's and the run state machine's overhead.
@@ -73,30 +92,22 @@ func BenchmarkAsyncTurns(b *testing.B) {
 			ctx := context.Background()
 			sessions := benchSessions(b, agent, 8)
 			benchWorker(b, agent, workers)
-			b.ResetTimer()
-			start := time.Now()
-			var wg sync.WaitGroup
-			for i, s := range sessions {
-				wg.Go(func() {
-					var ids []string
-					for j := i; j < b.N; j += len(sessions) {
-						id, err := s.Enqueue(ctx, "turn")
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						ids = append(ids, id)
+			perSession(b, sessions, "turns/s", func(s *agentpg.Session, n int) error {
+				var ids []string
+				for range n {
+					id, err := s.Enqueue(ctx, "turn")
+					if err != nil {
+						return err
 					}
-					for _, id := range ids {
-						if _, err := agent.WaitRun(ctx, "bench", id); err != nil {
-							b.Error(err)
-							return
-						}
+					ids = append(ids, id)
+				}
+				for _, id := range ids {
+					if _, err := agent.WaitRun(ctx, "bench", id); err != nil {
+						return err
 					}
-				})
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "turns/s")
+				}
+				return nil
+			})
 		})
 	}
 }
@@ -106,22 +117,31 @@ func BenchmarkAsyncTurns(b *testing.B) {
 func BenchmarkDirectTurns(b *testing.B) {
 	agent := benchAgent(b)
 	ctx := context.Background()
-	sessions := benchSessions(b, agent, 8)
-	b.ResetTimer()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for i, s := range sessions {
-		wg.Go(func() {
-			for j := i; j < b.N; j += len(sessions) {
-				if _, err := s.Run(ctx, "turn"); err != nil {
-					b.Error(err)
-					return
-				}
+	perSession(b, benchSessions(b, agent, 8), "turns/s", func(s *agentpg.Session, n int) error {
+		for range n {
+			if _, err := s.Run(ctx, "turn"); err != nil {
+				return err
 			}
-		})
-	}
-	wg.Wait()
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "turns/s")
+		}
+		return nil
+	})
+}
+
+// BenchmarkEnqueue measures runs enqueued per second by 8 goroutines, one
+// per session, with no Worker to execute them: the enqueue's statement and
+// flushed commit, and how often the runs are announced (see
+// TestEnqueuedBurstStartsWithoutPolling).
+func BenchmarkEnqueue(b *testing.B) {
+	agent := benchAgent(b)
+	ctx := context.Background()
+	perSession(b, benchSessions(b, agent, 8), "enqueues/s", func(s *agentpg.Session, n int) error {
+		for range n {
+			if _, err := s.Enqueue(ctx, "turn"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // BenchmarkEnqueueToStart measures the time from Enqueue's return until an

@@ -60,25 +60,55 @@ type RunJob struct {
 	Queue       string
 	MaxAttempts int
 	Priority    int
+	// Unannounced leaves the job's announcement to the caller
+	// (AnnounceJobs, after the commit), which announces several jobs at
+	// once; otherwise the statement inserting the job announces it.
+	Unannounced bool
 }
 
 // runJobSQL inserts the job of the run of r (a CTE of one row or none), and
 // announces it to the queue's producers as River's insert notification
-// does: on channel "<schema>.river_insert", payload {"queue": ...}. $1 is
-// the job's kind, $2 its arguments, $3 its queue, $4 its maximum attempts,
-// $5 its priority, $6 the notification's channel and $7 its payload.
+// does (see announceJobsSQL), unless its channel is NULL. $1 is the job's
+// kind, $2 its arguments, $3 its queue, $4 its maximum attempts, $5 its
+// priority, $6 the notification's channel and $7 its payload.
 const runJobSQL = `
 job AS (
     INSERT INTO {{schema}}.river_job (args, kind, max_attempts, priority, queue, state, scheduled_at, tags, metadata)
     SELECT $2::jsonb, $1, $4, $5, $3, 'available', now(), '{}', '{}' FROM r
     RETURNING id
 )
-SELECT (SELECT count(*) FROM job), (SELECT pg_notify($6, $7) FROM job)::text`
+SELECT (SELECT count(*) FROM job), (SELECT pg_notify($6, $7) FROM job WHERE $6::text IS NOT NULL)::text`
+
+// announceJobsSQL tells the producers of a queue that jobs were inserted,
+// as River's insert notification does: on channel "<schema>.river_insert",
+// payload {"queue": ...}. $1 is the channel, $2 the payload.
+const announceJobsSQL = `SELECT pg_notify($1, $2)`
+
+// insertNotice is the channel and payload of the notification announcing
+// jobs inserted in queue.
+func (s *Store) insertNotice(queue string) (channel, payload string) {
+	p, _ := json.Marshal(map[string]string{"queue": queue})
+	return s.schema + ".river_insert", string(p)
+}
 
 // jobArgs are the arguments of runJobSQL.
 func (s *Store) jobArgs(j RunJob) []any {
-	payload, _ := json.Marshal(map[string]string{"queue": j.Queue})
-	return []any{j.Kind, j.Args, j.Queue, j.MaxAttempts, j.Priority, s.schema + ".river_insert", string(payload)}
+	channel, payload := s.insertNotice(j.Queue)
+	var announce *string
+	if !j.Unannounced {
+		announce = &channel
+	}
+	return []any{j.Kind, j.Args, j.Queue, j.MaxAttempts, j.Priority, announce, payload}
+}
+
+// AnnounceJobs tells the Workers of queue that jobs inserted unannounced
+// (RunJob.Unannounced) and committed are there to fetch.
+func (s *Store) AnnounceJobs(ctx context.Context, queue string) error {
+	channel, payload := s.insertNotice(queue)
+	if _, err := s.noTenant().Exec(ctx, announceJobsSQL, channel, payload); err != nil {
+		return fmt.Errorf("announcing the jobs of queue %s: %w", queue, err)
+	}
+	return nil
 }
 
 // EnqueueRunParams record a run to be executed by a worker.
