@@ -3,7 +3,9 @@ package agentpg_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,6 +62,55 @@ func TestWorkerRunsEnqueuedRun(t *testing.T) {
 	}
 	if got := runStatuses(t, sess); !slices.Equal(got, []string{agentpg.RunCompleted}) {
 		t.Fatalf("run statuses = %q", got)
+	}
+}
+
+func TestWorkerStartsOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	w := b.startWorker(t, agentpg.WorkerConfig{Concurrency: 1})
+	if err := w.Start(ctx(t)); !errors.Is(err, agentpg.ErrInvalidArgument) {
+		t.Fatalf("second Start = %v, want ErrInvalidArgument", err)
+	}
+	// The first Start's runner still executes runs.
+	b.model.Push(agentpgtest.Text("Still here."))
+	runID, err := b.session(t, "acme", "user-1").Enqueue(ctx(t), "Hello?")
+	if err != nil {
+		t.Fatalf("Enqueue: %v", err)
+	}
+	if res, err := b.agent.WaitRun(ctx(t), "acme", runID); err != nil || res.Text != "Still here." {
+		t.Fatalf("WaitRun = %+v, %v", res, err)
+	}
+}
+
+func TestWorkerExecutesAtMostConcurrencyRuns(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var inFlight, most atomic.Int32
+	b.model.SetResponder(func(req agentpgtest.Request) agentpgtest.Reply {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(100 * time.Millisecond)
+		return agentpgtest.Echo(req)
+	})
+	b.startWorker(t, agentpg.WorkerConfig{Concurrency: 2})
+	var ids []string
+	for i := range 6 {
+		id, err := b.session(t, "acme", fmt.Sprintf("user-%d", i)).Enqueue(ctx(t), "Hello")
+		if err != nil {
+			t.Fatalf("Enqueue: %v", err)
+		}
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		if _, err := b.agent.WaitRun(ctx(t), "acme", id); err != nil {
+			t.Fatalf("WaitRun: %v", err)
+		}
+	}
+	if m := most.Load(); m > 2 {
+		t.Fatalf("%d runs of 6 sessions called the model at once, want at most Concurrency (2)", m)
 	}
 }
 
