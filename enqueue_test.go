@@ -80,6 +80,19 @@ func perSession(b *testing.B, sessions []*agentpg.Session, unit string, do func(
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), unit)
 }
 
+// repeat makes op a perSession operation: op on the session n times, until
+// it fails.
+func repeat(op func(s *agentpg.Session) error) func(s *agentpg.Session, n int) error {
+	return func(s *agentpg.Session, n int) error {
+		for range n {
+			if err := op(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
 // BenchmarkAsyncTurns measures enqueued turns executed per second by one
 // worker of 1, 4 or 8 concurrent runs, over 8 sessions, the model
 // answering at once: the queue's and the run state machine's overhead.
@@ -117,14 +130,10 @@ func BenchmarkAsyncTurns(b *testing.B) {
 func BenchmarkDirectTurns(b *testing.B) {
 	agent := benchAgent(b)
 	ctx := context.Background()
-	perSession(b, benchSessions(b, agent, 8), "turns/s", func(s *agentpg.Session, n int) error {
-		for range n {
-			if _, err := s.Run(ctx, "turn"); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	perSession(b, benchSessions(b, agent, 8), "turns/s", repeat(func(s *agentpg.Session) error {
+		_, err := s.Run(ctx, "turn")
+		return err
+	}))
 }
 
 // BenchmarkEnqueue measures runs enqueued per second by 8 goroutines, one
@@ -134,14 +143,10 @@ func BenchmarkDirectTurns(b *testing.B) {
 func BenchmarkEnqueue(b *testing.B) {
 	agent := benchAgent(b)
 	ctx := context.Background()
-	perSession(b, benchSessions(b, agent, 8), "enqueues/s", func(s *agentpg.Session, n int) error {
-		for range n {
-			if _, err := s.Enqueue(ctx, "turn"); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	perSession(b, benchSessions(b, agent, 8), "enqueues/s", repeat(func(s *agentpg.Session) error {
+		_, err := s.Enqueue(ctx, "turn")
+		return err
+	}))
 }
 
 // BenchmarkEnqueueToStart measures the time from Enqueue's return until an
