@@ -78,43 +78,6 @@ WITH r AS (
 )
 SELECT event_seq, pg_notify($6, $2::text || ':' || event_seq || CASE WHEN $5 THEN ':stop' ELSE '' END)::text FROM r`
 
-// appendLeasedEventsSQL is appendEventsSQL for a run holding its
-// session's lease, sent in one batch before the statement that fails the
-// run (CommitStep appends a step's events in its own statement): a run that
-// lost its lease appends nothing. $8 is the data key version that sealed
-// the events, $9 says they stop the run (see ParseEventsPayload).
-const appendLeasedEventsSQL = `
-WITH r AS (
-    UPDATE {{schema}}.runs
-    SET event_seq = event_seq + cardinality($3::text[]),
-        events_ended = $5
-    WHERE tenant_id = $1 AND id = $2 AND NOT events_ended
-      AND EXISTS (SELECT 1 FROM {{schema}}.sessions s
-                  WHERE s.id = runs.session_id AND s.lease_run_id = $2 AND s.lease_token = $7)
-    RETURNING id, tenant_id, event_seq
-), ev AS (
-    INSERT INTO {{schema}}.run_events (run_id, tenant_id, seq, kind, data, key_version)
-    SELECT r.id, r.tenant_id, r.event_seq - cardinality($3::text[]) + e.n, e.kind, e.data, $8
-    FROM r, unnest($3::text[], $4::jsonb[]) WITH ORDINALITY AS e(kind, data, n)
-)
-SELECT count(pg_notify($6, $2::text || ':' || event_seq || CASE WHEN $9 THEN ':stop' ELSE '' END)) FROM r`
-
-// queueFailedRunEvents queues the last events of a failing run, if any, in
-// batch, ahead of the statement that fails it, so that both take one round
-// trip and one transaction.
-func (s *Store) queueFailedRunEvents(batch *pgx.Batch, w *sealer, l Lease, events []NewEvent) error {
-	if len(events) == 0 {
-		return nil
-	}
-	ev, err := w.eventColumns(l.RunID, events)
-	if err != nil {
-		return err
-	}
-	batch.Queue(s.q(appendLeasedEventsSQL), l.TenantID, l.RunID, ev.kinds, ev.data, ev.ends(), s.EventsChannel(), l.Token,
-		w.version(), ev.ends())
-	return nil
-}
-
 // eventArrays are a run's events, sealed, column by column.
 type eventArrays struct {
 	kinds []string

@@ -449,3 +449,69 @@ func TestEventsAreDeletedWithTheirRun(t *testing.T) {
 		t.Fatalf("%d events left, %v", left, err)
 	}
 }
+
+// TestFailRunEvents checks that a failing run's last events are stored and
+// announced with its failure while it holds its lease, and only then.
+func TestFailRunEvents(t *testing.T) {
+	t.Parallel()
+	failEnd := store.NewEvent{Kind: store.EventRunEnd, Data: json.RawMessage(`{"status":"failed"}`)}
+	cases := []struct {
+		name       string
+		lostLease  bool
+		endedFirst bool
+		want       []string
+		announced  bool
+	}{
+		{name: "holding the lease", want: []string{"1:text:a", "2:text:b", "3:run_end:"}, announced: true},
+		{name: "lease lost", lostLease: true, want: []string{"1:text:a"}},
+		{name: "events ended", endedFirst: true, want: []string{"1:text:a", "2:run_end:"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			f := newEventsFixture(t)
+			ctx := t.Context()
+			first := textEvents("a")
+			if c.endedFirst {
+				first = append(first, runEnd())
+			}
+			if _, err := f.st.AppendEvents(ctx, "acme", f.lease.RunID, first); err != nil {
+				t.Fatal(err)
+			}
+			conn := listen(t, f)
+			lease := f.lease
+			if c.lostLease {
+				lease.Token++ // another process took the session over
+			}
+			events := append(textEvents("b"), failEnd)
+			if err := f.st.FailRun(ctx, lease, store.FailedRun{Reason: "boom", Class: "model", Events: events}); err != nil {
+				t.Fatal(err)
+			}
+			run, err := f.st.GetRun(ctx, "acme", f.lease.RunID)
+			if err != nil || run.Status != store.RunFailed {
+				t.Fatalf("run = %+v, %v; want it failed, lease or not", run, err)
+			}
+			stored, err := f.st.ListEvents(ctx, "acme", f.lease.RunID, 0, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := eventTexts(t, stored); strings.Join(got, " ") != strings.Join(c.want, " ") {
+				t.Fatalf("events %q, want %q", got, c.want)
+			}
+			within := 200 * time.Millisecond // for what must not come
+			if c.announced {
+				within = 10 * time.Second
+			}
+			payload, ok := waitNotification(t, conn, within)
+			if ok != c.announced {
+				t.Fatalf("announced %v (%q), want %v", ok, payload, c.announced)
+			}
+			if ok {
+				runID, seq, stops, _ := store.ParseEventsPayload(payload)
+				if runID != f.lease.RunID || seq != 3 || !stops {
+					t.Fatalf("payload %q, want run %s seq 3 stopping", payload, f.lease.RunID)
+				}
+			}
+		})
+	}
+}

@@ -569,15 +569,35 @@ WITH s AS (
     INSERT INTO {{schema}}.messages (id, session_id, tenant_id, run_id, seq, role, content, usage, key_version)
     SELECT m.id, s.id, s.tenant_id, $3, s.base_seq + m.n, m.role, m.content, m.usage, $17
     FROM s, unnest($5::uuid[], $6::text[], $7::jsonb[], $8::jsonb[]) WITH ORDINALITY AS m(id, role, content, usage, n)
+), cur AS (
+    -- The run's row as it is now, locked (FOR UPDATE reads its latest
+    -- version), and whether the run still held its lease: only then are
+    -- its last events appended, unless its events ended.
+    SELECT id, event_seq, events_ended, EXISTS (SELECT 1 FROM s) AS leased FROM {{schema}}.runs
+    WHERE tenant_id = $1 AND id = $3 AND status = 'running'
+    FOR UPDATE
+), run AS (
+    UPDATE {{schema}}.runs
+    SET status = $15, error = $9, error_class = $16, finished_at = now(), prompt = NULL,
+        iterations = iterations + $10,
+        input_tokens = input_tokens + $11,
+        output_tokens = output_tokens + $12,
+        cache_read_tokens = cache_read_tokens + $13,
+        cache_write_tokens = cache_write_tokens + $14,
+        event_seq = cur.event_seq + CASE WHEN cur.leased AND NOT cur.events_ended THEN cardinality($18::text[]) ELSE 0 END,
+        events_ended = cur.events_ended OR (cur.leased AND $20)
+    FROM cur
+    WHERE runs.id = cur.id
+    RETURNING runs.id, runs.tenant_id, runs.event_seq,
+              cur.leased AND NOT cur.events_ended AND cardinality($18::text[]) > 0 AS appended
+), ev AS (
+    INSERT INTO {{schema}}.run_events (run_id, tenant_id, seq, kind, data, key_version)
+    SELECT run.id, run.tenant_id, run.event_seq - cardinality($18::text[]) + e.n, e.kind, e.data, $17
+    FROM run, unnest($18::text[], $19::jsonb[]) WITH ORDINALITY AS e(kind, data, n)
+    WHERE run.appended
 )
-UPDATE {{schema}}.runs
-SET status = $15, error = $9, error_class = $16, finished_at = now(), prompt = NULL,
-    iterations = iterations + $10,
-    input_tokens = input_tokens + $11,
-    output_tokens = output_tokens + $12,
-    cache_read_tokens = cache_read_tokens + $13,
-    cache_write_tokens = cache_write_tokens + $14
-WHERE tenant_id = $1 AND id = $3 AND status = 'running'`
+SELECT (SELECT pg_notify($21, $3::text || ':' || event_seq || CASE WHEN $20 THEN ':stop' ELSE '' END)
+        FROM run WHERE appended)::text`
 
 // FailedRun is how a run failed, with what it had not yet stored.
 type FailedRun struct {
@@ -599,9 +619,10 @@ type FailedRun struct {
 	Model string
 }
 
-// FailRun marks the running run failed (or cancelled), adds what it used
-// and stores its unsaved messages, and releases its lease if it still holds
-// it, in one statement; what it used is added to the tenant's usage in the
+// FailRun marks the running run failed (or cancelled), adds what it used,
+// stores its unsaved messages and its last events (announced as
+// AppendEvents does), both only while it holds its lease, and releases the
+// lease, in one statement; what it used is added to the tenant's usage in the
 // same round trip, whatever became of the lease: it was spent.
 func (s *Store) FailRun(ctx context.Context, l Lease, f FailedRun) error {
 	w, err := s.sealer(ctx, l.TenantID)
@@ -616,14 +637,15 @@ func (s *Store) FailRun(ctx context.Context, l Lease, f FailedRun) error {
 	if f.Cancelled {
 		status = RunCancelled
 	}
-	batch := &pgx.Batch{}
-	if err := s.queueFailedRunEvents(batch, w, l, f.Events); err != nil {
+	ev, err := w.eventColumns(l.RunID, f.Events)
+	if err != nil {
 		return err
 	}
+	batch := &pgx.Batch{}
 	batch.Queue(s.q(failRunSQL), l.TenantID, l.SessionID, l.RunID, l.Token,
 		m.ids, m.roles, m.contents, m.usages, f.Reason, f.Iterations,
 		f.Usage.InputTokens, f.Usage.OutputTokens, f.Usage.CacheReadTokens, f.Usage.CacheWriteTokens, status, f.Class,
-		w.version())
+		w.version(), ev.kinds, ev.data, ev.ends(), s.EventsChannel())
 	s.queueUsage(batch, l, nil, Spent{Model: f.Model, Calls: f.Iterations, Usage: f.Usage})
 	return s.as(l.TenantID).SendBatch(ctx, batch).Close()
 }
