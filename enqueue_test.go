@@ -125,6 +125,40 @@ func BenchmarkAsyncTurns(b *testing.B) {
 	}
 }
 
+// BenchmarkAsyncBacklog measures a Worker of 8 concurrent runs draining a
+// backlog enqueued session after session (each session's runs together, in
+// the order River fetches them) before it started: the runs of the
+// session first in line fill the jobs the Worker holds, and wait for each
+// other, while the other sessions' runs wait in the queue. Compare with
+// BenchmarkAsyncTurns' 8 workers, whose runs were enqueued interleaved.
+func BenchmarkAsyncBacklog(b *testing.B) {
+	agent := benchAgent(b)
+	ctx := context.Background()
+	sessions := benchSessions(b, agent, 8)
+	var last []string
+	for i, s := range sessions {
+		var id string
+		for j := i; j < b.N; j += len(sessions) {
+			var err error
+			if id, err = s.Enqueue(ctx, "turn"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if id != "" {
+			last = append(last, id)
+		}
+	}
+	b.ResetTimer()
+	start := time.Now()
+	benchWorker(b, agent, 8)
+	for _, id := range last {
+		if _, err := agent.WaitRun(ctx, "bench", id); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "turns/s")
+}
+
 // BenchmarkDirectTurns is BenchmarkAsyncTurns' baseline: 8 goroutines, one
 // per session, calling Run directly on the same 8 sessions.
 func BenchmarkDirectTurns(b *testing.B) {
