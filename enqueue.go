@@ -42,8 +42,8 @@ func (runJobArgs) Kind() string { return RunJobKind }
 // job are inserted in one statement, which announces the job to the
 // Workers, or, when the Agent announced another within the last 10 ms, a
 // notification for all such runs does, at the end of those 10 ms (Workers
-// fetch no more often). A session's runs execute one at a time, in the order they were
-// enqueued, after any run already under way.
+// fetch no more often). A session's runs execute one at a time, in the
+// order they were enqueued, after any run already under way.
 //
 // Unlike Run's, an enqueued prompt is stored (in the run's row) before the
 // OnBeforeMessage hooks see it: they run in the worker, before the model
