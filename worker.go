@@ -217,12 +217,14 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 
 // Start starts executing runs, in goroutines of its own, and returns. The
 // Worker runs until Stop, or until ctx ends (then stopping as Stop with an
-// ended context would). A Worker starts once.
+// ended context would). A Worker starts once; a Start that failed may be
+// tried again.
 func (w *Worker) Start(ctx context.Context) error {
 	if w.started.Swap(true) {
 		return fmt.Errorf("agentpg: %w: the worker was started before", ErrInvalidArgument)
 	}
 	if err := w.client.Start(ctx); err != nil {
+		w.started.Store(false) // nothing started: it may be tried again
 		return fmt.Errorf("agentpg: starting the worker: %w", err)
 	}
 	for range w.cfg.Concurrency {
