@@ -230,6 +230,9 @@ type run struct {
 	// async is set for an enqueued run: refused by its tenant's limits
 	// mid-way, it goes back to the queue rather than failing.
 	async bool
+	// chain, for a run the job executing its session's enqueued runs
+	// resumed, tells the job what comes after the run.
+	chain *chainLink
 	// conv is what the model is sent next. Its last messages may be
 	// pending: made by the run but not stored yet (they have no seq).
 	conv    conversation
@@ -686,6 +689,9 @@ func (r *run) commit(ctx context.Context, step store.StepParams) error {
 		end = &Event{Status: RunCompleted, StopReason: step.StopReason, Usage: r.usage}
 	}
 	step.Events = r.takeEvents(ctx, end)
+	if end != nil && r.chain != nil {
+		step.EndChain = r.chain.endAt
+	}
 	committed, err := r.session.agent.store.CommitStep(ctx, r.lease, step)
 	if errors.Is(err, store.ErrLeaseLost) {
 		return ErrLeaseLost
@@ -696,6 +702,9 @@ func (r *run) commit(ctx context.Context, step store.StepParams) error {
 	}
 	if err != nil {
 		return fmt.Errorf("storing the run's step: %w", err)
+	}
+	if end != nil && r.chain != nil {
+		r.chain.ended, r.chain.jobEnds = true, committed.ChainEnded
 	}
 	_, pending := r.conv.split()
 	for i := range pending {
@@ -788,9 +797,15 @@ func (r *run) fail(ctx context.Context, cause error) error {
 		end.Status = RunCancelled
 	}
 	failed.Events = r.takeEvents(ctx, &end)
-	if ferr := r.session.agent.store.FailRun(cleanupCtx, r.lease, failed); ferr != nil {
+	if r.chain != nil {
+		failed.EndChain = r.chain.endAt
+	}
+	jobEnds, ferr := r.session.agent.store.FailRun(cleanupCtx, r.lease, failed)
+	if ferr != nil {
 		r.log.ErrorContext(ctx, "recording the failed run", "error", ferr)
 		err = errors.Join(err, fmt.Errorf("agentpg: recording the failed run: %w", ferr))
+	} else if r.chain != nil {
+		r.chain.ended, r.chain.jobEnds = true, jobEnds
 	}
 	r.log.WarnContext(ctx, "run failed", "error", cause)
 	return err

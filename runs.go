@@ -68,7 +68,7 @@ func (a *Agent) CancelRun(ctx context.Context, tenantID, runID string) error {
 	if err := validateRunKeys(tenantID, runID); err != nil {
 		return err
 	}
-	_, err := a.store.CancelRun(ctx, tenantID, runID, "cancelled by CancelRun")
+	_, err := a.store.CancelRun(ctx, tenantID, runID, "cancelled by CancelRun", a.runJob())
 	a.record(ctx, audit.Entry{TenantID: tenantID, RunID: runID, Action: audit.ActionRunCancel, Success: err == nil})
 	return runStoreError(err, "cancelling the run")
 }
@@ -94,12 +94,13 @@ func (a *Agent) ResumeRun(ctx context.Context, tenantID, runID string) (*Result,
 	if ended(stored.Status) {
 		return a.endedResult(ctx, tenantID, stored, answer)
 	}
-	return a.resumeRun(ctx, tenantID, stored.SessionID, runID)
+	return a.resumeRun(ctx, tenantID, stored.SessionID, runID, nil)
 }
 
 // resumeRun is ResumeRun of a run of the tenant's session sessionID, which
-// it reads with the lease, in one round trip.
-func (a *Agent) resumeRun(ctx context.Context, tenantID, sessionID, runID string) (*Result, error) {
+// it reads with the lease, in one round trip. The job executing the
+// session's enqueued runs passes link, to learn what comes after the run.
+func (a *Agent) resumeRun(ctx context.Context, tenantID, sessionID, runID string, link *chainLink) (*Result, error) {
 	// No in-process gate: a Run of this process waiting in it for the
 	// session may wait for this very run (enqueued runs come first); the
 	// lease decides.
@@ -124,10 +125,17 @@ func (a *Agent) resumeRun(ctx context.Context, tenantID, sessionID, runID string
 		// as it is, and its lease expires.
 		return nil, err
 	}
+	if link != nil {
+		link.next = begun.Chain.NextRun
+		if link.next == "" {
+			link.endAt = &begun.Chain.Seen
+		}
+	}
 	r := &run{
 		session: sess,
 		lease:   begun.Lease,
 		async:   begun.Async,
+		chain:   link,
 		log:     a.cfg.Logger.With("tenant_id", tenantID, "session_id", sessionID, "run_id", runID),
 		events:  newEventWriter(a, tenantID, runID),
 	}
@@ -206,11 +214,7 @@ func (a *Agent) continueAsync(ctx context.Context, tenantID, runID string) error
 	if err != nil || !run.Async {
 		return err
 	}
-	job, err := a.runJob(tenantID, run.SessionID, runID)
-	if err != nil {
-		return err
-	}
-	if err := a.store.RequeueRun(ctx, tenantID, runID, job); err != nil {
+	if err := a.store.RequeueRun(ctx, tenantID, runID, a.runJob()); err != nil {
 		return fmt.Errorf("agentpg: handing the decided run to the workers: %w", err)
 	}
 	return nil

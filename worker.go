@@ -12,38 +12,39 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/agentpg/agentpg/internal/store"
 )
 
 // Defaults of WorkerConfig.
 const (
 	// DefaultWorkerConcurrency is how many runs a Worker executes at once.
 	DefaultWorkerConcurrency = 8
-	// DefaultWorkerPollInterval is how often an idle Worker looks for runs
-	// whose turn came without a notification: those that waited for an
-	// earlier run of their session, and retried ones.
+	// DefaultWorkerPollInterval is how often an idle Worker looks for jobs
+	// that no notification announces: retried and snoozed ones.
 	DefaultWorkerPollInterval = 100 * time.Millisecond
-	// DefaultWorkerBusyDelay is how long a run whose session is busy waits
-	// before it is tried again, at first; the wait doubles with each try
-	// up to a second.
+	// DefaultWorkerBusyDelay is how long a job whose session is busy
+	// snoozes, at first; the snooze doubles each time, up to a second.
 	DefaultWorkerBusyDelay = 25 * time.Millisecond
 )
 
 // WorkerConfig configures a Worker. Its zero value uses the defaults.
 type WorkerConfig struct {
 	// Concurrency is how many runs the Worker executes at once (default
-	// DefaultWorkerConcurrency). Runs of one session execute one at a
-	// time whatever it is; the Worker holds up to as many more runs
-	// waiting for their session's turn, which take no part of it.
+	// DefaultWorkerConcurrency), of as many sessions: one job executes a
+	// session's enqueued runs, one after the other. The Worker holds up
+	// to as many more jobs whose session is busy (a Session.Run of another
+	// process holds it), which take no part of it.
 	Concurrency int
-	// PollInterval is how often the idle Worker looks for runs that no
-	// notification announces (default DefaultWorkerPollInterval): a run
-	// whose session was busy, or one retried after an error. Newly
-	// enqueued runs are announced, and start at once.
+	// PollInterval is how often the idle Worker looks for jobs that no
+	// notification announces (default DefaultWorkerPollInterval): one
+	// snoozed while its session was busy, or one retried after an error.
+	// Newly enqueued runs are announced, and start at once.
 	PollInterval time.Duration
-	// BusyDelay is how long a run whose session is busy (an earlier run
-	// of the session has not ended) waits before it is tried again, at
-	// first (default DefaultWorkerBusyDelay); the wait doubles with each
-	// try, up to a second.
+	// BusyDelay is how long a job whose session is busy (another process
+	// holds it) snoozes before it is tried again, at first (default
+	// DefaultWorkerBusyDelay); the snooze doubles each time, up to a
+	// second.
 	BusyDelay time.Duration
 	// RescueAfter is how long a run's job may be held by a worker before
 	// River's rescuer deems that worker dead and hands the job to another
@@ -110,10 +111,11 @@ func (rw *retentionWorker) Work(ctx context.Context, _ *river.Job[retentionJobAr
 
 // Worker executes enqueued runs (Session.Enqueue) on River: any number of
 // Workers, in any processes sharing the database and schema, take runs from
-// the Agent's queue (Config.Queue). A run's River job only points at the
-// run; the run's own state machine is the truth: a run that completes,
-// fails, is cancelled or pauses for approvals ends its job, and a Worker
-// that dies leaves its runs to the others.
+// the Agent's queue (Config.Queue). One River job at a time executes a
+// session's enqueued runs, in order; it only points at them, and the runs'
+// own state machine is the truth. A job ends when no run of its session is
+// left, or its run pauses for approvals, and a Worker that dies leaves its
+// jobs to the others, which resume their runs.
 type Worker struct {
 	agent  *Agent
 	cfg    WorkerConfig
@@ -132,8 +134,6 @@ type Worker struct {
 	tasks   chan runTask
 	quit    chan struct{}
 	started atomic.Bool
-	// turns let the jobs of one session try their runs one at a time.
-	turns sessionTurns
 	// stopListening lets the Agent's listener for released sessions go.
 	stopListening func()
 }
@@ -196,8 +196,8 @@ func NewWorker(a *Agent, cfg WorkerConfig) (*Worker, error) {
 		Schema: a.cfg.Schema,
 		Logger: a.cfg.Logger,
 		// Twice as many jobs as runs that execute: a job whose session is
-		// busy waits for its turn without keeping a run of another session
-		// from executing.
+		// busy (a Session.Run holds it) waits for its turn without keeping
+		// a run of another session from executing.
 		Queues:  map[string]river.QueueConfig{a.cfg.Queue: {MaxWorkers: 2 * cfg.Concurrency}},
 		Workers: workers,
 		// A job's timeout is when River's rescuer may deem its worker dead
@@ -289,111 +289,176 @@ type runWorker struct {
 // RescueAfter. The run itself is not bound by it (see Work).
 func (rw *runWorker) Timeout(*river.Job[runJobArgs]) time.Duration { return rw.w.cfg.RescueAfter }
 
-// Work executes the job's run with ResumeRun and maps its outcome to the
-// job's: a run that ended or paused ends the job (a failed run is not
-// retried by River: its failure is recorded in the run), a busy session
-// snoozes the job, and so does a run its tenant's limits refuse (queued
-// again), until they admit it; anything else is retried.
+// Work executes the session's enqueued runs, one after the other, from
+// the job's run on, while there is one: when the step ending a run shows
+// that none was enqueued since, the job ends with it, and the session's
+// next enqueued run gets a job of its own. A run that pauses for approvals
+// ends the job too (DecideToolCall or CancelRun gives the session a new
+// one); a failed run is not retried by River: its failure is recorded in
+// the run. A busy session snoozes the job, and so does a run its tenant's
+// limits refuse (queued again), until they admit it; anything else is
+// retried, and the retried job goes on from the run it had reached.
 func (rw *runWorker) Work(ctx context.Context, job *river.Job[runJobArgs]) error {
 	w := rw.w
-	a := w.agent
 	args := job.Args
+	for {
+		link := &chainLink{}
+		res, err := w.execute(ctx, args, link)
+		if done, jobErr := w.settle(ctx, job, args, res, err); done {
+			return jobErr
+		}
+		// The run has ended.
+		if link.ended && link.jobEnds {
+			return nil
+		}
+		next := link.next
+		if !link.ended || next == "" {
+			next, err = w.agent.store.NextChainRun(context.WithoutCancel(ctx), args.TenantID, args.SessionID)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				return nil // the session is gone, with its runs
+			case err != nil:
+				return fmt.Errorf("agentpg: after run %s: %w", args.RunID, err)
+			case next == "":
+				return nil
+			}
+		}
+		args.RunID = next
+	}
+}
+
+// chainLink is what the job executing a session's enqueued runs learns of
+// the session's queue from a run it resumes (see store.ResumedChain).
+type chainLink struct {
+	// next is the session's next enqueued run, as the run's resume saw it,
+	// "" for none.
+	next string
+	// endAt, when there was no next run, is the session's count of
+	// enqueued runs then: the run's last step ends the job if it is
+	// unchanged.
+	endAt *int64
+	// ended reports that the run ended here, with a step of its own;
+	// jobEnds that the job ended with it.
+	ended, jobEnds bool
+}
+
+// execute resumes the job's run, in one of the Worker's runners, and
+// returns its outcome; or, should Stop hand the Worker's runs back first,
+// an error that retries the job while the run goes on.
+func (w *Worker) execute(ctx context.Context, args runJobArgs, link *chainLink) (*Result, error) {
 	// The run's context is not the job's, whose timeout only tells River's
 	// rescuer when the worker may be dead: the run goes on as long as it
 	// needs, and a Stop that hands the job back does not interrupt it,
 	// which a cancelled context would record as a failure.
 	runCtx := context.WithoutCancel(ctx)
-	done := make(chan error, 1)
-	w.runs.Go(func() { done <- w.resume(runCtx, args) })
-	var err error
+	done := make(chan runOutcome, 1)
+	w.runs.Go(func() {
+		res, err := w.resume(runCtx, args, link)
+		done <- runOutcome{res, err}
+	})
 	select {
-	case err = <-done:
+	case o := <-done:
+		return o.res, o.err
 	case <-w.handBack:
-		return fmt.Errorf("agentpg: worker stopping, run %s handed back", args.RunID)
+		return nil, fmt.Errorf("agentpg: worker stopping, run %s handed back: %w", args.RunID, errHandedBack)
 	}
+}
+
+// errHandedBack: Stop handed the Worker's runs back.
+var errHandedBack = errors.New("handed back")
+
+// settle maps the outcome of the job's run to what becomes of the job: it
+// is done, with jobErr, unless the run ended (done is false), when the job
+// goes on to the session's next run.
+func (w *Worker) settle(ctx context.Context, job *river.Job[runJobArgs], args runJobArgs, res *Result, err error) (done bool, jobErr error) {
+	a := w.agent
 	var runErr *RunError
 	switch {
-	case err == nil, errors.As(err, &runErr),
-		errors.Is(err, ErrRunFinished), errors.Is(err, ErrRunNotFound), errors.Is(err, ErrSessionNotFound):
-		return nil // the run ended (or paused for approvals), or is gone with its session
-	case errors.Is(err, ErrApprovalPending):
-		return nil // a person decides, then ResumeRun continues it
+	case err == nil && res.StopReason == StopAwaitingApproval, errors.Is(err, ErrApprovalPending):
+		return true, nil // a person decides, then the session gets a job again
+	case errors.Is(err, ErrSessionNotFound):
+		return true, nil // the session is gone, with its runs
+	case err == nil, errors.As(err, &runErr), errors.Is(err, ErrRunFinished), errors.Is(err, ErrRunNotFound):
+		return false, nil
 	case errors.Is(err, ErrSessionBusy):
-		return river.JobSnooze(w.busyDelay(job))
+		return true, river.JobSnooze(w.busyDelay(job))
+	case errors.Is(err, errHandedBack):
+		return true, err
 	}
 	// The run may have been recorded as failed (its model call failed,
-	// say): then the job is done.
-	if info, gerr := a.GetRun(runCtx, args.TenantID, args.RunID); gerr == nil &&
-		(ended(info.Status) || info.Status == RunAwaitingApproval) {
-		return nil
+	// say): then it ended.
+	if info, gerr := a.GetRun(context.WithoutCancel(ctx), args.TenantID, args.RunID); gerr == nil {
+		switch {
+		case ended(info.Status):
+			return false, nil
+		case info.Status == RunAwaitingApproval:
+			return true, nil
+		}
 	}
 	if refused, ok := errors.AsType[*LimitError](err); ok {
 		a.cfg.Logger.InfoContext(ctx, "run refused by its tenant's limits; snoozed", "tenant_id", args.TenantID,
 			"run_id", args.RunID, "limit", refused.Limit, "retry_after", refused.RetryAfter)
-		return river.JobSnooze(refused.RetryAfter)
+		return true, river.JobSnooze(refused.RetryAfter)
 	}
 	a.cfg.Logger.WarnContext(ctx, "run job failed; River retries it", "tenant_id", args.TenantID,
 		"run_id", args.RunID, "attempt", job.Attempt, "error", err)
-	return err
+	return true, err
 }
 
 // maxTurnWaits is how many times a job waits for its session's turn, a
 // second at most each, before it snoozes and frees its worker.
 const maxTurnWaits = 10
 
-// resume resumes the job's run in one of the Worker's runners, once it is
-// its session's turn among the jobs the Worker holds (sessionTurns): a job
-// whose session runs an earlier run here waits for that run to end in
-// memory, without a statement. While its session is busy elsewhere (a
-// process holds it, or an earlier run has not ended), it gives its turn
-// and runner back and waits to be woken by the release of the session's
-// lease, announced by NOTIFY, rather than polling. After maxTurnWaits
-// waits it returns ErrSessionBusy, and the job snoozes.
-func (w *Worker) resume(ctx context.Context, args runJobArgs) error {
+// resume resumes the job's run in one of the Worker's runners. While its
+// session is busy (a process holds it, or an earlier run has not ended),
+// it gives the runner back and waits to be woken by the release of the
+// session's lease, announced by NOTIFY, rather than polling. After
+// maxTurnWaits waits it returns ErrSessionBusy, and the job snoozes.
+func (w *Worker) resume(ctx context.Context, args runJobArgs, link *chainLink) (*Result, error) {
 	a := w.agent
 	// Registered before the first try, a release that comes between the
 	// try and the wait still wakes it; the Worker keeps the listener up.
 	wake, unregister := a.notes.register(a, sessionReleased, args.SessionID)
 	defer unregister()
 	for range maxTurnWaits {
-		release, err := w.turns.take(args.SessionID, args.RunID, time.Second, w.handBack)
-		if err != nil {
-			if w.handingBack() {
-				return fmt.Errorf("agentpg: worker stopping, run %s handed back", args.RunID)
-			}
-			continue // the run ahead of it here goes on
-		}
-		err = w.try(ctx, args, wake)
-		release()
+		res, err := w.try(ctx, args, wake, link)
 		if !errors.Is(err, ErrSessionBusy) {
-			return err
+			return res, err
 		}
 		if err := waitWake(ctx, wake); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return fmt.Errorf("agentpg: %w", ErrSessionBusy)
+	return nil, fmt.Errorf("agentpg: %w", ErrSessionBusy)
 }
 
 // runTask is a run handed to a runner: the job's run, the releases of its
-// session, and where its outcome goes.
+// session, what the job learns from it, and where its outcome goes.
 type runTask struct {
 	ctx  context.Context
 	args runJobArgs
 	wake <-chan struct{}
-	done chan error
+	link *chainLink
+	done chan runOutcome
+}
+
+// runOutcome is what a runner's run returned.
+type runOutcome struct {
+	res *Result
+	err error
 }
 
 // try resumes the job's run in one of the Worker's runners, once one is
 // free, and returns its outcome.
-func (w *Worker) try(ctx context.Context, args runJobArgs, wake <-chan struct{}) error {
-	task := runTask{ctx: ctx, args: args, wake: wake, done: make(chan error, 1)}
+func (w *Worker) try(ctx context.Context, args runJobArgs, wake <-chan struct{}, link *chainLink) (*Result, error) {
+	task := runTask{ctx: ctx, args: args, wake: wake, link: link, done: make(chan runOutcome, 1)}
 	select {
 	case w.tasks <- task:
 	case <-w.handBack:
-		return fmt.Errorf("agentpg: worker stopping, run %s handed back", args.RunID)
+		return nil, fmt.Errorf("agentpg: worker stopping, run %s handed back: %w", args.RunID, errHandedBack)
 	}
-	return <-task.done
+	o := <-task.done
+	return o.res, o.err
 }
 
 // runner resumes the runs handed to it, one at a time, until quit. The
@@ -410,8 +475,8 @@ func (w *Worker) runner() {
 			case <-t.wake:
 			default:
 			}
-			_, err := w.agent.resumeRun(t.ctx, t.args.TenantID, t.args.SessionID, t.args.RunID)
-			t.done <- err
+			res, err := w.agent.resumeRun(t.ctx, t.args.TenantID, t.args.SessionID, t.args.RunID, t.link)
+			t.done <- runOutcome{res, err}
 		case <-w.quit:
 			return
 		}

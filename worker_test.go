@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -441,4 +442,139 @@ func TestWorkerFailsStuckSyncRuns(t *testing.T) {
 		runs, err := b.agent.ListRuns(ctx(t), "acme", agentpg.RunFilter{Status: agentpg.RunFailed}, agentpg.ListOptions{})
 		return err == nil && len(runs.Items) == 1 && runs.Items[0].ErrorClass == "interrupted"
 	})
+}
+
+// A backlog of one session's runs, enqueued before another session's run,
+// takes one job and one of the Worker's runs at a time: the other
+// session's run starts at once, beside the backlog's first.
+func TestBacklogOfOneSessionLeavesOthersRunning(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var order []string
+	var mu sync.Mutex
+	b.model.SetResponder(func(req agentpgtest.Request) agentpgtest.Reply {
+		mu.Lock()
+		order = append(order, req.LastUserText())
+		mu.Unlock()
+		time.Sleep(100 * time.Millisecond)
+		return agentpgtest.Echo(req)
+	})
+	backlog := b.session(t, "acme", "backlog")
+	var ids []string
+	for i := range 6 {
+		id, err := backlog.Enqueue(ctx(t), fmt.Sprintf("backlog %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	other, err := b.session(t, "acme", "other").Enqueue(ctx(t), "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.startWorker(t, agentpg.WorkerConfig{Concurrency: 2})
+	for _, id := range append(ids, other) {
+		if _, err := b.agent.WaitRun(ctx(t), "acme", id); err != nil {
+			t.Fatalf("WaitRun: %v", err)
+		}
+	}
+	if i := slices.Index(order, "other"); i > 1 {
+		t.Fatalf("the other session's run called the model after %d of the backlog's runs: %q", i, order)
+	}
+	want := []string{"backlog 0", "backlog 1", "backlog 2", "backlog 3", "backlog 4", "backlog 5"}
+	if got := slices.DeleteFunc(slices.Clone(order), func(s string) bool { return s == "other" }); !slices.Equal(got, want) {
+		t.Fatalf("the backlog's runs called the model in the order %q", got)
+	}
+}
+
+// A run enqueued in a transaction while the session's job executes the
+// session's last run is executed by that job once the transaction commits,
+// however the two commits fall; one rolled back leaves the job to end, and
+// the next run gets a new one.
+func TestEnqueueTxWhileSessionsLastRunEnds(t *testing.T) {
+	t.Parallel()
+	for _, commit := range []bool{true, false} {
+		t.Run(fmt.Sprintf("commit=%v", commit), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t)
+			sess := b.session(t, "acme", "user-1")
+			answer := make(chan struct{})
+			b.model.SetResponder(func(req agentpgtest.Request) agentpgtest.Reply {
+				if req.LastUserText() == "first" {
+					<-answer
+				}
+				return agentpgtest.Echo(req)
+			})
+			b.startWorker(t, agentpg.WorkerConfig{})
+			first, err := sess.Enqueue(ctx(t), "first")
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitStatus(t, b.agent, first, agentpg.RunRunning)
+			tx, err := b.db.Begin(ctx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			second, err := sess.EnqueueTx(ctx(t), tx, "second")
+			if err != nil {
+				t.Fatal(err)
+			}
+			close(answer) // the first run's last step waits for the transaction
+			time.Sleep(50 * time.Millisecond)
+			if commit {
+				err = tx.Commit(ctx(t))
+			} else {
+				err = tx.Rollback(ctx(t))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.agent.WaitRun(ctx(t), "acme", first); err != nil {
+				t.Fatalf("WaitRun first: %v", err)
+			}
+			if !commit {
+				if second, err = sess.Enqueue(ctx(t), "second"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if res, err := b.agent.WaitRun(ctx(t), "acme", second); err != nil || res.Text != "echo: second" {
+				t.Fatalf("WaitRun second = %+v, %v", res, err)
+			}
+		})
+	}
+}
+
+// Cancelling an enqueued run that waits for approvals lets the session's
+// later enqueued runs go, though no job was executing them.
+func TestCancelPausedRunLetsLaterRunsGo(t *testing.T) {
+	t.Parallel()
+	b, sess, calls := approvalSetup(t)
+	b.model.Push(
+		agentpgtest.Blocks(agentpgtest.ToolUse("toolu_1", "weather", map[string]any{"city": "Paris"})),
+		agentpgtest.Text("later answer"),
+	)
+	b.startWorker(t, agentpg.WorkerConfig{})
+	paused, err := sess.Enqueue(ctx(t), "weather?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	later, err := sess.Enqueue(ctx(t), "later")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := b.agent.WaitRun(ctx(t), "acme", paused); err != nil || res.StopReason != agentpg.StopAwaitingApproval {
+		t.Fatalf("WaitRun paused = %+v, %v", res, err)
+	}
+	if info, err := b.agent.GetRun(ctx(t), "acme", later); err != nil || info.Status != agentpg.RunQueued {
+		t.Fatalf("the run behind a paused one: %+v, %v; want queued", info, err)
+	}
+	if err := b.agent.CancelRun(ctx(t), "acme", paused); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := b.agent.WaitRun(ctx(t), "acme", later); err != nil || res.Text != "later answer" {
+		t.Fatalf("WaitRun later = %+v, %v", res, err)
+	}
+	if calls.Load() != 0 {
+		t.Fatalf("the cancelled run's call ran %d times", calls.Load())
+	}
 }

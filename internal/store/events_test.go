@@ -286,7 +286,7 @@ func TestStepEventsSayWhenTheRunStops(t *testing.T) {
 	if !stops("a pause for approvals") {
 		t.Fatal("a run paused for approvals did not announce that it stopped")
 	}
-	if _, err := f.st.CancelRun(ctx, "acme", f.lease.RunID, "test"); err != nil {
+	if _, err := f.st.CancelRun(ctx, "acme", f.lease.RunID, "test", testJob); err != nil {
 		t.Fatal(err)
 	}
 	if !stops("a cancel") {
@@ -438,7 +438,7 @@ func TestEventsAreDeletedWithTheirRun(t *testing.T) {
 	if _, err := f.st.AppendEvents(ctx, "acme", f.lease.RunID, append(textEvents("a"), runEnd())); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.st.FailRun(ctx, f.lease, store.FailedRun{Reason: "test"}); err != nil {
+	if _, err := f.st.FailRun(ctx, f.lease, store.FailedRun{Reason: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.st.DeleteSession(ctx, "acme", f.lease.SessionID); err != nil {
@@ -484,7 +484,7 @@ func TestFailRunEvents(t *testing.T) {
 				lease.Token++ // another process took the session over
 			}
 			events := append(textEvents("b"), failEnd)
-			if err := f.st.FailRun(ctx, lease, store.FailedRun{Reason: "boom", Class: "model", Events: events}); err != nil {
+			if _, err := f.st.FailRun(ctx, lease, store.FailedRun{Reason: "boom", Class: "model", Events: events}); err != nil {
 				t.Fatal(err)
 			}
 			run, err := f.st.GetRun(ctx, "acme", f.lease.RunID)

@@ -51,12 +51,14 @@ func (s *Store) migrateRiver(ctx context.Context, tx pgx.Tx) (done bool, err err
 	return opts.TargetVersion == 0, nil
 }
 
-// RunJob is the River job that executes a run: River's row, inserted by
-// our statements (as River's clients in other languages insert theirs) so
-// that a run and its job take one statement, and one round trip.
+// RunJob is the River job that executes a session's enqueued runs, one
+// after the other: River's row, inserted by our statements (as River's
+// clients in other languages insert theirs) so that a run and its job take
+// one statement, and one round trip. Its arguments are the ids of the
+// tenant, the session and the run it starts with (tenant_id, session_id,
+// run_id), as the job's worker decodes them.
 type RunJob struct {
 	Kind        string
-	Args        json.RawMessage // the job's arguments, as River's worker decodes them
 	Queue       string
 	MaxAttempts int
 	Priority    int
@@ -66,18 +68,28 @@ type RunJob struct {
 	Unannounced bool
 }
 
-// runJobSQL inserts the job of the run of r (a CTE of one row or none), and
-// announces it to the queue's producers as River's insert notification
-// does (see announceJobsSQL), unless its channel is NULL. $1 is the job's
-// kind, $2 its arguments, $3 its queue, $4 its maximum attempts, $5 its
-// priority, $6 the notification's channel and $7 its payload.
-const runJobSQL = `
+// insertJobSQL is a CTE inserting a job for the run of j, a CTE of one row
+// or none (the run's id, session_id and tenant_id). $1 is the job's kind,
+// $2 its queue, $3 its maximum attempts and $4 its priority.
+const insertJobSQL = `
 job AS (
     INSERT INTO {{schema}}.river_job (args, kind, max_attempts, priority, queue, state, scheduled_at, tags, metadata)
-    SELECT $2::jsonb, $1, $4, $5, $3, 'available', now(), '{}', '{}' FROM r
+    SELECT jsonb_build_object('tenant_id', j.tenant_id, 'session_id', j.session_id, 'run_id', j.id),
+           $1, $3, $4, $2, 'available', now(), '{}', '{}'
+    FROM j
     RETURNING id
-)
-SELECT (SELECT count(*) FROM job), (SELECT pg_notify($6, $7) FROM job WHERE $6::text IS NOT NULL)::text`
+)`
+
+// announceJobSQL is an expression announcing the job of insertJobSQL, if
+// any, to the queue's producers as River's insert notification does (see
+// announceJobsSQL), unless the channel $5 is NULL; $6 is the payload.
+const announceJobSQL = `(SELECT pg_notify($5, $6) FROM job WHERE $5::text IS NOT NULL)::text`
+
+// runJobSQL inserts and announces the job of insertJobSQL, and returns how
+// many rows r, another CTE, has (the run the statement is about, found or
+// not), and how many jobs it inserted.
+const runJobSQL = insertJobSQL + `
+SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM job), ` + announceJobSQL
 
 // announceJobsSQL tells the producers of a queue that jobs were inserted,
 // as River's insert notification does: on channel "<schema>.river_insert",
@@ -98,7 +110,16 @@ func (s *Store) jobArgs(j RunJob) []any {
 	if !j.Unannounced {
 		announce = &channel
 	}
-	return []any{j.Kind, j.Args, j.Queue, j.MaxAttempts, j.Priority, announce, payload}
+	return []any{j.Kind, j.Queue, j.MaxAttempts, j.Priority, announce, payload}
+}
+
+// insertJob runs a statement of runJobSQL whose other arguments are more,
+// and returns whether its run was found and whether a job was inserted.
+func (s *Store) insertJob(ctx context.Context, tenantID, sql string, job RunJob, more ...any) (found, inserted bool, err error) {
+	var runs, jobs int
+	var notified *string
+	err = s.as(tenantID).QueryRow(ctx, s.q(sql), append(s.jobArgs(job), more...)...).Scan(&runs, &jobs, &notified)
+	return runs > 0, jobs > 0, err
 }
 
 // AnnounceJobs tells the Workers of queue that jobs inserted unannounced
@@ -123,55 +144,68 @@ type EnqueueRunParams struct {
 	Job    RunJob
 }
 
+// enqueueRunSQL counts the run in its session's run_chain (migration 015)
+// and inserts it; the job only when no job is responsible for the
+// session's runs yet. Its UPDATE locks the session's row, as the step
+// ending a job's run does when it sets run_chain back to 0: one waits for
+// the other's commit, then works on the row as it left it.
 const enqueueRunSQL = `
-WITH r AS (
+WITH s AS (
+    UPDATE {{schema}}.sessions SET run_chain = run_chain + 1
+    WHERE tenant_id = $7 AND id = $8
+    RETURNING id, tenant_id, run_chain
+), r AS (
     INSERT INTO {{schema}}.runs (id, session_id, tenant_id, lease_token, model, status, prompt, key_version, async)
-    SELECT $10, s.id, s.tenant_id, 0, $11, 'queued', $12, $13, true
-    FROM {{schema}}.sessions s
-    WHERE s.tenant_id = $8 AND s.id = $9
-    RETURNING id
+    SELECT $9, s.id, s.tenant_id, 0, $10, 'queued', $11, $12, true
+    FROM s
+    RETURNING id, session_id, tenant_id
+), j AS (
+    SELECT r.* FROM r, s WHERE s.run_chain = 1
 ), ` + runJobSQL
 
-// EnqueueRun stores a queued, asynchronous run of the tenant's session and
-// its River job, in one statement, and announces the job. It returns
-// ErrNotFound when the tenant has no such session.
-func (s *Store) EnqueueRun(ctx context.Context, p EnqueueRunParams) error {
+// EnqueueRun stores a queued, asynchronous run of the tenant's session
+// and, unless a job already executes the session's runs (which goes on to
+// this one), its River job, in one statement, which announces the job. It
+// reports whether it inserted a job, and returns ErrNotFound when the
+// tenant has no such session. In the caller's transaction, the session's
+// row stays locked until it ends: a run of the session cannot end
+// meanwhile.
+func (s *Store) EnqueueRun(ctx context.Context, p EnqueueRunParams) (jobInserted bool, err error) {
 	w, err := s.sealer(ctx, p.TenantID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	prompt, err := w.json(runPrompt(p.RunID), p.Prompt)
 	if err != nil {
-		return err
+		return false, err
 	}
-	args := append(s.jobArgs(p.Job), p.TenantID, p.SessionID, p.RunID, p.Model, prompt, w.version())
-	var jobs int
-	var notified *string
-	if err := s.as(p.TenantID).QueryRow(ctx, s.q(enqueueRunSQL), args...).Scan(&jobs, &notified); err != nil {
-		return fmt.Errorf("storing the queued run: %w", err)
+	found, inserted, err := s.insertJob(ctx, p.TenantID, enqueueRunSQL, p.Job,
+		p.TenantID, p.SessionID, p.RunID, p.Model, prompt, w.version())
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("storing the queued run: %w", err)
+	case !found:
+		return false, ErrNotFound
 	}
-	if jobs == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return inserted, nil
 }
 
 const requeueRunSQL = `
 WITH r AS (
-    SELECT id FROM {{schema}}.runs WHERE tenant_id = $8 AND id = $9 AND async
+    SELECT id, session_id, tenant_id FROM {{schema}}.runs WHERE tenant_id = $7 AND id = $8 AND async
+), j AS (
+    SELECT * FROM r
 ), ` + runJobSQL
 
 // RequeueRun inserts a new River job for the tenant's enqueued run, such
 // as one whose approvals were decided, and announces it. It returns
 // ErrNotFound for no such run, or one not enqueued.
 func (s *Store) RequeueRun(ctx context.Context, tenantID, runID string, job RunJob) error {
-	args := append(s.jobArgs(job), tenantID, runID)
-	var jobs int
-	var notified *string
-	if err := s.as(tenantID).QueryRow(ctx, s.q(requeueRunSQL), args...).Scan(&jobs, &notified); err != nil {
+	found, _, err := s.insertJob(ctx, tenantID, requeueRunSQL, job, tenantID, runID)
+	switch {
+	case err != nil:
 		return fmt.Errorf("inserting the run's job: %w", err)
-	}
-	if jobs == 0 {
+	case !found:
 		return ErrNotFound
 	}
 	return nil

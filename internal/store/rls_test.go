@@ -87,8 +87,8 @@ func populate(t *testing.T, st *store.Store, tenant string) string {
 	if _, err := st.TakeTicket(ctx, tenant, sessionID, time.Minute); err != nil {
 		t.Fatalf("TakeTicket: %v", err)
 	}
-	err = st.EnqueueRun(ctx, store.EnqueueRunParams{TenantID: tenant, SessionID: sessionID, RunID: uuid.NewString(), Model: "m",
-		Prompt: text("later"), Job: store.RunJob{Kind: "test", Args: json.RawMessage(`{}`), Queue: "test", MaxAttempts: 1, Priority: 1}})
+	_, err = st.EnqueueRun(ctx, store.EnqueueRunParams{TenantID: tenant, SessionID: sessionID, RunID: uuid.NewString(), Model: "m",
+		Prompt: text("later"), Job: testJob})
 	if err != nil {
 		t.Fatalf("EnqueueRun: %v", err)
 	}

@@ -99,6 +99,22 @@ type Begun struct {
 	// Async reports an enqueued run (Session.Enqueue), resumed by
 	// ResumeRun.
 	Async bool
+	// Chain is what ResumeRun saw of the session's enqueued runs.
+	Chain ResumedChain
+}
+
+// ResumedChain is what the job executing a session's enqueued runs (see
+// RunJob) learns when it resumes one: the next run to execute, and
+// whether the run's last step may end the job.
+type ResumedChain struct {
+	// NextRun is the session's earliest enqueued run after this one that
+	// has not ended, "" for none.
+	NextRun string
+	// Seen is the session's run_chain (migration 015) when NextRun was
+	// read. With no NextRun, the step ending the run ends the job too
+	// (StepParams.EndChain, FailedRun.EndChain) when run_chain is still
+	// Seen: no run was enqueued since.
+	Seen int64
 }
 
 const beginRunSQL = `
@@ -382,6 +398,10 @@ type StepParams struct {
 	// AdmitNext admits the run's next model call under the tenant's
 	// limits: a refusal stores nothing of the step.
 	AdmitNext bool
+	// EndChain, for the step completing a run its session's job executes,
+	// is the ResumedChain.Seen of a run with no NextRun: the step ends the
+	// job if no run was enqueued since (Step.ChainEnded).
+	EndChain *int64
 }
 
 // Step is what a committed step reports.
@@ -389,6 +409,9 @@ type Step struct {
 	FirstSeq int64 // the seq of the first message stored
 	// CancelRequested reports that CancelRun asked the run to stop.
 	CancelRequested bool
+	// ChainEnded reports that no job is responsible for the session's
+	// enqueued runs any more: none is waiting (see StepParams.EndChain).
+	ChainEnded bool
 }
 
 const commitStepSQL = `
@@ -397,9 +420,10 @@ WITH s AS (
     SET last_seq = last_seq + cardinality($5::uuid[]),
         lease_run_id = CASE WHEN $6 = 'running' THEN lease_run_id END,
         lease_expires_at = CASE WHEN $6 = 'running' THEN now() + make_interval(secs => $7) END,
+        run_chain = CASE WHEN $6 = 'completed' AND run_chain = $32 THEN 0 ELSE run_chain END,
         updated_at = now()
     WHERE tenant_id = $1 AND id = $2 AND lease_run_id = $3 AND lease_token = $4
-    RETURNING id, tenant_id, last_seq - cardinality($5::uuid[]) AS base_seq
+    RETURNING id, tenant_id, last_seq - cardinality($5::uuid[]) AS base_seq, run_chain
 ), msg AS (
     INSERT INTO {{schema}}.messages (id, session_id, tenant_id, run_id, seq, role, content, usage, key_version)
     SELECT m.id, s.id, s.tenant_id, $3, s.base_seq + m.n, m.role, m.content, m.usage, $26
@@ -452,7 +476,8 @@ WITH s AS (
 )
 SELECT base_seq, coalesce((SELECT cancel_requested FROM run), false),
        (SELECT pg_notify($30, $3::text || ':' || event_seq || CASE WHEN $31 THEN ':stop' ELSE '' END)
-        FROM run WHERE appended)::text
+        FROM run WHERE appended)::text,
+       run_chain = 0
 FROM s`
 
 // CommitStep appends the step's messages, writes its ledger rows, adds its
@@ -497,8 +522,10 @@ func (s *Store) CommitStep(ctx context.Context, l Lease, p StepParams) (Step, er
 		p.Usage.InputTokens, p.Usage.OutputTokens, p.Usage.CacheReadTokens, p.Usage.CacheWriteTokens,
 		calls.ids, calls.toolUseIDs, calls.names, calls.inputs, calls.statuses, calls.outputs, calls.isErrors,
 		calls.started, calls.finished, w.version(),
-		ev.kinds, ev.data, ev.ends(), s.EventsChannel(), ev.ends() || status == RunAwaitingApproval,
-	).QueryRow(func(row pgx.Row) error { return row.Scan(&step.FirstSeq, &step.CancelRequested, nil) })
+		ev.kinds, ev.data, ev.ends(), s.EventsChannel(), ev.ends() || status == RunAwaitingApproval, p.EndChain,
+	).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&step.FirstSeq, &step.CancelRequested, nil, &step.ChainEnded)
+	})
 	s.queueUsage(batch, l, &l.Token, Spent{Model: p.Model, Calls: p.Iterations, Usage: p.Usage})
 	if p.AdmitNext {
 		s.queueAdmit(batch, l, &l.Token)
@@ -562,9 +589,10 @@ const failRunSQL = `
 WITH s AS (
     UPDATE {{schema}}.sessions
     SET last_seq = last_seq + cardinality($5::uuid[]),
-        lease_run_id = NULL, lease_expires_at = NULL, updated_at = now()
+        lease_run_id = NULL, lease_expires_at = NULL, updated_at = now(),
+        run_chain = CASE WHEN run_chain = $22 THEN 0 ELSE run_chain END
     WHERE tenant_id = $1 AND id = $2 AND lease_run_id = $3 AND lease_token = $4
-    RETURNING id, tenant_id, last_seq - cardinality($5::uuid[]) AS base_seq
+    RETURNING id, tenant_id, last_seq - cardinality($5::uuid[]) AS base_seq, run_chain
 ), msg AS (
     INSERT INTO {{schema}}.messages (id, session_id, tenant_id, run_id, seq, role, content, usage, key_version)
     SELECT m.id, s.id, s.tenant_id, $3, s.base_seq + m.n, m.role, m.content, m.usage, $17
@@ -597,7 +625,8 @@ WITH s AS (
     WHERE run.appended
 )
 SELECT (SELECT pg_notify($21, $3::text || ':' || event_seq || CASE WHEN $20 THEN ':stop' ELSE '' END)
-        FROM run WHERE appended)::text`
+        FROM run WHERE appended)::text,
+       coalesce((SELECT run_chain = 0 FROM s), false)`
 
 // FailedRun is how a run failed, with what it had not yet stored.
 type FailedRun struct {
@@ -617,21 +646,25 @@ type FailedRun struct {
 	// Model is the model whose calls Usage and Iterations count, for the
 	// tenant's usage.
 	Model string
+	// EndChain is StepParams.EndChain for the failed run, which ends the
+	// job only while the run holds its lease.
+	EndChain *int64
 }
 
 // FailRun marks the running run failed (or cancelled), adds what it used,
 // stores its unsaved messages and its last events (announced as
 // AppendEvents does), both only while it holds its lease, and releases the
 // lease, in one statement; what it used is added to the tenant's usage in the
-// same round trip, whatever became of the lease: it was spent.
-func (s *Store) FailRun(ctx context.Context, l Lease, f FailedRun) error {
+// same round trip, whatever became of the lease: it was spent. It reports
+// whether the job executing the session's runs ended (see EndChain).
+func (s *Store) FailRun(ctx context.Context, l Lease, f FailedRun) (chainEnded bool, err error) {
 	w, err := s.sealer(ctx, l.TenantID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	m, err := w.messageColumns(l.SessionID, f.Messages)
 	if err != nil {
-		return err
+		return false, err
 	}
 	status := RunFailed
 	if f.Cancelled {
@@ -639,15 +672,17 @@ func (s *Store) FailRun(ctx context.Context, l Lease, f FailedRun) error {
 	}
 	ev, err := w.eventColumns(l.RunID, f.Events)
 	if err != nil {
-		return err
+		return false, err
 	}
 	batch := &pgx.Batch{}
 	batch.Queue(s.q(failRunSQL), l.TenantID, l.SessionID, l.RunID, l.Token,
 		m.ids, m.roles, m.contents, m.usages, f.Reason, f.Iterations,
 		f.Usage.InputTokens, f.Usage.OutputTokens, f.Usage.CacheReadTokens, f.Usage.CacheWriteTokens, status, f.Class,
-		w.version(), ev.kinds, ev.data, ev.ends(), s.EventsChannel())
+		w.version(), ev.kinds, ev.data, ev.ends(), s.EventsChannel(), f.EndChain,
+	).QueryRow(func(row pgx.Row) error { return row.Scan(nil, &chainEnded) })
 	s.queueUsage(batch, l, nil, Spent{Model: f.Model, Calls: f.Iterations, Usage: f.Usage})
-	return s.as(l.TenantID).SendBatch(ctx, batch).Close()
+	err = s.as(l.TenantID).SendBatch(ctx, batch).Close()
+	return chainEnded, err
 }
 
 // messageArrays are messages column by column, as statements bind them.

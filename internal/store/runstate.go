@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Errors of run transitions.
@@ -53,7 +54,14 @@ WITH cur AS (
                WHERE e.session_id = runs.session_id AND e.id < $2
                  AND e.status IN ('queued', 'running', 'awaiting_approval')
                  AND (e.status <> 'running' OR e.async
-                      OR (es.lease_run_id = e.id AND es.lease_expires_at > now()))) AS behind
+                      OR (es.lease_run_id = e.id AND es.lease_expires_at > now()))) AS behind,
+           -- For the job executing the session's enqueued runs: the next
+           -- one, and the count of runs enqueued (see ResumedChain).
+           (SELECT n.id::text FROM {{schema}}.runs n
+            WHERE n.session_id = runs.session_id AND n.id > $2 AND n.async
+              AND n.status IN ('queued', 'running', 'awaiting_approval')
+            ORDER BY n.id LIMIT 1) AS next_run,
+           (SELECT c.run_chain FROM {{schema}}.sessions c WHERE c.id = runs.session_id) AS run_chain
     FROM {{schema}}.runs
     WHERE tenant_id = $1 AND id = $2 AND session_id = $5
 ), r AS (
@@ -84,7 +92,7 @@ SELECT CASE WHEN s.id IS NOT NULL THEN ''
        CASE WHEN s.compaction_gen <> $4 THEN coalesce(s.first_intent, '') ELSE '' END,
        s.summary_key_version, s.compacted_at_seq, cur.prompt, cur.key_version, cur.async,
        s.tenant_id, s.identifier, s.parent_id::text, s.depth, s.metadata, s.overrides, s.created_at, s.updated_at,
-       s.key_version
+       s.key_version, cur.next_run, cur.run_chain
 FROM cur LEFT JOIN s ON true`
 
 // notResumed maps resumeRunSQL's outcomes to errors.
@@ -106,6 +114,7 @@ func (s *Store) ResumeRun(ctx context.Context, p ResumeRunParams) (Begun, error)
 	sess := begun.Session
 	var outcome string
 	var promptKey *int
+	var nextRun *string
 	b.batch.Queue(s.q(resumeRunSQL), p.TenantID, p.RunID, p.LeaseTTL.Seconds(), p.CachedGen, p.SessionID).
 		QueryRow(func(row pgx.Row) error {
 			return row.Scan(outcomeRow{outcome: &outcome, dest: []any{
@@ -113,7 +122,7 @@ func (s *Store) ResumeRun(ctx context.Context, p ResumeRunParams) (Begun, error)
 				&b.sum.Text, &b.sum.FirstIntent, &b.sum.keyVersion, &b.sum.CompactedAtSeq,
 				&begun.Prompt, &promptKey, &begun.Async,
 				&sess.TenantID, &sess.Identifier, &sess.ParentID, &sess.Depth, &sess.Metadata, &sess.Overrides,
-				&sess.CreatedAt, &sess.UpdatedAt, &sess.keyVersion}})
+				&sess.CreatedAt, &sess.UpdatedAt, &sess.keyVersion, &nextRun, &begun.Chain.Seen}})
 		})
 	b.readHistory(s.q(resumeHistorySQL), p.TenantID, p.RunID, p.CachedGen, p.CachedSeq)
 	s.queueAdmit(b.batch, begun.Lease, nil)
@@ -126,6 +135,9 @@ func (s *Store) ResumeRun(ctx context.Context, p ResumeRunParams) (Begun, error)
 	begun.Lease.SessionID = sess.ID
 	if err != nil {
 		return begun, err
+	}
+	if nextRun != nil {
+		begun.Chain.NextRun = *nextRun
 	}
 	o := s.opener(ctx, p.TenantID)
 	if begun.Prompt, err = o.json(promptKey, runPrompt(p.RunID), begun.Prompt); err != nil {
@@ -172,17 +184,18 @@ ORDER BY m.seq`
 
 const cancelRunSQL = `
 WITH r AS (
-    SELECT r.id, r.events_ended, r.status IN ('queued', 'awaiting_approval') OR NOT EXISTS (
+    SELECT r.id, r.session_id, r.tenant_id, r.async, r.status AS was, r.events_ended,
+           r.status IN ('queued', 'awaiting_approval') OR NOT EXISTS (
                SELECT 1 FROM {{schema}}.sessions s
                WHERE s.id = r.session_id AND s.lease_run_id = r.id AND s.lease_expires_at > now()) AS now_
     FROM {{schema}}.runs r
-    WHERE r.tenant_id = $1 AND r.id = $2 AND r.status IN ('queued', 'running', 'awaiting_approval')
+    WHERE r.tenant_id = $7 AND r.id = $8 AND r.status IN ('queued', 'running', 'awaiting_approval')
     FOR UPDATE OF r
 ), u AS (
     UPDATE {{schema}}.runs
     SET cancel_requested = true,
         status = CASE WHEN r.now_ THEN 'cancelled' ELSE runs.status END,
-        error = CASE WHEN r.now_ THEN $3 ELSE runs.error END,
+        error = CASE WHEN r.now_ THEN $9 ELSE runs.error END,
         error_class = CASE WHEN r.now_ THEN 'cancelled' ELSE runs.error_class END,
         finished_at = CASE WHEN r.now_ THEN now() ELSE runs.finished_at END,
         prompt = CASE WHEN r.now_ THEN NULL ELSE runs.prompt END,
@@ -194,19 +207,29 @@ WITH r AS (
     -- A run cancelled at once ends its events here, announced as
     -- AppendEvents announces them; one a process runs ends them itself.
     INSERT INTO {{schema}}.run_events (run_id, tenant_id, seq, kind, data)
-    SELECT id, tenant_id, event_seq, 'run_end', jsonb_build_object('status', 'cancelled', 'error', $3::text)
+    SELECT id, tenant_id, event_seq, 'run_end', jsonb_build_object('status', 'cancelled', 'error', $9::text)
     FROM u WHERE ends
-)
-SELECT status, (SELECT pg_notify($4, id::text || ':' || event_seq || ':stop') FROM u WHERE ends)::text FROM u`
+), j AS (
+    -- An enqueued run paused for approvals holds its session's job back:
+    -- no job is executing the session's runs. The runs enqueued after it
+    -- get one now.
+    SELECT id, session_id, tenant_id FROM r WHERE now_ AND async AND was = 'awaiting_approval'
+), ` + insertJobSQL + `
+SELECT status, (SELECT pg_notify($10, id::text || ':' || event_seq || ':stop') FROM u WHERE ends)::text,
+       ` + announceJobSQL + `
+FROM u`
 
 // CancelRun cancels the tenant's run: a queued run, one waiting for
 // approvals or one no process runs at once; a running one is asked to stop
-// at its next step boundary. It returns the run's status after, or
-// ErrNotFound, or ErrFinished for a run that ended.
-func (s *Store) CancelRun(ctx context.Context, tenantID, runID, reason string) (string, error) {
+// at its next step boundary. Cancelling an enqueued run paused for
+// approvals inserts a job, job, to execute the session's later runs. It returns
+// the run's status after, or ErrNotFound, or ErrFinished for a run that
+// ended.
+func (s *Store) CancelRun(ctx context.Context, tenantID, runID, reason string, job RunJob) (string, error) {
 	var status string
-	var notified *string
-	err := s.as(tenantID).QueryRow(ctx, s.q(cancelRunSQL), tenantID, runID, reason, s.EventsChannel()).Scan(&status, &notified)
+	var notified, announced *string
+	args := append(s.jobArgs(job), tenantID, runID, reason, s.EventsChannel())
+	err := s.as(tenantID).QueryRow(ctx, s.q(cancelRunSQL), args...).Scan(&status, &notified, &announced)
 	if errors.Is(err, pgx.ErrNoRows) {
 		if _, err := s.GetRun(ctx, tenantID, runID); err != nil {
 			return "", err
@@ -326,4 +349,44 @@ const failStuckRunsSQL = `SELECT id::text FROM {{schema}}.fail_stuck_runs($1, $2
 // runs it failed.
 func (s *Store) FailStuckRuns(ctx context.Context, grace time.Duration, reason string) ([]string, error) {
 	return queryAll(ctx, s.noTenant(), "stuck runs", s.q(failStuckRunsSQL), pgx.RowTo[string], reason, grace.Seconds())
+}
+
+// lockChainSQL locks the session's row, as enqueueRunSQL does: a run being
+// enqueued in a transaction not yet committed is waited for.
+const lockChainSQL = `SELECT 1 FROM {{schema}}.sessions WHERE tenant_id = $1 AND id = $2 FOR NO KEY UPDATE`
+
+// continueChainSQL follows lockChainSQL in its transaction, so its
+// snapshot has every run enqueued before the lock. While an enqueued run of
+// the session has not ended, it keeps a job responsible for them
+// (run_chain at least 1) and returns the earliest; otherwise it ends the
+// job (run_chain 0) and returns NULL.
+const continueChainSQL = `
+UPDATE {{schema}}.sessions s
+SET run_chain = CASE WHEN n.id IS NULL THEN 0 ELSE greatest(s.run_chain, 1) END
+FROM (SELECT (SELECT r.id FROM {{schema}}.runs r
+              WHERE r.session_id = $2 AND r.async AND r.status IN ('queued', 'running', 'awaiting_approval')
+              ORDER BY r.id LIMIT 1) AS id) n
+WHERE s.tenant_id = $1 AND s.id = $2
+RETURNING n.id::text`
+
+// NextChainRun returns the earliest enqueued run of the tenant's session
+// that has not ended, for the job executing the session's runs to execute
+// next, or "" when there is none: then the job ends, and the session's
+// next enqueued run gets a job of its own. It is the job's way on when it
+// does not know the next run (ResumedChain): one round trip.
+func (s *Store) NextChainRun(ctx context.Context, tenantID, sessionID string) (string, error) {
+	var next *string
+	batch := &pgx.Batch{}
+	batch.Queue(s.q(lockChainSQL), tenantID, sessionID).Exec(func(pgconn.CommandTag) error { return nil })
+	batch.Queue(s.q(continueChainSQL), tenantID, sessionID).QueryRow(func(row pgx.Row) error { return row.Scan(&next) })
+	err := s.as(tenantID).SendBatch(ctx, batch).Close()
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", ErrNotFound
+	case err != nil:
+		return "", fmt.Errorf("finding the session's next run: %w", err)
+	case next == nil:
+		return "", nil
+	}
+	return *next, nil
 }

@@ -32,9 +32,9 @@ func TestResumeRunSaysWhyNot(t *testing.T) {
 	enqueue := func(prompt string) string {
 		t.Helper()
 		id := newRunID()
-		err := st.EnqueueRun(ctx, store.EnqueueRunParams{TenantID: "acme", SessionID: sessionID, RunID: id, Model: "m",
+		_, err := st.EnqueueRun(ctx, store.EnqueueRunParams{TenantID: "acme", SessionID: sessionID, RunID: id, Model: "m",
 			Prompt: json.RawMessage(`[{"type":"text","text":"` + prompt + `"}]`),
-			Job:    store.RunJob{Kind: "test", Args: json.RawMessage(`{}`), Queue: "test", MaxAttempts: 1, Priority: 1}})
+			Job:    testJob})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,7 +93,7 @@ func TestResumeRunSaysWhyNot(t *testing.T) {
 		t.Fatalf("resuming behind a paused run: %v, want ErrBusy", err)
 	}
 
-	if _, err := st.CancelRun(ctx, "acme", first, "test"); err != nil {
+	if _, err := st.CancelRun(ctx, "acme", first, "test", testJob); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := resume(first); !errors.Is(err, store.ErrFinished) {
@@ -101,5 +101,85 @@ func TestResumeRunSaysWhyNot(t *testing.T) {
 	}
 	if _, err := resume(second); err != nil {
 		t.Fatalf("resuming the second run once the first ended: %v", err)
+	}
+}
+
+// TestSessionRunChain follows the count of a session's enqueued runs
+// (run_chain) through a job's life: one job for the runs enqueued while
+// one executes them, which it learns of when it resumes a run or from the
+// step ending one, and a new job once it has ended.
+func TestSessionRunChain(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st, err := store.New(agentpgtest.DB(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessionID := uuid.NewString()
+	if _, err := st.CreateSession(ctx, store.CreateSessionParams{ID: sessionID, TenantID: "acme", Identifier: "chain"}); err != nil {
+		t.Fatal(err)
+	}
+	enqueue := func(wantJob bool) string {
+		t.Helper()
+		id := uuid.Must(uuid.NewV7()).String()
+		inserted, err := st.EnqueueRun(ctx, store.EnqueueRunParams{TenantID: "acme", SessionID: sessionID, RunID: id, Model: "m",
+			Prompt: json.RawMessage(`[{"type":"text","text":"hi"}]`), Job: testJob})
+		if err != nil || inserted != wantJob {
+			t.Fatalf("EnqueueRun: job inserted %v, %v; want %v", inserted, err, wantJob)
+		}
+		return id
+	}
+	resume := func(runID, wantNext string, wantSeen int64) store.Begun {
+		t.Helper()
+		begun, err := st.ResumeRun(ctx, store.ResumeRunParams{TenantID: "acme", SessionID: sessionID, RunID: runID, LeaseTTL: time.Minute})
+		if err != nil {
+			t.Fatalf("ResumeRun: %v", err)
+		}
+		if begun.Chain.NextRun != wantNext || begun.Chain.Seen != wantSeen {
+			t.Fatalf("resumed run sees %+v, want next %q, run_chain %d", begun.Chain, wantNext, wantSeen)
+		}
+		return begun
+	}
+	complete := func(begun store.Begun, endChain *int64) bool {
+		t.Helper()
+		step, err := st.CommitStep(ctx, begun.Lease, store.StepParams{Status: store.RunCompleted, EndChain: endChain,
+			Messages: []store.NewMessage{{ID: uuid.NewString(), Role: "assistant", Content: json.RawMessage(`[{"type":"text","text":"ok"}]`)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return step.ChainEnded
+	}
+	next := func(want string) {
+		t.Helper()
+		if got, err := st.NextChainRun(ctx, "acme", sessionID); err != nil || got != want {
+			t.Fatalf("NextChainRun = %q, %v; want %q", got, err, want)
+		}
+	}
+
+	a := enqueue(true)
+	b := enqueue(false) // a's job executes it
+	if complete(resume(a, b, 2), nil) {
+		t.Fatal("the job ended with runs left")
+	}
+	begun := resume(b, "", 2)
+	c := enqueue(false) // while b runs: run_chain is 3 now
+	seen := begun.Chain.Seen
+	if complete(begun, &seen) {
+		t.Fatal("the job ended though a run was enqueued since it looked")
+	}
+	next(c)
+	begun = resume(c, "", 3)
+	seen = begun.Chain.Seen
+	if ended, err := st.FailRun(ctx, begun.Lease, store.FailedRun{Reason: "test", EndChain: &seen}); err != nil || !ended {
+		t.Fatalf("FailRun of the last run: job ended %v, %v; want ended", ended, err)
+	}
+	d := enqueue(true) // the job ended: a new one
+	if _, err := st.CancelRun(ctx, "acme", d, "test", testJob); err != nil {
+		t.Fatal(err)
+	}
+	next("") // nothing left: the job ends
+	enqueue(true)
+	if _, err := st.NextChainRun(ctx, "globex", sessionID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("NextChainRun of another tenant's session: %v, want ErrNotFound", err)
 	}
 }
