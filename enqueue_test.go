@@ -15,10 +15,17 @@ import (
 )
 
 // benchAgent returns an agent on a database of the benchmark's own, with a
-// scripted model answering at once (Echo).
-func benchAgent(b *testing.B) *agentpg.Agent {
+// scripted model answering (Echo) after latency.
+func benchAgent(b *testing.B, latency time.Duration) *agentpg.Agent {
 	b.Helper()
 	model := agentpgtest.NewServer(b)
+	if latency > 0 {
+		model.SetResponder(func(req agentpgtest.Request) agentpgtest.Reply {
+			reply := agentpgtest.Echo(req)
+			reply.Delay = latency
+			return reply
+		})
+	}
 	agent, err := agentpg.New(agentpg.Config{
 		DB:     agentpgtest.DB(b),
 		Client: model.Client(),
@@ -101,7 +108,7 @@ func repeat(op func(s *agentpg.Session) error) func(s *agentpg.Session, n int) e
 func BenchmarkAsyncTurns(b *testing.B) {
 	for _, workers := range []int{1, 4, 8} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			agent := benchAgent(b)
+			agent := benchAgent(b, 0)
 			ctx := context.Background()
 			sessions := benchSessions(b, agent, 8)
 			benchWorker(b, agent, workers)
@@ -127,42 +134,48 @@ func BenchmarkAsyncTurns(b *testing.B) {
 
 // BenchmarkAsyncBacklog measures a Worker of 8 concurrent runs draining a
 // backlog enqueued session after session (each session's runs together, in
-// the order River fetches them) before it started: the runs of the
-// session first in line fill the jobs the Worker holds, and wait for each
-// other, while the other sessions' runs wait in the queue. Compare with
-// BenchmarkAsyncTurns' 8 workers, whose runs were enqueued interleaved.
+// the order River would fetch their jobs) before it started, the model
+// answering at once or after 20 ms. One job executes each session's runs,
+// so the Worker executes 8 sessions' runs at once however they were
+// enqueued: compare with BenchmarkAsyncTurns' 8 workers, whose runs are
+// enqueued interleaved, and, at 20 ms, with the 400 turns/s that 8 runs at
+// a time allow.
 func BenchmarkAsyncBacklog(b *testing.B) {
-	agent := benchAgent(b)
-	ctx := context.Background()
-	sessions := benchSessions(b, agent, 8)
-	var last []string
-	for i, s := range sessions {
-		var id string
-		for j := i; j < b.N; j += len(sessions) {
-			var err error
-			if id, err = s.Enqueue(ctx, "turn"); err != nil {
-				b.Fatal(err)
+	for _, latency := range []time.Duration{0, 20 * time.Millisecond} {
+		b.Run(fmt.Sprintf("latency=%v", latency), func(b *testing.B) {
+			agent := benchAgent(b, latency)
+			ctx := context.Background()
+			sessions := benchSessions(b, agent, 8)
+			var last []string
+			for i, s := range sessions {
+				var id string
+				for j := i; j < b.N; j += len(sessions) {
+					var err error
+					if id, err = s.Enqueue(ctx, "turn"); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if id != "" {
+					last = append(last, id)
+				}
 			}
-		}
-		if id != "" {
-			last = append(last, id)
-		}
+			b.ResetTimer()
+			start := time.Now()
+			benchWorker(b, agent, 8)
+			for _, id := range last {
+				if _, err := agent.WaitRun(ctx, "bench", id); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "turns/s")
+		})
 	}
-	b.ResetTimer()
-	start := time.Now()
-	benchWorker(b, agent, 8)
-	for _, id := range last {
-		if _, err := agent.WaitRun(ctx, "bench", id); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "turns/s")
 }
 
 // BenchmarkDirectTurns is BenchmarkAsyncTurns' baseline: 8 goroutines, one
 // per session, calling Run directly on the same 8 sessions.
 func BenchmarkDirectTurns(b *testing.B) {
-	agent := benchAgent(b)
+	agent := benchAgent(b, 0)
 	ctx := context.Background()
 	perSession(b, benchSessions(b, agent, 8), "turns/s", repeat(func(s *agentpg.Session) error {
 		_, err := s.Run(ctx, "turn")
@@ -175,7 +188,7 @@ func BenchmarkDirectTurns(b *testing.B) {
 // flushed commit, and how often the runs are announced (see
 // TestEnqueuedBurstStartsWithoutPolling).
 func BenchmarkEnqueue(b *testing.B) {
-	agent := benchAgent(b)
+	agent := benchAgent(b, 0)
 	ctx := context.Background()
 	perSession(b, benchSessions(b, agent, 8), "enqueues/s", repeat(func(s *agentpg.Session) error {
 		_, err := s.Enqueue(ctx, "turn")
@@ -187,7 +200,7 @@ func BenchmarkEnqueue(b *testing.B) {
 // idle worker has started the run (its status is running or beyond),
 // polled every 100µs.
 func BenchmarkEnqueueToStart(b *testing.B) {
-	agent := benchAgent(b)
+	agent := benchAgent(b, 0)
 	ctx := context.Background()
 	sess, err := agent.NewSession(ctx, "bench", "s", nil)
 	if err != nil {
