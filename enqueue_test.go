@@ -37,12 +37,13 @@ func benchAgent(b *testing.B, latency time.Duration) *agentpg.Agent {
 	return agent
 }
 
-// benchSessions makes n sessions of the tenant "bench".
-func benchSessions(b *testing.B, agent *agentpg.Agent, n int) []*agentpg.Session {
+// benchSessions makes n sessions of the tenant "bench", named prefix and
+// a number.
+func benchSessions(b *testing.B, agent *agentpg.Agent, prefix string, n int) []*agentpg.Session {
 	b.Helper()
 	sessions := make([]*agentpg.Session, n)
 	for i := range sessions {
-		s, err := agent.NewSession(context.Background(), "bench", fmt.Sprintf("s%d", i), nil)
+		s, err := agent.NewSession(context.Background(), "bench", fmt.Sprintf("%s%d", prefix, i), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -74,17 +75,24 @@ func benchWorker(b *testing.B, agent *agentpg.Agent, concurrency int) {
 func perSession(b *testing.B, sessions []*agentpg.Session, unit string, do func(s *agentpg.Session, n int) error) {
 	b.Helper()
 	b.ResetTimer()
+	b.ReportMetric(float64(b.N)/timePerSession(b, sessions, b.N, do).Seconds(), unit)
+}
+
+// timePerSession splits n operations over the sessions as perSession does,
+// and returns the time they took.
+func timePerSession(b *testing.B, sessions []*agentpg.Session, n int, do func(s *agentpg.Session, n int) error) time.Duration {
+	b.Helper()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i, s := range sessions {
 		wg.Go(func() {
-			if err := do(s, (b.N-i+len(sessions)-1)/len(sessions)); err != nil {
+			if err := do(s, (n-i+len(sessions)-1)/len(sessions)); err != nil {
 				b.Error(err)
 			}
 		})
 	}
 	wg.Wait()
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), unit)
+	return time.Since(start)
 }
 
 // repeat makes op a perSession operation: op on the session n times, until
@@ -109,27 +117,70 @@ func BenchmarkAsyncTurns(b *testing.B) {
 	for _, workers := range []int{1, 4, 8} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			agent := benchAgent(b, 0)
-			ctx := context.Background()
-			sessions := benchSessions(b, agent, 8)
 			benchWorker(b, agent, workers)
-			perSession(b, sessions, "turns/s", func(s *agentpg.Session, n int) error {
-				var ids []string
-				for range n {
-					id, err := s.Enqueue(ctx, "turn")
-					if err != nil {
-						return err
-					}
-					ids = append(ids, id)
-				}
-				for _, id := range ids {
-					if _, err := agent.WaitRun(ctx, "bench", id); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
+			perSession(b, benchSessions(b, agent, "s", 8), "turns/s", enqueueTurns(agent))
 		})
 	}
+}
+
+// enqueueTurns is the perSession operation of BenchmarkAsyncTurns: enqueue
+// n turns of the session, in order, then wait for them.
+func enqueueTurns(agent *agentpg.Agent) func(s *agentpg.Session, n int) error {
+	ctx := context.Background()
+	return func(s *agentpg.Session, n int) error {
+		var ids []string
+		for range n {
+			id, err := s.Enqueue(ctx, "turn")
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		for _, id := range ids {
+			if _, err := agent.WaitRun(ctx, "bench", id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// runTurns is the perSession operation of BenchmarkDirectTurns: n turns of
+// the session with Run.
+func runTurns(s *agentpg.Session, n int) error {
+	return repeat(func(s *agentpg.Session) error {
+		_, err := s.Run(context.Background(), "turn")
+		return err
+	})(s, n)
+}
+
+// BenchmarkAsyncAgainstDirect measures BenchmarkAsyncTurns at 8 workers
+// and BenchmarkDirectTurns side by side, on one agent and 16 sessions: in
+// 10 rounds, each executes a tenth of its b.N turns in turn, first one,
+// then the other, so that both meet the machine alike (a shared machine's
+// speed drifts by tens of percent within minutes, which separate runs of
+// the two benchmarks take for a difference between them). It reports both
+// rates, and async's as a share of direct's.
+func BenchmarkAsyncAgainstDirect(b *testing.B) {
+	agent := benchAgent(b, 0)
+	direct, async := benchSessions(b, agent, "direct", 8), benchSessions(b, agent, "async", 8)
+	benchWorker(b, agent, 8)
+	const rounds = 10
+	var directTime, asyncTime time.Duration
+	b.ResetTimer()
+	for r := range rounds {
+		n := (b.N - r + rounds - 1) / rounds
+		if r%2 == 0 {
+			directTime += timePerSession(b, direct, n, runTurns)
+			asyncTime += timePerSession(b, async, n, enqueueTurns(agent))
+		} else {
+			asyncTime += timePerSession(b, async, n, enqueueTurns(agent))
+			directTime += timePerSession(b, direct, n, runTurns)
+		}
+	}
+	b.ReportMetric(float64(b.N)/directTime.Seconds(), "direct-turns/s")
+	b.ReportMetric(float64(b.N)/asyncTime.Seconds(), "async-turns/s")
+	b.ReportMetric(directTime.Seconds()/asyncTime.Seconds(), "async/direct")
 }
 
 // BenchmarkAsyncBacklog measures a Worker of 8 concurrent runs draining a
@@ -145,7 +196,7 @@ func BenchmarkAsyncBacklog(b *testing.B) {
 		b.Run(fmt.Sprintf("latency=%v", latency), func(b *testing.B) {
 			agent := benchAgent(b, latency)
 			ctx := context.Background()
-			sessions := benchSessions(b, agent, 8)
+			sessions := benchSessions(b, agent, "s", 8)
 			var last []string
 			for i, s := range sessions {
 				var id string
@@ -176,11 +227,7 @@ func BenchmarkAsyncBacklog(b *testing.B) {
 // per session, calling Run directly on the same 8 sessions.
 func BenchmarkDirectTurns(b *testing.B) {
 	agent := benchAgent(b, 0)
-	ctx := context.Background()
-	perSession(b, benchSessions(b, agent, 8), "turns/s", repeat(func(s *agentpg.Session) error {
-		_, err := s.Run(ctx, "turn")
-		return err
-	}))
+	perSession(b, benchSessions(b, agent, "s", 8), "turns/s", runTurns)
 }
 
 // BenchmarkEnqueue measures runs enqueued per second by 8 goroutines, one
@@ -190,7 +237,7 @@ func BenchmarkDirectTurns(b *testing.B) {
 func BenchmarkEnqueue(b *testing.B) {
 	agent := benchAgent(b, 0)
 	ctx := context.Background()
-	perSession(b, benchSessions(b, agent, 8), "enqueues/s", repeat(func(s *agentpg.Session) error {
+	perSession(b, benchSessions(b, agent, "s", 8), "enqueues/s", repeat(func(s *agentpg.Session) error {
 		_, err := s.Enqueue(ctx, "turn")
 		return err
 	}))
@@ -262,7 +309,7 @@ func BenchmarkAsyncTurnRoundTrips(b *testing.B) {
 			}
 			benchWorker(b, agent(traced), 1)
 			client := agent(db)
-			sess := benchSessions(b, client, 1)[0]
+			sess := benchSessions(b, client, "s", 1)[0]
 			ctx := context.Background()
 			counter.on.Store(true)
 			b.ResetTimer()
