@@ -46,12 +46,14 @@ type WorkerConfig struct {
 	// DefaultWorkerBusyDelay); the snooze doubles each time, up to a
 	// second.
 	BusyDelay time.Duration
-	// RescueAfter is how long a run's job may be held by a worker before
-	// River's rescuer deems that worker dead and hands the job to another
-	// (default three times Config.LeaseTTL). The other resumes the run
-	// from its last committed step once the dead worker's lease on the
-	// session has expired; a run still going (its lease renewed) makes the
-	// rescued job wait for it, then finish.
+	// RescueAfter is how long a job may be held by a worker before River's
+	// rescuer deems that worker dead and hands the job to another (default
+	// three times Config.LeaseTTL). The other resumes the job's run from
+	// its last committed step once the dead worker's lease on the session
+	// has expired; a run still going (its lease renewed) makes the rescued
+	// job wait for it, then go on. A job executing a session's runs one
+	// after the other hands the next to a new job once it has been held
+	// for half of RescueAfter.
 	RescueAfter time.Duration
 	// StuckRunGrace is how long a synchronous run (Session.Run) that no
 	// process holds is left for ResumeRun before the Workers' periodic
@@ -301,6 +303,7 @@ func (rw *runWorker) Timeout(*river.Job[runJobArgs]) time.Duration { return rw.w
 func (rw *runWorker) Work(ctx context.Context, job *river.Job[runJobArgs]) error {
 	w := rw.w
 	args := job.Args
+	start := time.Now()
 	for {
 		link := &chainLink{}
 		res, err := w.execute(ctx, args, link)
@@ -323,8 +326,22 @@ func (rw *runWorker) Work(ctx context.Context, job *river.Job[runJobArgs]) error
 				return nil
 			}
 		}
+		if time.Since(start) > w.cfg.RescueAfter/2 {
+			return w.handOver(ctx, args.TenantID, next)
+		}
 		args.RunID = next
 	}
+}
+
+// handOver ends a job that has executed its session's runs for half of
+// RescueAfter, handing the session's next run to a new job: River's
+// rescuer takes a job that runs for longer than RescueAfter for one whose
+// worker died, and would have another worker retry it beside this one.
+func (w *Worker) handOver(ctx context.Context, tenantID, nextRunID string) error {
+	if err := w.agent.store.RequeueRun(context.WithoutCancel(ctx), tenantID, nextRunID, w.agent.runJob()); err != nil {
+		return fmt.Errorf("agentpg: handing run %s to a new job: %w", nextRunID, err)
+	}
+	return nil
 }
 
 // chainLink is what the job executing a session's enqueued runs learns of

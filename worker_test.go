@@ -578,3 +578,47 @@ func TestCancelPausedRunLetsLaterRunsGo(t *testing.T) {
 		t.Fatalf("the cancelled run's call ran %d times", calls.Load())
 	}
 }
+
+// A job executing a long backlog of its session's runs hands the session
+// to a new job before River's rescuer would take it for one whose worker
+// died: the runs still execute once each, in order.
+func TestLongBacklogMovesToNewJobs(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.model.SetResponder(func(req agentpgtest.Request) agentpgtest.Reply {
+		reply := agentpgtest.Echo(req)
+		reply.Delay = 150 * time.Millisecond
+		return reply
+	})
+	sess := b.session(t, "acme", "user-1")
+	var ids, prompts []string
+	for i := range 6 {
+		prompt := fmt.Sprintf("turn %d", i)
+		id, err := sess.Enqueue(ctx(t), prompt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, prompts = append(ids, id), append(prompts, prompt)
+	}
+	b.startWorker(t, agentpg.WorkerConfig{RescueAfter: time.Second})
+	for _, id := range ids {
+		if _, err := b.agent.WaitRun(ctx(t), "acme", id); err != nil {
+			t.Fatalf("WaitRun: %v", err)
+		}
+	}
+	var asked []string
+	for _, req := range b.model.Requests() {
+		asked = append(asked, req.LastUserText())
+	}
+	if !slices.Equal(asked, prompts) {
+		t.Fatalf("the model was asked %q, want %q", asked, prompts)
+	}
+	var jobs int
+	if err := b.db.QueryRow(ctx(t), `SELECT count(*) FROM agentpg.river_job WHERE kind = $1 AND args->>'session_id' = $2`,
+		agentpg.RunJobKind, sess.ID).Scan(&jobs); err != nil {
+		t.Fatal(err)
+	}
+	if jobs < 2 {
+		t.Fatalf("%d jobs executed the session's 6 runs of 150 ms with RescueAfter 1s; want the first to hand over", jobs)
+	}
+}
