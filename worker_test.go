@@ -372,20 +372,28 @@ func waitStatus(t testing.TB, a *agentpg.Agent, runID, status string) {
 	}
 }
 
-// An enqueued run that pauses for approval goes back to the workers once
-// its calls are decided, from any process: no one calls ResumeRun.
-func TestEnqueuedRunContinuesAfterApproval(t *testing.T) {
-	t.Parallel()
+// enqueuePausingRun starts a Worker and enqueues a run whose model call
+// asks for a tool that needs approval; the model's next answer is next.
+func enqueuePausingRun(t *testing.T, next string) (*bundle, *agentpg.Session, *atomic.Int32, string) {
+	t.Helper()
 	b, sess, calls := approvalSetup(t)
 	b.model.Push(
 		agentpgtest.Blocks(agentpgtest.ToolUse("toolu_1", "weather", map[string]any{"city": "Paris"})),
-		agentpgtest.Text("sunny"),
+		agentpgtest.Text(next),
 	)
 	b.startWorker(t, agentpg.WorkerConfig{})
 	runID, err := sess.Enqueue(ctx(t), "weather?")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b, sess, calls, runID
+}
+
+// An enqueued run that pauses for approval goes back to the workers once
+// its calls are decided, from any process: no one calls ResumeRun.
+func TestEnqueuedRunContinuesAfterApproval(t *testing.T) {
+	t.Parallel()
+	b, _, calls, runID := enqueuePausingRun(t, "sunny")
 	paused, err := b.agent.WaitRun(ctx(t), "acme", runID)
 	if err != nil || paused.StopReason != agentpg.StopAwaitingApproval || len(paused.PendingApprovals) != 1 {
 		t.Fatalf("paused: %+v, %v", paused, err)
@@ -548,16 +556,7 @@ func TestEnqueueTxWhileSessionsLastRunEnds(t *testing.T) {
 // later enqueued runs go, though no job was executing them.
 func TestCancelPausedRunLetsLaterRunsGo(t *testing.T) {
 	t.Parallel()
-	b, sess, calls := approvalSetup(t)
-	b.model.Push(
-		agentpgtest.Blocks(agentpgtest.ToolUse("toolu_1", "weather", map[string]any{"city": "Paris"})),
-		agentpgtest.Text("later answer"),
-	)
-	b.startWorker(t, agentpg.WorkerConfig{})
-	paused, err := sess.Enqueue(ctx(t), "weather?")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, sess, calls, paused := enqueuePausingRun(t, "later answer")
 	later, err := sess.Enqueue(ctx(t), "later")
 	if err != nil {
 		t.Fatal(err)

@@ -12,20 +12,28 @@ import (
 	"github.com/agentpg/agentpg/internal/store"
 )
 
+// storeWithSession returns a store on a database of the test's own, with
+// a session of the tenant acme named identifier.
+func storeWithSession(t *testing.T, identifier string) (*store.Store, string) {
+	t.Helper()
+	st, err := store.New(agentpgtest.DB(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessionID := uuid.NewString()
+	if _, err := st.CreateSession(t.Context(), store.CreateSessionParams{ID: sessionID, TenantID: "acme", Identifier: identifier}); err != nil {
+		t.Fatal(err)
+	}
+	return st, sessionID
+}
+
 // TestResumeRunSaysWhyNot checks that ResumeRun's one statement tells each
 // reason a run cannot be resumed apart, and that a run it may resume gets
 // the lease, its prompt and its session.
 func TestResumeRunSaysWhyNot(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	st, err := store.New(agentpgtest.DB(t), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sessionID := uuid.NewString()
-	if _, err := st.CreateSession(ctx, store.CreateSessionParams{ID: sessionID, TenantID: "acme", Identifier: "resume"}); err != nil {
-		t.Fatal(err)
-	}
+	st, sessionID := storeWithSession(t, "resume")
 	// Run ids are time-ordered, as the agentpg package makes them: the
 	// session's runs execute in their order.
 	newRunID := func() string { return uuid.Must(uuid.NewV7()).String() }
@@ -111,14 +119,7 @@ func TestResumeRunSaysWhyNot(t *testing.T) {
 func TestSessionRunChain(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	st, err := store.New(agentpgtest.DB(t), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sessionID := uuid.NewString()
-	if _, err := st.CreateSession(ctx, store.CreateSessionParams{ID: sessionID, TenantID: "acme", Identifier: "chain"}); err != nil {
-		t.Fatal(err)
-	}
+	st, sessionID := storeWithSession(t, "chain")
 	enqueue := func(wantJob bool) string {
 		t.Helper()
 		id := uuid.Must(uuid.NewV7()).String()
