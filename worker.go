@@ -58,7 +58,9 @@ type WorkerConfig struct {
 	// StuckRunGrace is how long a synchronous run (Session.Run) that no
 	// process holds is left for ResumeRun before the Workers' periodic
 	// rescuer fails it (Agent.FailStuckRuns), so that no run stays running
-	// forever (default DefaultStuckRunGrace).
+	// forever (default DefaultStuckRunGrace). The rescuer also gives a new
+	// job to a session whose enqueued runs have waited as long with no job
+	// to execute them (River discarded it after its last attempt, say).
 	StuckRunGrace time.Duration
 	// RetentionInterval is how often the Workers apply the retention
 	// policies (Agent.ApplyRetention) (default
@@ -86,10 +88,30 @@ type rescueWorker struct {
 	w *Worker
 }
 
-// Work fails the synchronous runs stuck for longer than the grace period.
+// Work fails the synchronous runs stuck for longer than the grace period,
+// and gives a job to the sessions whose enqueued runs have waited as long
+// for one that will never come.
 func (rw *rescueWorker) Work(ctx context.Context, _ *river.Job[rescueJobArgs]) error {
 	_, err := rw.w.agent.FailStuckRuns(ctx, rw.w.cfg.StuckRunGrace)
-	return err
+	return errors.Join(err, rw.w.restartOrphanedRuns(ctx))
+}
+
+// restartOrphanedRuns gives a new job to each session whose enqueued runs
+// no job executes (see store.OrphanedRunChains): River discarded its job
+// after the last attempt, say.
+func (w *Worker) restartOrphanedRuns(ctx context.Context) error {
+	a := w.agent
+	orphans, err := a.store.OrphanedRunChains(ctx, RunJobKind, w.cfg.StuckRunGrace)
+	if err != nil {
+		return fmt.Errorf("agentpg: finding enqueued runs without a job: %w", err)
+	}
+	for _, o := range orphans {
+		if err := a.store.RequeueRun(ctx, o.TenantID, o.RunID, a.runJob()); err != nil {
+			return fmt.Errorf("agentpg: giving run %s a job: %w", o.RunID, err)
+		}
+		a.cfg.Logger.WarnContext(ctx, "enqueued runs had no job; gave them one", "tenant_id", o.TenantID, "run_id", o.RunID)
+	}
+	return nil
 }
 
 // retentionJobArgs are the arguments of the periodic job that applies the

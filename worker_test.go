@@ -621,3 +621,53 @@ func TestLongBacklogMovesToNewJobs(t *testing.T) {
 		t.Fatalf("%d jobs executed the session's 6 runs of 150 ms with RescueAfter 1s; want the first to hand over", jobs)
 	}
 }
+
+// The Workers' rescuer gives a job to a session whose enqueued runs lost
+// theirs (River discarded it after its last attempt), once they have
+// waited for StuckRunGrace; a run that waits for approvals is left alone.
+func TestRescuerGivesOrphanedRunsAJob(t *testing.T) {
+	t.Parallel()
+	b, paused, _ := approvalSetup(t)
+	b.model.SetResponder(func(req agentpgtest.Request) agentpgtest.Reply {
+		if req.LastUserText() == "weather?" {
+			return agentpgtest.Blocks(agentpgtest.ToolUse("toolu_1", "weather", map[string]any{"city": "Paris"}))
+		}
+		return agentpgtest.Echo(req)
+	})
+	pausedRun, err := paused.Enqueue(ctx(t), "weather?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphaned := b.session(t, "acme", "user-2")
+	var ids []string
+	for _, prompt := range []string{"first", "second"} {
+		id, err := orphaned.Enqueue(ctx(t), prompt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if _, err := b.db.Exec(ctx(t), `UPDATE agentpg.river_job SET state = 'discarded', finalized_at = now()
+		WHERE kind = $1 AND args->>'session_id' = $2`, agentpg.RunJobKind, orphaned.ID); err != nil {
+		t.Fatal(err)
+	}
+	b.startWorker(t, agentpg.WorkerConfig{StuckRunGrace: time.Second})
+	for _, id := range append(ids, pausedRun) {
+		if _, err := b.agent.WaitRun(ctx(t), "acme", id); err != nil {
+			t.Fatalf("WaitRun: %v", err)
+		}
+	}
+	_, texts := conversation(t, orphaned)
+	if want := []string{"first", "echo: first", "second", "echo: second"}; !slices.Equal(texts, want) {
+		t.Fatalf("the orphaned session's conversation is %q, want %q", texts, want)
+	}
+	time.Sleep(2500 * time.Millisecond) // two more passes of the rescuer
+	var jobs int
+	if err := b.db.QueryRow(ctx(t), `SELECT count(*) FROM agentpg.river_job WHERE kind = $1 AND args->>'session_id' = $2`,
+		agentpg.RunJobKind, paused.ID).Scan(&jobs); err != nil {
+		t.Fatal(err)
+	}
+	if jobs != 1 {
+		t.Fatalf("the session whose run waits for approval has %d jobs, want its first only", jobs)
+	}
+}

@@ -53,10 +53,11 @@ const (
 )
 
 // appFunctions are the functions the application role calls: those of
-// the narrow cross-tenant path (migration 011), and the admission of model
-// calls under a tenant's limits (migration 010).
+// the narrow cross-tenant path (migrations 011 and 015), and the admission
+// of model calls under a tenant's limits (migration 010).
 var appFunctions = []string{
-	"fail_stuck_runs(text, double precision)", "usage_anomalies(double precision)", "limited_tenants()",
+	"fail_stuck_runs(text, double precision)", "orphaned_run_chains(text, double precision)",
+	"usage_anomalies(double precision)", "limited_tenants()",
 	"audit_tenants()", "retention(text, integer)", "key_tenants()", "key_summary()",
 	"admit_model_call(text, uuid)", "limit_exceeded(text, text, bigint, interval)",
 }

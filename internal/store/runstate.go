@@ -351,6 +351,27 @@ func (s *Store) FailStuckRuns(ctx context.Context, grace time.Duration, reason s
 	return queryAll(ctx, s.noTenant(), "stuck runs", s.q(failStuckRunsSQL), pgx.RowTo[string], reason, grace.Seconds())
 }
 
+// orphanedRunChainsSQL calls the rescuer's SECURITY DEFINER function
+// (migration 015).
+const orphanedRunChainsSQL = `SELECT tenant_id, run_id::text FROM {{schema}}.orphaned_run_chains($1, $2)`
+
+// OrphanedRun is the earliest run, not ended, of a session whose enqueued
+// runs no job executes.
+type OrphanedRun struct {
+	TenantID string
+	RunID    string
+}
+
+// OrphanedRunChains returns, across tenants, the sessions' runs that wait
+// for a job of kind jobKind that will never come (see migration 015), once
+// they have waited longer than grace; the rescuer gives each a job
+// (RequeueRun). Like FailStuckRuns, it goes through a function that runs
+// with its owner's rights, and returns only the tenants' and runs' ids.
+func (s *Store) OrphanedRunChains(ctx context.Context, jobKind string, grace time.Duration) ([]OrphanedRun, error) {
+	return queryAll(ctx, s.noTenant(), "orphaned runs", s.q(orphanedRunChainsSQL), pgx.RowToStructByPos[OrphanedRun],
+		jobKind, grace.Seconds())
+}
+
 // lockChainSQL locks the session's row, as enqueueRunSQL does: a run being
 // enqueued in a transaction not yet committed is waited for.
 const lockChainSQL = `SELECT 1 FROM {{schema}}.sessions WHERE tenant_id = $1 AND id = $2 FOR NO KEY UPDATE`

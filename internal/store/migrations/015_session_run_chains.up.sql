@@ -22,3 +22,35 @@ UPDATE {{schema}}.sessions s SET run_chain = 1
 WHERE EXISTS (SELECT 1 FROM {{schema}}.runs r
               WHERE r.session_id = s.id AND r.async AND r.status IN ('queued', 'running', 'awaiting_approval'));
 SELECT set_config('agentpg.cross_tenant', 'off', true);
+
+-- The Workers' rescuer (store.OrphanedRunChains) looks across tenants for
+-- sessions whose enqueued runs no job executes: River discarded their job
+-- after its last attempt, or a run's approvals were all decided and the
+-- job that was to continue it was never inserted. For each it returns the
+-- tenant and the session's earliest run that has not ended, once that run
+-- has waited (since it was enqueued, or started) longer than grace_secs,
+-- unless it waits for decisions. It reads River's jobs of kind job_kind.
+CREATE FUNCTION {{schema}}.orphaned_run_chains(job_kind text, grace_secs double precision)
+RETURNS TABLE (tenant_id text, run_id uuid)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM set_config('agentpg.cross_tenant', 'on', true);
+    RETURN QUERY
+    SELECT h.tenant_id, h.id
+    FROM (SELECT DISTINCT ON (r.session_id) r.id, r.session_id, r.tenant_id,
+                 coalesce(r.started_at, r.created_at) AS since
+          FROM {{schema}}.runs r
+          WHERE r.async AND r.status IN ('queued', 'running', 'awaiting_approval')
+          ORDER BY r.session_id, r.id) h
+    WHERE h.since < now() - make_interval(secs => grace_secs)
+      AND NOT EXISTS (SELECT 1 FROM {{schema}}.tool_executions t
+                      WHERE t.run_id = h.id AND t.status = 'awaiting_approval')
+      AND NOT EXISTS (SELECT 1 FROM {{schema}}.river_job j
+                      WHERE j.kind = job_kind AND j.args @> jsonb_build_object('session_id', h.session_id::text)
+                        AND j.state IN ('available', 'pending', 'retryable', 'running', 'scheduled'));
+    PERFORM set_config('agentpg.cross_tenant', 'off', true);
+END
+$fn$;
+REVOKE ALL ON FUNCTION {{schema}}.orphaned_run_chains(text, double precision) FROM PUBLIC;
