@@ -71,8 +71,8 @@ func (s *Session) Enqueue(ctx context.Context, prompt string) (runID string, err
 // EnqueueTx is Enqueue in the caller's transaction: the run and its job
 // exist once tx commits, and neither does if it rolls back. Workers start
 // the run after the commit, which announces it. Until tx ends, the
-// session's row stays locked: no run of the session can end, or start, and
-// no other process can enqueue one. Keep tx short.
+// session's row stays locked: no run of the session can start or end, and
+// no other transaction can enqueue one. Keep tx short.
 func (s *Session) EnqueueTx(ctx context.Context, tx pgx.Tx, prompt string) (runID string, err error) {
 	if tx == nil {
 		return "", fmt.Errorf("agentpg: %w: EnqueueTx needs a transaction", ErrInvalidArgument)

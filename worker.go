@@ -413,7 +413,7 @@ func (w *Worker) settle(ctx context.Context, job *river.Job[runJobArgs], args ru
 	a := w.agent
 	var runErr *RunError
 	switch {
-	case err == nil && res.StopReason == StopAwaitingApproval, errors.Is(err, ErrApprovalPending):
+	case err == nil && res != nil && res.StopReason == StopAwaitingApproval, errors.Is(err, ErrApprovalPending):
 		return true, nil // a person decides, then the session gets a job again
 	case errors.Is(err, ErrSessionNotFound):
 		return true, nil // the session is gone, with its runs
