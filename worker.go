@@ -399,12 +399,18 @@ func (w *Worker) execute(ctx context.Context, args runJobArgs, link *chainLink) 
 	case o := <-done:
 		return o.res, o.err
 	case <-w.handBack:
-		return nil, fmt.Errorf("agentpg: worker stopping, run %s handed back: %w", args.RunID, errHandedBack)
+		return nil, handedBack(args.RunID)
 	}
 }
 
 // errHandedBack: Stop handed the Worker's runs back.
 var errHandedBack = errors.New("handed back")
+
+// handedBack is the error of a job whose run Stop handed back: River
+// retries the job, while the run goes on.
+func handedBack(runID string) error {
+	return fmt.Errorf("agentpg: worker stopping, run %s %w", runID, errHandedBack)
+}
 
 // settle maps the outcome of the job's run to what becomes of the job: it
 // is done, with jobErr, unless the run ended (done is false), when the job
@@ -494,7 +500,7 @@ func (w *Worker) try(ctx context.Context, args runJobArgs, wake <-chan struct{},
 	select {
 	case w.tasks <- task:
 	case <-w.handBack:
-		return nil, fmt.Errorf("agentpg: worker stopping, run %s handed back: %w", args.RunID, errHandedBack)
+		return nil, handedBack(args.RunID)
 	}
 	o := <-task.done
 	return o.res, o.err
@@ -519,16 +525,6 @@ func (w *Worker) runner() {
 		case <-w.quit:
 			return
 		}
-	}
-}
-
-// handingBack reports whether Stop hands the Worker's runs back.
-func (w *Worker) handingBack() bool {
-	select {
-	case <-w.handBack:
-		return true
-	default:
-		return false
 	}
 }
 

@@ -200,8 +200,7 @@ WITH r AS (
 // RequeueRun inserts a new River job for the tenant's enqueued run, such
 // as one whose approvals were decided, or the next run of a job handing
 // its session over, and announces it; the job goes on to the session's
-// later runs. It returns
-// ErrNotFound for no such run, or one not enqueued.
+// later runs. It returns ErrNotFound for no such run, or one not enqueued.
 func (s *Store) RequeueRun(ctx context.Context, tenantID, runID string, job RunJob) error {
 	found, _, err := s.insertJob(ctx, tenantID, requeueRunSQL, job, tenantID, runID)
 	switch {
